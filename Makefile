@@ -1,0 +1,41 @@
+# The two commands: `make demo` and `make test`. Both create .venv and install on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+# A CPU build of torch is installed first; override for a GPU box, e.g. TORCH_SPEC="torch==2.13.0 --index-url ...".
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Telemetry off everywhere; the demo's ZenML and MLflow state stays inside this folder.
+export ZENML_ANALYTICS_OPT_IN := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export ZENML_CONFIG_PATH ?= $(CURDIR)/.zen-home
+export ZENML_LOGGING_VERBOSITY ?= WARN
+
+DEMO_CONFIG ?= configs/demo.yaml
+PYTEST_ARGS ?=
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/empathy-distill init
+	$(BIN)/empathy-distill run --config $(DEMO_CONFIG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf .zen-home outputs .pytest_cache

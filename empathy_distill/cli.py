@@ -1,0 +1,104 @@
+"""The ``empathy-distill`` command.
+
+    empathy-distill init                               # local ZenML + MLflow stack, idempotent
+    empathy-distill ingest --data PATH [--format F] --out DIR
+    empathy-distill run --config configs/demo.yaml [--set key=value ...] [--no-cache]
+
+Bad input ends with one line ``error: ...`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from empathy_distill.errors import ConfigError, InputError
+
+FORMAT_CHOICES = ["auto", "llms_vs_humans", "empathetic_dialogues", "jsonl", "hf_datasets"]
+
+
+def _quiet_env() -> None:
+    for key, value in {
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "GX_ANALYTICS_ENABLED": "false",
+        "HF_HUB_OFFLINE": "1",
+    }.items():
+        os.environ.setdefault(key, value)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from empathy_distill.config import load_config
+    from empathy_distill.data.ingest import ingest, require_rows, write_outputs
+
+    overrides = [f"data.path={args.data}", f"data.format={args.format}", *args.set]
+    config = load_config(args.config, overrides)
+    result = ingest(config.data.path, config.data, config.validation)
+    paths = write_outputs(result, args.out)
+    print(json.dumps(result.report, indent=2))
+    require_rows(result)
+    print(f"wrote {paths['dialogues']}, {paths['quarantine']}, {paths['report']}", file=sys.stderr)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pipelines.stack import ensure_local_stack
+
+    for line in ensure_local_stack(stack_name=args.stack):
+        print(line)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from empathy_distill.config import load_config
+    from pipelines.distill import run_distill
+
+    config = load_config(args.config, args.set)
+    summary = run_distill(config, config_path=args.config, enable_cache=not args.no_cache)
+    for line in summary:
+        print(line)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="empathy-distill", description="Distil empathy from a teacher LLM into a small student.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="set up the local ZenML stack with the MLflow tracker and registry (idempotent)")
+    p.add_argument("--stack", default="empathy-local", help="stack name (default: empathy-local)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("ingest", help="read, validate and split a dialogue file")
+    p.add_argument("--data", required=True, help="CSV, JSONL or datasets folder")
+    p.add_argument("--format", default="auto", choices=FORMAT_CHOICES, help="input format (default: detect from content)")
+    p.add_argument("--out", required=True, help="folder for dialogues.parquet, quarantine.jsonl, report.json")
+    p.add_argument("--config", default=None, help="YAML config for split and validation settings")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("run", help="run the distill pipeline on the active ZenML stack")
+    p.add_argument("--config", required=True, help="YAML config, e.g. configs/demo.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--no-cache", action="store_true", help="disable ZenML step caching for this run")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_env()
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (InputError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
