@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from empathy_distill.data.readers import printable
 from empathy_distill.data.schema import SPLITS
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 FORMULA_REGEX = r"^\s*(?:[=@]|[+\-]\s*[A-Za-z_][A-Za-z0-9_.]*\s*\()"
 NUL_REGEX = "\x00"
 CONTROL_REGEX = "[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]"
-INVALID_UTF8_REGEX = "[\udc80-\udcff]"
+INVALID_UTF8_REGEX = "\ufffd"  # readers decode bad bytes to U+FFFD
 RATING_REGEX = r"^\s*[123](?:\.0*)?\s*$"
 SOURCE_REGEX = r"^[A-Za-z0-9_.\-]+$"
 
@@ -45,7 +46,7 @@ class Check:
             "empty_text": f"{self.field} is empty",
             "too_long": f"{self.field} has {len(str(value)):,} characters (max {dict(self.kwargs).get('max_value', 0):,})",
             "nul_byte": f"{self.field} contains a NUL byte",
-            "invalid_utf8": f"{self.field} contains bytes that are not UTF-8",
+            "invalid_utf8": f"{self.field} contains bytes that are not UTF-8 (or U+FFFD): {shown}",
             "control_char": f"{self.field} contains a control character",
             "formula": f"{self.field} starts like a spreadsheet formula: {shown}",
             "bad_rating": f"{self.field} is {shown}, expected 1, 2, 3 or empty",
@@ -57,7 +58,7 @@ class Check:
 
 
 def _preview(value: Any, limit: int = 60) -> str:
-    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    text = printable(value) or ""
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
@@ -90,7 +91,9 @@ def _gx_context():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # GX sets INFO on some of its own module loggers; quiet them all.
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("great_expectations")] + ["great_expectations"]:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -151,7 +154,7 @@ def validate_raw(rows: pd.DataFrame, max_text_chars: int = 5000) -> ValidationOu
     # Derived columns that GX checks like any other: first occurrence of a key,
     # and a dialogue whose context matches its first row.
     frame["dup_rank"] = frame.groupby(["dialogue_id", "source"], dropna=False).cumcount()
-    context = frame["situation"].astype("string").fillna("\x1f") + "\x1e" + frame["utterance"].astype("string").fillna("\x1f")
+    context = pd.Series(list(zip(frame["situation"], frame["utterance"])), index=frame.index, dtype=object)
     frame["same_context"] = (context == context.groupby(frame["dialogue_id"], dropna=False).transform("first")).astype(bool)
     if frame.empty:
         return ValidationOutcome(frame, [], Counter())
@@ -163,8 +166,8 @@ def validate_raw(rows: pd.DataFrame, max_text_chars: int = 5000) -> ValidationOu
         quarantined.append(
             {
                 "record": int(row["record"]) if pd.notna(row["record"]) else None,
-                "dialogue_id": _safe(row["dialogue_id"]),
-                "source": _safe(row["source"]),
+                "dialogue_id": printable(row["dialogue_id"]),
+                "source": printable(row["source"]),
                 "field": check.field if check.field not in ("dup_rank", "same_context") else None,
                 "reason": check.reason,
                 "detail": check.detail(row[check.field] if check.field in frame.columns else None),
@@ -173,9 +176,3 @@ def validate_raw(rows: pd.DataFrame, max_text_chars: int = 5000) -> ValidationOu
     kept = frame.drop(index=list(failed)).drop(columns=["row_id", "dup_rank", "same_context"])
     logger.info("raw validation: %d kept, %d quarantined", len(kept), len(quarantined))
     return ValidationOutcome(kept, quarantined, Counter(q["reason"] for q in quarantined))
-
-
-def _safe(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
-        return None
-    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")

@@ -41,6 +41,11 @@ class IngestResult:
     report: dict[str, Any]
 
 
+def _quarantine_frame(entries: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(entries, columns=QUARANTINE_COLUMNS)
+    return frame.astype({c: ("Int64" if c == "record" else "string") for c in QUARANTINE_COLUMNS})
+
+
 def read_dialogues(path: str | Path, fmt: str = "auto") -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Parses ``path`` into unvalidated long rows.
 
@@ -62,10 +67,9 @@ def read_dialogues(path: str | Path, fmt: str = "auto") -> tuple[pd.DataFrame, p
     elif not path.exists():
         raise InputError(path, "file not found")
     result: ReadResult = READERS[fmt](path)
-    rows = pd.DataFrame(result.rows, columns=_RAW_COLUMNS).astype(
-        {c: "object" for c in _RAW_COLUMNS if c != "record"}
-    )
-    rejected = pd.DataFrame(result.quarantine, columns=QUARANTINE_COLUMNS)
+    # object dtype: texts stay exactly as read until validation
+    rows = pd.DataFrame(result.rows, columns=_RAW_COLUMNS, dtype=object)
+    rejected = _quarantine_frame(result.quarantine)
     info = {"data_path": str(path), "format": fmt, "records_read": result.records_read}
     logger.info("read %s as %s: %d records, %d rows, %d rejected", path, fmt, result.records_read, len(rows), len(rejected))
     return rows, rejected, info
@@ -83,9 +87,7 @@ def validate_dialogues(
     Never raises for bad rows: they are quarantined. See :func:`require_rows`.
     """
     outcome = validate_raw(rows, max_text_chars=validation.max_text_chars)
-    quarantine = pd.concat(
-        [rejected, pd.DataFrame(outcome.quarantined, columns=QUARANTINE_COLUMNS)], ignore_index=True
-    ).astype({"record": "Int64"})
+    quarantine = pd.concat([rejected, _quarantine_frame(outcome.quarantined)], ignore_index=True)
     kept = outcome.kept
     table = pd.DataFrame(
         {

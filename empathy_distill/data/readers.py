@@ -7,7 +7,7 @@ A file that cannot be used at all raises :class:`~empathy_distill.errors.InputEr
 
 Texts are kept as written except for surrounding whitespace, CRLF line ends
 (made ``\\n``) and EmpatheticDialogues' ``_comma_`` (made ``,``). Bytes that are not
-UTF-8 are kept as surrogate escapes so that validation can quarantine the row.
+UTF-8 become U+FFFD, which validation quarantines as ``invalid_utf8``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from empathy_distill.data.schema import (
     ED_REQUIRED,
@@ -57,12 +59,19 @@ def reject(
     """One quarantine entry: where it came from and one reason."""
     return {
         "record": record,
-        "dialogue_id": dialogue_id,
-        "source": source,
+        "dialogue_id": printable(dialogue_id),
+        "source": printable(source),
         "field": field_name,
         "reason": reason,
-        "detail": detail,
+        "detail": printable(detail),
     }
+
+
+def printable(value: Any) -> str | None:
+    """Text for messages and files; ``None`` for missing values."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    return str(value)
 
 
 def clean_text(value: Any, *, ed_commas: bool = False) -> str | None:
@@ -88,7 +97,7 @@ def _rating_raw(value: Any) -> str | None:
 
 
 def read_text(path: Path) -> str:
-    """The whole file as text: UTF-8 (BOM allowed), undecodable bytes escaped.
+    """The whole file as text: UTF-8 (BOM allowed), undecodable bytes made U+FFFD.
 
     Raises:
         InputError: missing, unreadable, empty or binary file.
@@ -107,7 +116,7 @@ def read_text(path: Path) -> str:
     bad = sum(1 for ch in sample if ch == "\ufffd" or (ord(ch) < 32 and ch not in "\t\n\r\f"))
     if bad / max(len(sample), 1) > _BINARY_RATIO:
         raise InputError(path, "not a text file (binary content in the first 8 KiB)")
-    return data.decode("utf-8-sig", errors="surrogateescape")
+    return data.decode("utf-8-sig", errors="replace")
 
 
 def _csv_records(text: str, path: Path) -> Iterator[tuple[int, list[str]]]:

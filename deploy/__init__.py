@@ -1,0 +1,1 @@
+"""Serving the champion adapter (MLflow model server; vLLM with LoRA on GPUs)."""

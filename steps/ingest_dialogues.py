@@ -1,0 +1,32 @@
+"""Step: read the input dialogues into unvalidated long rows."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import pandas as pd
+from zenml import log_metadata, step
+
+from empathy_distill.config import DataConfig
+from empathy_distill.data.ingest import read_dialogues
+
+
+@step(experiment_tracker=True)
+def ingest_dialogues(
+    data: DataConfig, source_fingerprint: str
+) -> tuple[
+    Annotated[pd.DataFrame, "raw_rows"],
+    Annotated[pd.DataFrame, "rejected_records"],
+    Annotated[dict[str, Any], "read_info"],
+]:
+    """Parses ``data.path`` in its format (detected when ``auto``).
+
+    Args:
+        data: where the dialogues come from.
+        source_fingerprint: sha256 of the input bytes; a parameter only so that
+            ZenML's cache sees a changed file.
+    """
+    rows, rejected, info = read_dialogues(data.path, data.format)
+    info["source_fingerprint"] = source_fingerprint
+    log_metadata({"format": info["format"], "records_read": info["records_read"], "rows": len(rows)})
+    return rows, rejected, info

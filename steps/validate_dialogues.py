@@ -1,0 +1,32 @@
+"""Step: Great Expectations validation, quarantine, split and data hash, logged to MLflow."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import pandas as pd
+from zenml import log_metadata, step
+
+from empathy_distill.config import DataConfig, ValidationConfig
+from empathy_distill.data.ingest import quarantine_jsonl, require_rows, validate_dialogues as validate
+from empathy_distill.tracking import log_ingest
+
+
+@step(experiment_tracker=True)
+def validate_dialogues(
+    raw_rows: pd.DataFrame,
+    rejected_records: pd.DataFrame,
+    read_info: dict[str, Any],
+    data: DataConfig,
+    validation: ValidationConfig,
+) -> tuple[
+    Annotated[pd.DataFrame, "dialogues"],
+    Annotated[pd.DataFrame, "quarantine"],
+    Annotated[dict[str, Any], "ingest_report"],
+]:
+    """Keeps valid rows, quarantines the rest with a reason, and fails when nothing is kept."""
+    result = validate(raw_rows, rejected_records, read_info, data, validation)
+    log_ingest(result.report, quarantine_jsonl(result.quarantine))
+    log_metadata({k: v for k, v in result.report.items() if isinstance(v, (int, str))})
+    require_rows(result)
+    return result.table, result.quarantine, result.report

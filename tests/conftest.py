@@ -1,0 +1,81 @@
+"""Shared fixtures: small input files written on the fly, and the path of the real data."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = REPO.parent / "shared" / "data" / "llms_vs_humans.csv"
+SAMPLE_DATA = REPO / "data" / "sample" / "dialogues.csv"
+
+LVH_SOURCES = ["human", "chatgpt_empathy", "llama_empathy", "gemini_empathy", "mixtral_empathy"]
+LVH_HEADER = (
+    ["dialog_id", "emotion", "situation", "speaker_uttr"]
+    + [f"response_{s}" for s in LVH_SOURCES]
+    + [f"rating_{s}" for s in LVH_SOURCES]
+)
+
+
+def lvh_record(i: int, **overrides: str) -> dict[str, str]:
+    """One LLMs-vs-Humans record; ratings give two 3s so the paper split says train."""
+    rec = {
+        "dialog_id": f"d{i}",
+        "emotion": "sad",
+        "situation": f"My cat number {i} ran away last week.",
+        "speaker_uttr": "I keep leaving the door open hoping she comes back.",
+        "response_human": "Oh no, I hope she returns soon.",
+        "response_chatgpt_empathy": "That sounds so hard. Leaving the door open shows how much you care.",
+        "response_llama_empathy": "I can hear how much you miss her. Posting flyers nearby might help.",
+        "response_gemini_empathy": "Losing a pet is painful. I hope she finds her way home.",
+        "response_mixtral_empathy": "It must be worrying. Have you checked local shelters?",
+        "rating_human": "2",
+        "rating_chatgpt_empathy": "3",
+        "rating_llama_empathy": "3",
+        "rating_gemini_empathy": "2",
+        "rating_mixtral_empathy": "1",
+    }
+    rec.update(overrides)
+    return rec
+
+
+def lvh_csv(records: list[dict[str, str]], header: list[str] | None = None, line_end: str = "\n") -> str:
+    """CSV text in the LLMs-vs-Humans layout (quoted where needed)."""
+    header = header or LVH_HEADER
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator=line_end)
+    writer.writerow(header)
+    for rec in records:
+        writer.writerow([rec.get(col, "") for col in header])
+    return buf.getvalue()
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    """write(name, text_or_bytes) -> path inside tmp_path."""
+
+    def _write(name: str, content: str | bytes) -> Path:
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8", newline="")
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def real_data() -> Path:
+    if not REAL_DATA.exists():
+        pytest.skip(f"real data not found at {REAL_DATA} (it lives in ../shared, outside the repo)")
+    return REAL_DATA

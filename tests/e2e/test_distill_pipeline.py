@@ -1,0 +1,101 @@
+"""The ZenML pipeline on the sample data, in a fresh ZenML store and MLflow store under tmp_path.
+
+Runs the real CLI in subprocesses so that ZenML's global state (read once per
+process) points at tmp_path and nothing touches the user's stores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, SAMPLE_DATA
+
+pytestmark = pytest.mark.e2e
+CLI = [sys.executable, "-m", "empathy_distill.cli"]
+
+
+@pytest.fixture
+def zen(tmp_path: Path):
+    env = {
+        **os.environ,
+        "ZENML_CONFIG_PATH": str(tmp_path / "zen"),
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "ZENML_LOGGING_VERBOSITY": "WARN",
+        "PYTHONPATH": str(REPO),
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*CLI, *args], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        if check:
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+    return run
+
+
+def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
+    first = zen("init").stdout
+    assert "ZenML repository: created" in first
+    assert "experiment tracker 'empathy-mlflow-tracker': registered" in first
+    assert "model registry 'empathy-mlflow-registry': registered" in first
+    assert "stack 'empathy-local': registered" in first
+    second = zen("init").stdout
+    for item in ("ZenML repository: found", "tracker 'empathy-mlflow-tracker': found", "registry 'empathy-mlflow-registry': found",
+                 "stack 'empathy-local': found", "active stack: already 'empathy-local'"):
+        assert item in second
+    assert "registered" not in second and "created" not in second
+
+    out = zen("run", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={SAMPLE_DATA}").stdout
+    assert "(completed)" in out
+    run_id = re.search(r"MLflow run: (\w+)", out).group(1)
+    uri = re.search(r"--backend-store-uri (\S+)", out).group(1)
+    assert uri.startswith("sqlite:///") and str(tmp_path) in uri
+    assert "pipeline runs list --name distill-demo-" in out
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.get_run(run_id)
+    assert run.data.params["ingest.format"] == "llms_vs_humans"
+    assert run.data.params["ingest.data_hash"].startswith("sha256:")
+    assert run.data.params["ingest.data_path"] == str(SAMPLE_DATA)
+    metrics = run.data.metrics
+    assert metrics["ingest.rows_kept"] == 300 and metrics["ingest.rows_quarantined"] == 0
+    assert metrics["ingest.train_dialogues"] + metrics["ingest.test_dialogues"] == 60
+    artifacts = {a.path for a in client.list_artifacts(run_id, "ingest")}
+    assert artifacts == {"ingest/report.json", "ingest/quarantine.jsonl"}
+    report = json.loads(Path(client.download_artifacts(run_id, "ingest/report.json", str(tmp_path))).read_text())
+    assert report["data_hash"] == run.data.params["ingest.data_hash"]
+    assert report["responses_read"] == 300
+
+    # the dialogue table is stored as parquet by ZenML's pandas materializer, not pickled
+    assert list((tmp_path / "zen").rglob("*.parquet*"))
+
+    # a second run with the same inputs is served from ZenML's cache
+    again = zen("run", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={SAMPLE_DATA}").stdout
+    assert "(cached)" in again or "(completed)" in again
+
+
+def test_pipeline_bad_input_is_one_line(zen, tmp_path):
+    zen("init")
+    proc = zen("run", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={tmp_path / 'missing.csv'}", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'missing.csv'}: file not found"
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_without_init_says_what_to_do(zen):
+    proc = zen("run", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={SAMPLE_DATA}", check=False)
+    assert proc.returncode == 2
+    assert "run `empathy-distill init` first" in proc.stderr

@@ -1,0 +1,38 @@
+"""Typed configs: YAML plus --set overrides; typos and wrong types fail with the key's path."""
+
+from __future__ import annotations
+
+import pytest
+
+from empathy_distill.config import load_config
+from empathy_distill.errors import ConfigError
+from tests.conftest import REPO
+
+
+def test_demo_config_loads_with_overrides():
+    cfg = load_config(REPO / "configs" / "demo.yaml", ["data.split.test_fraction=0.3", "validation.max_text_chars=900"])
+    assert cfg.data.split.test_fraction == 0.3
+    assert cfg.validation.max_text_chars == 900
+    assert cfg.data.path == "data/sample/dialogues.csv"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.pth=x", "data.pth: Extra inputs are not permitted"),
+        ("data.split.method=random", "data.split.method: Input should be 'auto', 'paper' or 'hash'"),
+        ("validation.max_text_chars=many", "validation.max_text_chars: Input should be a valid integer"),
+        ("novalue", "expected key=value"),
+    ],
+)
+def test_bad_override_names_the_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert message in str(err.value)
+
+
+def test_bad_yaml_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
