@@ -3,7 +3,6 @@
     empathy-distill run --config configs/demo.yaml
 """
 
-from __future__ import annotations
 
 import logging
 import os

@@ -1,7 +1,5 @@
 """Step: read the input dialogues into unvalidated long rows."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import pandas as pd

@@ -1,7 +1,5 @@
 """Step: Great Expectations validation, quarantine, split and data hash, logged to MLflow."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import pandas as pd

@@ -308,7 +308,13 @@ def ed_rows(records: list[tuple[int, dict[str, Any]]]) -> tuple[list[dict[str, A
 # --------------------------------------------------------------------- per format
 
 
-def _csv_dicts(path: Path, header: list[str], records: Iterator[tuple[int, list[str]]], min_fields: int | None, result: ReadResult) -> Iterator[tuple[int, dict[str, Any]]]:
+def _csv_dicts(
+    header: list[str], records: Iterator[tuple[int, list[str]]], min_fields: int | None, result: ReadResult
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Header-keyed records; a record with the wrong field count is quarantined.
+
+    ``min_fields``: accept records with at least this many fields (ED has ragged rows).
+    """
     want = len(header)
     for record, fields in records:
         result.records_read += 1
@@ -330,7 +336,7 @@ def read_llms_vs_humans(path: Path) -> ReadResult:
     sources = lvh_sources(header)
     if not sources:
         raise InputError(path, "no response_* column for format llms_vs_humans", row=1, column="response_*")
-    for record, rec in _csv_dicts(path, header, records, None, result):
+    for record, rec in _csv_dicts(header, records, None, result):
         result.rows.extend(lvh_rows(rec, record, sources))
     return result
 
@@ -345,7 +351,7 @@ def read_empathetic_dialogues(path: Path) -> ReadResult:
     header = [h.strip() for h in next(records, (1, []))[1]]
     _require_columns(path, header, ED_REQUIRED, result.fmt)
     width = max(header.index(c) for c in ED_REQUIRED) + 1
-    rows, rejects = ed_rows(list(_csv_dicts(path, header, records, width, result)))
+    rows, rejects = ed_rows(list(_csv_dicts(header, records, width, result)))
     result.rows.extend(rows)
     result.quarantine.extend(rejects)
     return result
@@ -387,6 +393,10 @@ def read_hf_datasets(path: Path) -> ReadResult:
         [(name, ds) for name, ds in loaded.items()] if isinstance(loaded, DatasetDict) else [(None, loaded)]
     )
     columns = parts[0][1].column_names if parts else []
+    if "speaker_uttr" in columns:
+        _require_columns(path, columns, LVH_REQUIRED, "hf_datasets (LLMs-vs-Humans columns)")
+    elif "conv_id" in columns:
+        _require_columns(path, columns, ED_REQUIRED, "hf_datasets (EmpatheticDialogues columns)")
     record = 0
     ed_records: list[tuple[int, dict[str, Any]]] = []
     for split_name, ds in parts:
@@ -407,8 +417,6 @@ def read_hf_datasets(path: Path) -> ReadResult:
         rows, rejects = ed_rows(ed_records)
         result.rows.extend(rows)
         result.quarantine.extend(rejects)
-    if "speaker_uttr" in columns:
-        _require_columns(path, columns, LVH_REQUIRED, "hf_datasets (LLMs-vs-Humans columns)")
     return result
 
 
