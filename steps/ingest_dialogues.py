@@ -7,9 +7,10 @@ from zenml import log_metadata, step
 
 from empathy_distill.config import DataConfig
 from empathy_distill.data.ingest import read_dialogues
+from materializers import DialogueTableMaterializer
 
 
-@step(experiment_tracker=True)
+@step(experiment_tracker=True, output_materializers={"raw_rows": DialogueTableMaterializer, "rejected_records": DialogueTableMaterializer})
 def ingest_dialogues(
     data: DataConfig, source_fingerprint: str
 ) -> tuple[

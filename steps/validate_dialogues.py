@@ -8,9 +8,10 @@ from zenml import log_metadata, step
 from empathy_distill.config import DataConfig, ValidationConfig
 from empathy_distill.data.ingest import quarantine_jsonl, require_rows, validate_dialogues as validate
 from empathy_distill.tracking import log_ingest
+from materializers import DialogueTableMaterializer
 
 
-@step(experiment_tracker=True)
+@step(experiment_tracker=True, output_materializers={"dialogues": DialogueTableMaterializer, "quarantine": DialogueTableMaterializer})
 def validate_dialogues(
     raw_rows: pd.DataFrame,
     rejected_records: pd.DataFrame,
