@@ -2,6 +2,7 @@
 
     empathy-distill init                               # local ZenML + MLflow stack, idempotent
     empathy-distill ingest --data PATH [--format F] --out DIR
+    empathy-distill bootstrap --config configs/paper.yaml [--set key=value ...] [--out DIR]
     empathy-distill run --config configs/demo.yaml [--set key=value ...] [--no-cache]
 
 Bad input ends with one line ``error: ...`` on stderr and exit code 2.
@@ -17,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from empathy_distill.errors import ConfigError, InputError
+from empathy_distill.teacher.types import TeacherError
 
 FORMAT_CHOICES = ["auto", "llms_vs_humans", "empathetic_dialogues", "jsonl", "hf_datasets"]
 
@@ -55,12 +57,29 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from empathy_distill.config import load_config
-    from pipelines.distill import run_distill
+    from pipelines.runner import run_pipeline
 
     config = load_config(args.config, args.set)
-    summary = run_distill(config, config_path=args.config, enable_cache=not args.no_cache)
-    for line in summary:
+    for line in run_pipeline("distill", config, enable_cache=not args.no_cache):
         print(line)
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from empathy_distill.config import load_config
+
+    config = load_config(args.config, args.set)
+    if args.out is None:
+        from pipelines.runner import run_pipeline
+
+        for line in run_pipeline("bootstrap", config, enable_cache=not args.no_cache):
+            print(line)
+        return 0
+    # without ZenML: the same library calls, files in --out
+    from empathy_distill.bootstrap_local import bootstrap_to_folder
+
+    report = bootstrap_to_folder(config, args.out, use_cache=not args.no_cache)
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -80,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="YAML config for split and validation settings")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("bootstrap", help="build SFT/DPO sets with the teacher (the bootstrap pipeline, or files with --out)")
+    p.add_argument("--config", required=True, help="YAML config, e.g. configs/paper.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--no-cache", action="store_true", help="ZenML step cache off (with --out: the teacher reply cache off)")
+    p.add_argument("--out", default=None, help="run without ZenML and write sft.parquet, dpo.parquet, bootstrap_log.parquet, report.json here")
+    p.set_defaults(func=cmd_bootstrap)
 
     p = sub.add_parser("run", help="run the distill pipeline on the active ZenML stack")
     p.add_argument("--config", required=True, help="YAML config, e.g. configs/demo.yaml")
@@ -103,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except TeacherError as exc:
+        print(f"error: teacher: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -178,8 +178,13 @@ async def _improve(table: pd.DataFrame, roles: dict[str, str], cfg: BootstrapCon
     return pd.DataFrame([{c: s.get(c) for c in BOOTSTRAP_COLUMNS} for s in state.values()], columns=BOOTSTRAP_COLUMNS)
 
 
-def build_improved(table: pd.DataFrame, cfg: BootstrapConfig, teacher) -> TrainingSets:
-    """The improvement methods: the teacher rewrites, SFT and DPO groups stay disjoint."""
+def run_bootstrap(table: pd.DataFrame, cfg: BootstrapConfig, teacher) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Runs the teacher over the SFT and DPO groups of train dialogues.
+
+    Returns:
+        The per-dialogue log (original, improved, status, reason, raw reply) and
+        a report with counts, teacher usage per stage and the budget state.
+    """
     train_ids = table.loc[table["split"] == "train", "dialogue_id"].unique().tolist()
     sft_ids, dpo_ids = split_roles(train_ids, cfg)
     roles = {**{d: "sft" for d in sft_ids}, **{d: "dpo" for d in dpo_ids}}
@@ -190,25 +195,9 @@ def build_improved(table: pd.DataFrame, cfg: BootstrapConfig, teacher) -> Traini
         finally:
             await teacher.aclose()
 
-    log = asyncio.run(run())
-    ctx = _contexts(table)
-    system = load_template(STUDENT_SYSTEM)
-    ok = log[log["status"] == "ok"]
-    users = {d: user_turn(ctx.loc[d, "situation"], ctx.loc[d, "utterance"]) for d in ok["dialogue_id"]}
-    sft_log, dpo_log = ok[ok["role"] == "sft"], ok[ok["role"] == "dpo"]
-    source = "teacher"
-    sft = pd.DataFrame(
-        {"dialogue_id": sft_log["dialogue_id"], "system": system, "user": sft_log["dialogue_id"].map(users), "response": sft_log["improved"],
-         "source": source, "method": cfg.method, "strategy": cfg.strategy},
-        columns=SFT_COLUMNS,
-    )
-    dpo = pd.DataFrame(
-        {"dialogue_id": dpo_log["dialogue_id"], "system": system, "user": dpo_log["dialogue_id"].map(users), "chosen": dpo_log["improved"],
-         "rejected": dpo_log["original"], "chosen_source": source, "rejected_source": dpo_log["original_source"], "method": cfg.method, "strategy": cfg.strategy},
-        columns=DPO_COLUMNS,
-    )
+    log = asyncio.run(run()).astype({c: "string" for c in BOOTSTRAP_COLUMNS if c != "turns"})
     statuses = Counter(log["status"])
-    reasons = Counter(r.split(":")[0] if s == "invalid" else s for s, r in zip(log["status"], log["reason"]) if s != "ok")
+    reasons = Counter(str(r).split(":")[0] if s == "invalid" else s for s, r in zip(log["status"], log["reason"]) if s != "ok")
     usage = teacher.usage.as_dict()
     report = {
         "method": cfg.method,
@@ -216,22 +205,45 @@ def build_improved(table: pd.DataFrame, cfg: BootstrapConfig, teacher) -> Traini
         "train_dialogues": len(train_ids),
         "sft_dialogues_planned": len(sft_ids),
         "dpo_dialogues_planned": len(dpo_ids),
-        "sft_rows": len(sft),
-        "dpo_pairs": len(dpo),
         "dialogues_ok": statuses.get("ok", 0),
         "dialogues_invalid": statuses.get("invalid", 0),
         "dialogues_error": statuses.get("error", 0),
         "dialogues_budget": statuses.get("budget", 0),
         "dialogues_skipped": statuses.get("skipped", 0),
         "not_ok_reasons": dict(reasons),
+        "first_error": next((str(r) for s, r in zip(log["status"], log["reason"]) if s == "error"), None),
         "teacher_requests": usage["requests"],
         "teacher_cache_hits": usage["cache_hits"],
         "teacher_usage": usage,
         "budget_exhausted": getattr(teacher.budget, "exhausted", None),
     }
     if report["budget_exhausted"]:
-        logger.warning("teacher budget reached (%s): %d dialogues not bootstrapped; the sets hold the %d that were", report["budget_exhausted"], statuses.get("budget", 0), statuses.get("ok", 0))
-    return TrainingSets(sft=sft.reset_index(drop=True).astype("string"), dpo=dpo.reset_index(drop=True).astype("string"), log=log, report=report)
+        logger.warning(
+            "teacher budget reached (%s): %d dialogues not bootstrapped; the sets hold the %d that were",
+            report["budget_exhausted"], statuses.get("budget", 0), statuses.get("ok", 0),
+        )
+    return log, report
+
+
+def sets_from_log(table: pd.DataFrame, log: pd.DataFrame, cfg: BootstrapConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """SFT rows (improved) and DPO pairs (improved vs original) from the bootstrap log."""
+    ctx = _contexts(table)
+    system = load_template(STUDENT_SYSTEM)
+    ok = log[log["status"] == "ok"]
+    users = {d: user_turn(ctx.loc[d, "situation"], ctx.loc[d, "utterance"]) for d in ok["dialogue_id"]}
+    sft_log, dpo_log = ok[ok["role"] == "sft"], ok[ok["role"] == "dpo"]
+    sft = pd.DataFrame(
+        {"dialogue_id": sft_log["dialogue_id"], "system": system, "user": sft_log["dialogue_id"].map(users), "response": sft_log["improved"],
+         "source": "teacher", "method": cfg.method, "strategy": cfg.strategy},
+        columns=SFT_COLUMNS,
+    )
+    dpo = pd.DataFrame(
+        {"dialogue_id": dpo_log["dialogue_id"], "system": system, "user": dpo_log["dialogue_id"].map(users), "chosen": dpo_log["improved"],
+         "rejected": dpo_log["original"], "chosen_source": "teacher", "rejected_source": dpo_log["original_source"], "method": cfg.method,
+         "strategy": cfg.strategy},
+        columns=DPO_COLUMNS,
+    )
+    return sft.reset_index(drop=True).astype("string"), dpo.reset_index(drop=True).astype("string")
 
 
 def build_training_sets(table: pd.DataFrame, cfg: BootstrapConfig, teacher=None) -> TrainingSets:
@@ -241,7 +253,9 @@ def build_training_sets(table: pd.DataFrame, cfg: BootstrapConfig, teacher=None)
     else:
         if teacher is None:
             raise ValueError(f"method {cfg.method} needs a teacher")
-        sets = build_improved(table, cfg, teacher)
+        log, report = run_bootstrap(table, cfg, teacher)
+        sft, dpo = sets_from_log(table, log, cfg)
+        sets = TrainingSets(sft=sft, dpo=dpo, log=log, report={**report, "sft_rows": len(sft), "dpo_pairs": len(dpo)})
     sets.report["prompt_hash"] = lineage_prompt_hash(cfg)
     test_ids = set(table.loc[table["split"] == "test", "dialogue_id"])
     leaked = (set(sets.sft["dialogue_id"]) | set(sets.dpo["dialogue_id"])) & test_ids

@@ -68,3 +68,40 @@ def log_config(config: dict[str, Any]) -> None:
     if mlflow.active_run() is None:
         return
     mlflow.log_dict(redacted(config), "config/resolved.json")
+
+
+def log_bootstrap(report: dict[str, Any], teacher_model: str | None) -> None:
+    """Method, strategy, prompt hash and teacher as params; counts, tokens and cost per stage as metrics."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return
+    mlflow.log_params(
+        {
+            "bootstrap.method": report["method"],
+            "bootstrap.strategy": report["strategy"],
+            "bootstrap.prompt_hash": report.get("prompt_hash", ""),
+            "bootstrap.teacher_model": teacher_model or "none",
+        }
+    )
+    mlflow.set_tag("prompt_hash", report.get("prompt_hash", ""))
+    metrics = {f"bootstrap.{k}": float(v) for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    usage = report.get("teacher_usage") or {}
+    for key in ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "retries", "errors"):
+        if key in usage:
+            metrics[f"teacher.{key}"] = float(usage[key])
+    for stage, row in (usage.get("by_stage") or {}).items():
+        metrics.update({f"teacher.{stage}.{k}": float(v) for k, v in row.items()})
+    mlflow.log_metrics(metrics)
+    mlflow.log_dict(report, "bootstrap/report.json")
+
+
+def log_training_sets(report: dict[str, Any], quarantine_jsonl: str) -> None:
+    """Final SFT/DPO counts and the training-set quarantine."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return
+    mlflow.log_metrics({f"training_sets.{k}": float(v) for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    mlflow.log_dict(report, "training_sets/report.json")
+    mlflow.log_text(quarantine_jsonl, "training_sets/quarantine.jsonl")

@@ -176,3 +176,61 @@ def validate_raw(rows: pd.DataFrame, max_text_chars: int = 5000) -> ValidationOu
     kept = frame.drop(index=list(failed)).drop(columns=["row_id", "dup_rank", "same_context"])
     logger.info("raw validation: %d kept, %d quarantined", len(kept), len(quarantined))
     return ValidationOutcome(kept, quarantined, Counter(q["reason"] for q in quarantined))
+
+
+def training_checks(kind: str, max_words: int, max_text_chars: int, has_test_ids: bool) -> list[Check]:
+    """The SFT or DPO suite, in priority order."""
+    texts = ["user", "response"] if kind == "sft" else ["user", "chosen", "rejected"]
+    checks: list[Check] = []
+    for col in texts:
+        checks.append(Check("missing", col, "ExpectColumnValuesToNotBeNull"))
+        checks.append(Check("empty_text", col, "ExpectColumnValueLengthsToBeBetween", (("min_value", 1),)))
+        checks.append(Check("too_long", col, "ExpectColumnValueLengthsToBeBetween", (("max_value", max_text_chars),)))
+    target = "response" if kind == "sft" else "chosen"
+    checks.append(Check("too_many_words", f"{target}_words", "ExpectColumnValuesToBeBetween", (("max_value", max_words),)))
+    if has_test_ids:
+        checks.append(Check("test_leakage", "in_test", "ExpectColumnValuesToBeInSet", (("value_set", [False]),)))
+    if kind == "dpo":
+        checks.append(Check("chosen_equals_rejected", "same", "ExpectColumnValuesToBeInSet", (("value_set", [False]),)))
+    checks.append(Check("duplicate", "dup_rank", "ExpectColumnValuesToBeInSet", (("value_set", [0]),)))
+    return checks
+
+
+_TRAINING_DETAIL = {
+    "too_many_words": "the target reply has more words than allowed",
+    "test_leakage": "the dialogue is in the test split",
+    "chosen_equals_rejected": "chosen and rejected are the same text",
+    "duplicate": "the same row appears earlier",
+}
+
+
+def validate_training_set(
+    frame: pd.DataFrame, kind: str, test_ids: set[str], max_words: int = 97, max_text_chars: int = 5000
+) -> ValidationOutcome:
+    """GX suite over SFT rows (``kind="sft"``) or DPO pairs (``kind="dpo"``); failures quarantined."""
+    table = frame.reset_index(drop=True).copy()
+    if table.empty:
+        return ValidationOutcome(table, [], Counter())
+    table["row_id"] = range(len(table))
+    target = "response" if kind == "sft" else "chosen"
+    table[f"{target}_words"] = table[target].fillna("").astype(str).str.split().str.len()
+    table["in_test"] = table["dialogue_id"].isin(test_ids)
+    key = ["dialogue_id", "response"] if kind == "sft" else ["dialogue_id", "chosen", "rejected"]
+    table["dup_rank"] = table.groupby(key, dropna=False).cumcount()
+    if kind == "dpo":
+        table["same"] = (table["chosen"].fillna("").str.strip().str.lower() == table["rejected"].fillna("").str.strip().str.lower())
+    checks = training_checks(kind, max_words, max_text_chars, bool(test_ids))
+    failed = run_suite(table, checks, f"{kind}_set")
+    quarantined = [
+        {
+            "set": kind,
+            "dialogue_id": printable(table.at[row_id, "dialogue_id"]),
+            "field": check.field,
+            "reason": check.reason,
+            "detail": _TRAINING_DETAIL.get(check.reason) or check.detail(table.at[row_id, check.field]),
+        }
+        for row_id, check in sorted(failed.items())
+    ]
+    helper = ["row_id", f"{target}_words", "in_test", "dup_rank"] + (["same"] if kind == "dpo" else [])
+    kept = table.drop(index=list(failed)).drop(columns=helper).reset_index(drop=True)
+    return ValidationOutcome(kept, quarantined, Counter(q["reason"] for q in quarantined))

@@ -1,6 +1,2 @@
-"""Dialogue ingestion: readers per format, one long table, splits and content hashes."""
-
-from empathy_distill.data.ingest import IngestResult, ingest, read_dialogues
-from empathy_distill.data.schema import DIALOGUE_COLUMNS, FORMATS
-
-__all__ = ["DIALOGUE_COLUMNS", "FORMATS", "IngestResult", "ingest", "read_dialogues"]
+"""Dialogue ingestion: readers per format (``readers``), one long table (``schema``),
+splits (``splits``), content hashes (``hashing``) and the end-to-end ``ingest``."""

@@ -306,3 +306,22 @@ class LoopbackServer:
         else:
             batch["status"] = "in_progress"
         return web.json_response({k: v for k, v in batch.items() if not k.startswith("_")})
+
+
+def main() -> None:
+    """``python -m empathy_distill.teacher.loopback [--latency 0.2]``: serve until Ctrl-C."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.0, help="mean reply latency in seconds (log-normal)")
+    args = parser.parse_args()
+    with LoopbackServer(latency_mean_s=args.latency) as server:
+        print(f"serving the OpenAI wire format at {server.base_url} (Ctrl-C to stop)", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

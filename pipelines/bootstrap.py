@@ -1,0 +1,36 @@
+"""The bootstrap pipeline: dialogues in, validated SFT rows and DPO pairs out.
+
+    empathy-distill bootstrap --config configs/paper.yaml --set teacher.base_url=http://127.0.0.1:8000/v1
+"""
+
+from zenml import pipeline
+
+from empathy_distill.config import BootstrapConfig, DataConfig, TeacherConfig, ValidationConfig
+from steps import bootstrap_responses, build_training_sets, ingest_dialogues, validate_dialogues, validate_training_sets
+
+
+def bootstrap_stage(
+    data: DataConfig, validation: ValidationConfig, bootstrap: BootstrapConfig, teacher: TeacherConfig, source_fingerprint: str, prompt_hash: str
+):
+    """Wires the data and bootstrap steps; shared by the ``bootstrap`` and ``distill`` pipelines."""
+    raw_rows, rejected_records, read_info = ingest_dialogues(data=data, source_fingerprint=source_fingerprint)
+    dialogues, _, _ = validate_dialogues(raw_rows, rejected_records, read_info, data=data, validation=validation)
+    bootstrap_log, bootstrap_report = bootstrap_responses(dialogues, bootstrap=bootstrap, teacher=teacher, prompt_hash=prompt_hash)
+    sft_rows, dpo_pairs = build_training_sets(dialogues, bootstrap_log, bootstrap_report, bootstrap=bootstrap)
+    sft_train, dpo_train, _, _ = validate_training_sets(dialogues, sft_rows, dpo_pairs, bootstrap=bootstrap, validation=validation)
+    return dialogues, sft_train, dpo_train
+
+
+@pipeline(enable_cache=True)
+def bootstrap(
+    data: DataConfig, validation: ValidationConfig, bootstrap: BootstrapConfig, teacher: TeacherConfig, source_fingerprint: str, prompt_hash: str
+) -> None:
+    """Steps, in order:
+
+    1. ``ingest_dialogues``: parse the input into long rows.
+    2. ``validate_dialogues``: GX suite, quarantine, split, data hash.
+    3. ``bootstrap_responses``: the teacher rewrites (improvement methods).
+    4. ``build_training_sets``: SFT rows and DPO pairs.
+    5. ``validate_training_sets``: GX suite over both sets, quarantine, leakage check.
+    """
+    bootstrap_stage(data, validation, bootstrap, teacher, source_fingerprint, prompt_hash)

@@ -1,0 +1,76 @@
+"""Runs a pipeline from a :class:`DistillConfig` on the active stack and says where to look."""
+
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from empathy_distill.config import DistillConfig
+from empathy_distill.data.hashing import file_fingerprint
+from empathy_distill.datasets import lineage_prompt_hash
+from empathy_distill.errors import InputError
+from empathy_distill.tracking import redacted
+
+
+def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True) -> list[str]:
+    """Runs the ``distill`` or ``bootstrap`` pipeline; returns the summary lines.
+
+    Raises:
+        InputError: the data file is missing (checked before ZenML starts).
+        ConfigError: the active stack has no experiment tracker.
+    """
+    from zenml.client import Client
+
+    from pipelines.bootstrap import bootstrap
+    from pipelines.distill import distill
+    from pipelines.stack import mlflow_tracking_uri
+
+    data_path = Path(config.data.path)
+    if not data_path.exists():
+        raise InputError(data_path, "file not found")
+    if config.bootstrap.method != "direct" and config.teacher.backend == "openai":
+        from empathy_distill.teacher.openai_client import resolve_api_key
+
+        resolve_api_key(config.teacher)  # fail before the pipeline starts when the key is missing
+    data = config.data.model_copy(update={"path": str(data_path.resolve())})
+    teacher = config.teacher.model_copy(update={"cache_path": str(Path(config.teacher.cache_path).resolve())})
+    tracking_uri = mlflow_tracking_uri()
+    run_name = f"{name}-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
+    settings = {}
+    if config.tracking.experiment:
+        settings["experiment_tracker"] = {"experiment_name": config.tracking.experiment}
+    fn = {"distill": distill, "bootstrap": bootstrap}[name]
+    run = fn.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings)(
+        data=data,
+        validation=config.validation,
+        bootstrap=config.bootstrap,
+        teacher=teacher,
+        source_fingerprint=file_fingerprint(data_path),
+        prompt_hash=lineage_prompt_hash(config.bootstrap),
+    )
+    run = Client().get_pipeline_run(run.id)
+    ingest = run.steps["validate_dialogues"].outputs["ingest_report"][0].load()
+    training = run.steps["validate_training_sets"].outputs["training_report"][0].load()
+    boot = run.steps["bootstrap_responses"].outputs["bootstrap_report"][0].load()
+    meta = run.steps["validate_dialogues"].run_metadata
+    bin_dir = Path(sys.executable).parent
+    env = f"ZENML_CONFIG_PATH={os.environ['ZENML_CONFIG_PATH']} " if os.environ.get("ZENML_CONFIG_PATH") else ""
+    lines = [
+        f"pipeline run: {run.name} ({run.status.value})",
+        f"dialogues: {ingest['dialogues_kept']} kept ({ingest['train_dialogues']} train / {ingest['test_dialogues']} test), "
+        f"rows kept {ingest['rows_kept']}, quarantined {ingest['rows_quarantined']}, data hash {ingest['data_hash'][:19]}",
+        f"training sets ({config.bootstrap.method}/{boot.get('strategy', 'none')}): {training['sft_rows']} SFT rows, {training['dpo_pairs']} DPO pairs, "
+        f"{training['rows_quarantined']} quarantined, test leakage {training['test_leakage']}; teacher requests {boot.get('teacher_requests', 0)}"
+        + (f", budget stop: {boot['budget_exhausted']}" if boot.get("budget_exhausted") else ""),
+        f"MLflow run: {meta.get('mlflow_run_id', 'n/a')} in experiment {meta.get('mlflow_experiment_id', 'n/a')}",
+        "Where to look:",
+        f"  MLflow UI:  {bin_dir / 'mlflow'} ui --backend-store-uri {tracking_uri}",
+        f"  ZenML CLI:  {env}{bin_dir / 'zenml'} pipeline runs list --name {run.name}",
+        f"  ZenML dashboard (optional, needs `pip install 'zenml[server]'`): {env}{bin_dir / 'zenml'} login --local",
+    ]
+    return lines
+
+
+def resolved_config(config: DistillConfig) -> dict:
+    """The config as logged: secrets redacted (only environment variable names are kept anyway)."""
+    return redacted(config.model_dump())
