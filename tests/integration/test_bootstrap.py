@@ -1,0 +1,127 @@
+"""Training sets from the three methods, on the loopback teacher: sizes, disjointness,
+no test leakage, budget stops, and a kill -9 mid-run followed by a resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from empathy_distill.config import BootstrapConfig, DataConfig, TeacherConfig, ValidationConfig
+from empathy_distill.data.ingest import ingest
+from empathy_distill.datasets import build_training_sets, to_conversational
+from empathy_distill.teacher import build_teacher
+from empathy_distill.teacher.loopback import LoopbackServer
+from tests.conftest import REPO, SAMPLE_DATA
+
+
+@pytest.fixture(scope="module")
+def sample_table():
+    return ingest(SAMPLE_DATA, DataConfig(path=str(SAMPLE_DATA)), ValidationConfig()).table
+
+
+def teacher_cfg(server, tmp_path, **kw):
+    return TeacherConfig(base_url=server.base_url, model="loop", cache_path=str(tmp_path / "t.sqlite"), backoff_base_s=0.01, **kw)
+
+
+def test_direct_counts_follow_the_rating_filter(sample_table):
+    sets = build_training_sets(sample_table, BootstrapConfig(method="direct"))
+    train = sample_table[sample_table.split == "train"]
+    llm3 = train[(train.source != "human") & (train.rating == 3)]
+    human_low = train[(train.source == "human") & (train.rating < 3)]
+    assert len(sets.sft) == len(llm3) == sets.report["sft_rows"]
+    expected_pairs = sum(len(llm3[llm3.dialogue_id == d]) for d in human_low.dialogue_id)
+    assert len(sets.dpo) == expected_pairs == sets.report["dpo_pairs"]
+    assert set(sets.dpo.rejected_source) == {"human"}
+    assert sets.report["test_leakage"] == 0
+    assert not set(sets.sft.dialogue_id) & set(sample_table[sample_table.split == "test"].dialogue_id)
+
+
+@pytest.mark.parametrize("method,strategy", [("improve_llm", "all_three"), ("improve_human", "sequential"), ("improve_llm", "identify_lacking")])
+def test_improvement_methods_on_the_sample(sample_table, tmp_path, method, strategy):
+    with LoopbackServer() as server:
+        sets = build_training_sets(sample_table, BootstrapConfig(method=method, strategy=strategy), build_teacher(teacher_cfg(server, tmp_path)))
+        turns = 3 if strategy == "sequential" else 1
+        assert server.received == 46 * (turns + (method == "improve_llm"))
+    assert (len(sets.sft), len(sets.dpo)) == (25, 21)  # 950:800 scaled to 46 train dialogues
+    assert not set(sets.sft.dialogue_id) & set(sets.dpo.dialogue_id)
+    assert (sets.dpo.chosen != sets.dpo.rejected).all()
+    assert set(sets.dpo.rejected_source) == {"teacher_initial" if method == "improve_llm" else "human"}
+    rows = to_conversational(sets.dpo)
+    assert [m["role"] for m in rows[0]["prompt"]] == ["system", "user"] and rows[0]["chosen"][0]["role"] == "assistant"
+    if strategy == "sequential":
+        assert sets.log["turns"].max() == 3
+
+
+def test_empty_and_failed_replies_become_reasons_not_rows(sample_table, tmp_path):
+    with LoopbackServer(faults=["empty"] * 3, fault_rates={}) as server:
+        sets = build_training_sets(sample_table, BootstrapConfig(method="improve_human", strategy="naive"), build_teacher(teacher_cfg(server, tmp_path)))
+    assert sets.report["dialogues_invalid"] == 3
+    assert sets.report["not_ok_reasons"] == {"naive": 3}
+    assert len(sets.sft) + len(sets.dpo) == 43
+
+
+def test_budget_stop_gives_a_consistent_partial_result(sample_table, tmp_path):
+    with LoopbackServer() as server:
+        teacher = build_teacher(teacher_cfg(server, tmp_path, max_requests=60))
+        sets = build_training_sets(sample_table, BootstrapConfig(method="improve_llm", strategy="all_three"), teacher)
+        assert server.received == 60
+    report = sets.report
+    assert report["budget_exhausted"] == "max_requests=60 reached"
+    assert report["dialogues_ok"] == 14  # 46 initial requests, then 14 improvements
+    assert report["dialogues_budget"] == 32
+    assert len(sets.sft) + len(sets.dpo) == report["dialogues_ok"]
+
+
+@pytest.mark.real_data
+def test_real_file_improve_llm_all_three(real_data, tmp_path):
+    table = ingest(real_data, DataConfig(path=str(real_data)), ValidationConfig()).table
+    with LoopbackServer() as server:
+        sets = build_training_sets(table, BootstrapConfig(method="improve_llm", strategy="all_three"), build_teacher(teacher_cfg(server, tmp_path)))
+        assert server.received == 3500
+    assert (len(sets.sft), len(sets.dpo)) == (950, 800)
+    assert sets.report["test_leakage"] == 0
+    test_ids = set(table[table.split == "test"].dialogue_id)
+    assert not (set(sets.sft.dialogue_id) | set(sets.dpo.dialogue_id)) & test_ids
+    assert not set(sets.sft.dialogue_id) & set(sets.dpo.dialogue_id)
+
+
+def test_kill_minus_nine_then_resume_sends_nothing_twice(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("OPENAI_API_KEY", None)
+    concurrency = 4
+    with LoopbackServer(latency_mean_s=0.05, seed=1) as server:
+        args = [
+            sys.executable, "-m", "empathy_distill.cli", "bootstrap", "--config", str(REPO / "configs" / "paper.yaml"), "--out", str(out),
+            "--set", f"data.path={SAMPLE_DATA}", "--set", "data.split.method=auto", "--set", f"teacher.base_url={server.base_url}",
+            "--set", f"teacher.cache_path={tmp_path / 'cache.sqlite'}", "--set", f"teacher.concurrency={concurrency}",
+        ]
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while sum(server.completed.values()) < 30 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        assert not (out / "report.json").exists()
+        completed_before = sum(server.completed.values())
+        assert 30 <= completed_before < 92
+
+        rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr
+    sent_twice = [k for k, n in server.completed.items() if n > 1]
+    assert len(server.completed) == 92  # 46 initial + 46 improvements, each completed
+    assert len(sent_twice) <= concurrency  # at most the requests in flight at the kill
+    report = json.loads((out / "report.json").read_text())
+    assert report["teacher_cache_hits"] >= completed_before - concurrency
+    sft, dpo = pd.read_parquet(out / "sft.parquet"), pd.read_parquet(out / "dpo.parquet")
+    assert (len(sft), len(dpo)) == (25, 21)
+    assert sft.dialogue_id.is_unique and dpo.dialogue_id.is_unique

@@ -1,0 +1,140 @@
+"""The teacher client against the loopback OpenAI server: retries, Retry-After, timeouts,
+budget, cache, batch mode and the local backend."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from empathy_distill.config import PriceConfig, TeacherConfig
+from empathy_distill.teacher import build_teacher
+from empathy_distill.teacher.batch import BatchTeacher
+from empathy_distill.teacher.cache import ReplyCache
+from empathy_distill.teacher.loopback import LoopbackServer
+from empathy_distill.teacher.openai_client import OpenAITeacher
+from empathy_distill.teacher.types import TeacherError
+
+
+def cfg(server, tmp_path, **kw) -> TeacherConfig:
+    base = {"base_url": server.base_url, "model": "loop", "cache_path": str(tmp_path / "cache.sqlite"), "backoff_base_s": 0.01, "timeout_s": 5}
+    return TeacherConfig(**{**base, **kw})
+
+
+def ask(teacher, n: int, offset: int = 0):
+    reqs = [teacher.request([("system", "s"), ("user", f"message {i}")], tag="test") for i in range(offset, offset + n)]
+
+    async def run():
+        try:
+            return await teacher.complete_many(reqs)
+        finally:
+            await teacher.aclose()
+
+    return reqs, asyncio.run(run())
+
+
+def test_retries_every_fault_kind_and_honours_retry_after(tmp_path):
+    with LoopbackServer(faults=["429", "500", "malformed", "drop", "429"], retry_after_s=0.3) as server:
+        teacher = OpenAITeacher(cfg(server, tmp_path, concurrency=1))
+        start = time.monotonic()
+        _, results = ask(teacher, 1)
+        elapsed = time.monotonic() - start
+    assert results[0].ok and results[0].text
+    assert results[0].attempts == 6
+    assert teacher.usage.retries == 5
+    assert elapsed >= 0.6  # two Retry-After waits of 0.3 s; the backoff alone would be ~0.15 s
+    assert server.statuses["200"] == 1 and server.received == 6
+
+
+def test_request_that_hangs_past_the_timeout_is_retried(tmp_path):
+    with LoopbackServer(faults=["hang"], hang_s=5) as server:
+        teacher = OpenAITeacher(cfg(server, tmp_path, timeout_s=0.5))
+        _, results = ask(teacher, 1)
+    assert results[0].ok and results[0].attempts == 2
+
+
+def test_exhausted_retries_give_a_clear_error_not_an_exception(tmp_path):
+    with LoopbackServer(fault_rates={"500": 1.0}) as server:
+        teacher = OpenAITeacher(cfg(server, tmp_path, max_retries=2))
+        _, results = ask(teacher, 2)
+    assert [r.error for r in results] == ["teacher request failed after 3 attempts (last: HTTP 500 InternalServerError)"] * 2
+    assert server.received == 6
+    assert len(ReplyCache(tmp_path / "cache.sqlite")) == 0  # errors are never cached
+
+
+def test_cache_makes_a_rerun_send_nothing(tmp_path):
+    with LoopbackServer() as server:
+        reqs, first = ask(OpenAITeacher(cfg(server, tmp_path), ReplyCache(tmp_path / "c.sqlite")), 20)
+        again = OpenAITeacher(cfg(server, tmp_path), ReplyCache(tmp_path / "c.sqlite"))
+        _, second = ask(again, 20)
+        assert server.received == 20
+    assert [r.text for r in first] == [r.text for r in second]
+    assert all(r.cached for r in second) and again.usage.cache_hits == 20 and again.usage.requests == 0
+
+
+def test_request_budget_stops_cleanly(tmp_path):
+    with LoopbackServer() as server:
+        teacher = OpenAITeacher(cfg(server, tmp_path, max_requests=7, concurrency=4))
+        _, results = ask(teacher, 20)
+        assert server.received == 7
+    assert sum(r.ok for r in results) == 7
+    assert {r.error for r in results if not r.ok} == {"budget: max_requests=7 reached"}
+    assert teacher.budget.exhausted == "max_requests=7 reached"
+
+
+def test_cost_budget_and_accounting(tmp_path):
+    prices = PriceConfig(input_per_1k=1.0, output_per_1k=2.0)
+    with LoopbackServer() as server:
+        teacher = OpenAITeacher(cfg(server, tmp_path, max_cost_usd=0.05, concurrency=1, prices=prices))
+        _, results = ask(teacher, 50)
+    sent = [r for r in results if r.ok]
+    assert 0 < len(sent) < 50
+    expected = sum(r.prompt_tokens / 1000 * 1.0 + r.completion_tokens / 1000 * 2.0 for r in sent)
+    assert teacher.usage.cost_usd == pytest.approx(expected)
+    assert teacher.usage.cost_usd >= 0.05 and teacher.usage.cost_usd < 0.05 + max(r.prompt_tokens / 1000 + r.completion_tokens / 500 for r in sent)
+    assert teacher.usage.by_stage["test"]["requests"] == len(sent)
+    assert "max_cost_usd=0.05 reached" in teacher.budget.exhausted
+
+
+def test_batch_mode_end_to_end_and_resume_by_id(tmp_path):
+    with LoopbackServer(batch_polls_before_done=3) as server:
+        # first run gives up waiting: the batch id stays in the cache database
+        impatient = BatchTeacher(cfg(server, tmp_path, mode="batch", batch_poll_s=0.01, batch_timeout_s=0.001), ReplyCache(tmp_path / "b.sqlite"))
+        with pytest.raises(TeacherError, match="rerun to resume it"):
+            ask(impatient, 12)
+        assert len(server.batches) == 1
+        # the rerun resumes the same batch instead of submitting another
+        teacher = BatchTeacher(cfg(server, tmp_path, mode="batch", batch_poll_s=0.01, prices=PriceConfig(input_per_1k=1.0, output_per_1k=1.0)), ReplyCache(tmp_path / "b.sqlite"))
+        _, results = ask(teacher, 12)
+        assert len(server.batches) == 1
+        assert all(r.ok and r.text for r in results)
+        # batch prices are half
+        tokens = sum(r.prompt_tokens + r.completion_tokens for r in results)
+        assert teacher.usage.cost_usd == pytest.approx(tokens / 1000 * 0.5)
+        # a third run is served from the cache
+        again = BatchTeacher(cfg(server, tmp_path, mode="batch", batch_poll_s=0.01), ReplyCache(tmp_path / "b.sqlite"))
+        _, third = ask(again, 12)
+        assert len(server.batches) == 1 and all(r.cached for r in third)
+
+
+def test_build_teacher_picks_the_backend(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    from empathy_distill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="environment variable OPENAI_API_KEY is not set"):
+        build_teacher(TeacherConfig(cache_path=str(tmp_path / "c.sqlite")))
+    monkeypatch.setenv("MY_KEY", "sk-test")
+    teacher = build_teacher(TeacherConfig(api_key_env="MY_KEY", mode="batch", cache_path=str(tmp_path / "c.sqlite")))
+    assert isinstance(teacher, BatchTeacher)
+
+
+def test_local_transformers_backend(tmp_path):
+    from tests.tiny_model import build_tiny_chat_model
+
+    folder = build_tiny_chat_model(tmp_path / "tiny")
+    teacher = build_teacher(TeacherConfig(backend="local", model=str(folder), max_tokens=6, temperature=0.0, cache_path=str(tmp_path / "c.sqlite")))
+    reqs, results = ask(teacher, 2)
+    assert all(r.ok and isinstance(r.text, str) and r.completion_tokens > 0 for r in results)
+    _, again = ask(build_teacher(TeacherConfig(backend="local", model=str(folder), max_tokens=6, temperature=0.0, cache_path=str(tmp_path / "c.sqlite"))), 2)
+    assert all(r.cached for r in again)
