@@ -314,8 +314,10 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.0, help="mean reply latency in seconds (log-normal)")
+    parser.add_argument("--sigma", type=float, default=0.6, help="sigma of the log-normal latency")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    with LoopbackServer(latency_mean_s=args.latency) as server:
+    with LoopbackServer(latency_mean_s=args.latency, latency_sigma=args.sigma, seed=args.seed) as server:
         print(f"serving the OpenAI wire format at {server.base_url} (Ctrl-C to stop)", flush=True)
         try:
             threading.Event().wait()

@@ -99,3 +99,32 @@ def test_run_without_init_says_what_to_do(zen):
     proc = zen("run", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={SAMPLE_DATA}", check=False)
     assert proc.returncode == 2
     assert "run `empathy-distill init` first" in proc.stderr
+
+
+def test_bootstrap_pipeline_against_an_openai_compatible_server(zen, tmp_path):
+    from empathy_distill.teacher.loopback import LoopbackServer
+
+    zen("init")
+    with LoopbackServer() as server:
+        out = zen(
+            "bootstrap", "--config", str(REPO / "configs" / "paper.yaml"),
+            "--set", f"data.path={SAMPLE_DATA}", "--set", "data.split.method=auto",
+            "--set", f"teacher.base_url={server.base_url}", "--set", f"teacher.cache_path={tmp_path / 'cache.sqlite'}",
+        ).stdout
+        assert server.received == 92
+    assert "training sets (improve_llm/all_three): 25 SFT rows, 21 DPO pairs, 0 quarantined, test leakage 0; teacher requests 92" in out
+    run_id = re.search(r"MLflow run: (\w+)", out).group(1)
+    uri = re.search(r"--backend-store-uri (\S+)", out).group(1)
+    import mlflow
+
+    run = mlflow.MlflowClient(tracking_uri=uri).get_run(run_id)
+    assert run.data.params["bootstrap.method"] == "improve_llm"
+    assert run.data.params["bootstrap.teacher_model"] == "gpt-4o"
+    assert run.data.params["bootstrap.prompt_hash"].startswith("sha256:")
+    metrics = run.data.metrics
+    assert metrics["teacher.requests"] == 92
+    assert metrics["teacher.initial.requests"] == 46 and metrics["teacher.all_three.requests"] == 46
+    assert metrics["teacher.cost_usd"] > 0 and metrics["teacher.prompt_tokens"] > 0
+    assert metrics["training_sets.sft_rows"] == 25 and metrics["training_sets.dpo_pairs"] == 21
+    # no secret reached MLflow: only the variable's name
+    assert all("sk-" not in str(v) for v in run.data.params.values())

@@ -58,6 +58,12 @@ def test_improvement_methods_on_the_sample(sample_table, tmp_path, method, strat
     assert [m["role"] for m in rows[0]["prompt"]] == ["system", "user"] and rows[0]["chosen"][0]["role"] == "assistant"
     if strategy == "sequential":
         assert sets.log["turns"].max() == 3
+        import sqlite3
+
+        chats = [json.loads(r[0]) for r in sqlite3.connect(tmp_path / "t.sqlite").execute("SELECT request FROM replies")]
+        roles = sorted({tuple(m[0] for m in chat) for chat in chats}, key=len)
+        assert roles[-1] == ("system", "user", "assistant", "user", "assistant", "user")  # the third round sees both earlier answers
+        assert "Round three, compassionate" in max(chats, key=len)[-1][1]
 
 
 def test_empty_and_failed_replies_become_reasons_not_rows(sample_table, tmp_path):

@@ -1,0 +1,112 @@
+"""Teacher client throughput: ours (cold, then warm from the cache) vs a plain AsyncOpenAI loop.
+
+    .venv/bin/python bench/teacher_throughput.py [--requests 1000] [--concurrency 64] [--latency 0.2]
+
+The loopback server runs in its own process (the second core) with log-normal
+latency (mean 200 ms, sigma 0.6), as real endpoints jitter. In one run:
+1. reference: plain ``openai.AsyncOpenAI`` calls under ``asyncio.Semaphore(64)``,
+   no cache, no retries;
+2. ours, cold: a fresh reply cache, retries on, budget and usage accounting on;
+3. ours, warm: the same requests again, all from the cache.
+Each timed phase runs twice and the faster run counts, so a warm-up hiccup does
+not decide the ratio. The last line is
+
+    ratio_vs_plain=<ours cold / reference throughput> ratio_vs_ideal=<ours cold / (concurrency / latency)> cache_speedup=<cold time / warm time>
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from empathy_distill.config import TeacherConfig  # noqa: E402
+from empathy_distill.teacher.cache import ReplyCache  # noqa: E402
+from empathy_distill.teacher.openai_client import OpenAITeacher  # noqa: E402
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "empathy_distill.teacher.loopback", "--latency", str(latency), "--sigma", "0.6"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    line = proc.stdout.readline()
+    url = re.search(r"(http://\S+)", line).group(1)
+    return proc, url
+
+
+def messages(i: int) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "You rewrite replies to be more empathetic."}, {"role": "user", "content": f"Request number {i}: make it kinder."}]
+
+
+async def plain(url: str, n: int, concurrency: int) -> float:
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=url, api_key="x", max_retries=0)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> str:
+        async with sem:
+            resp = await client.chat.completions.create(model="loop", messages=messages(i), temperature=0.7, max_tokens=256)
+            return resp.choices[0].message.content
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    elapsed = time.perf_counter() - start
+    await client.close()
+    return elapsed
+
+
+async def ours(url: str, n: int, concurrency: int, cache_path: Path) -> tuple[float, int]:
+    cfg = TeacherConfig(base_url=url, model="loop", concurrency=concurrency, cache_path=str(cache_path), max_retries=6)
+    teacher = OpenAITeacher(cfg, ReplyCache(cache_path))
+    reqs = [teacher.request([(m["role"], m["content"]) for m in messages(i)], tag="bench") for i in range(n)]
+    start = time.perf_counter()
+    results = await teacher.complete_many(reqs, desc="ours")
+    elapsed = time.perf_counter() - start
+    await teacher.aclose()
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
+    return elapsed, teacher.usage.cache_hits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=0.2)
+    args = parser.parse_args()
+    n, c = args.requests, args.concurrency
+    server, url = start_server(args.latency)
+    try:
+        tmp = Path(tempfile.mkdtemp())
+        ref_times, cold_times, warm_times = [], [], []
+        for rep in range(2):
+            ref_times.append(asyncio.run(plain(url, n, c)))
+            cache = tmp / f"cache{rep}.sqlite"
+            cold, hits = asyncio.run(ours(url, n, c, cache))
+            assert hits == 0
+            warm, hits = asyncio.run(ours(url, n, c, cache))
+            assert hits == n
+            cold_times.append(cold)
+            warm_times.append(warm)
+            print(f"run {rep + 1}: reference {ref_times[-1]:.2f} s, ours cold {cold:.2f} s, ours warm {warm:.3f} s", flush=True)
+    finally:
+        server.terminate()
+        server.wait(10)
+    ref, cold, warm = min(ref_times), min(cold_times), min(warm_times)
+    ideal = n / (c / args.latency)
+    print(f"{n} requests, concurrency {c}, latency mean {args.latency * 1000:.0f} ms (log-normal, sigma 0.6)")
+    print(f"reference {n / ref:.0f} req/s, ours cold {n / cold:.0f} req/s, ours warm {n / warm:.0f} req/s, ideal {n / ideal:.0f} req/s")
+    print(f"ratio_vs_plain={ref / cold:.3f} ratio_vs_ideal={ideal / cold:.3f} cache_speedup={cold / warm:.1f}")
+
+
+if __name__ == "__main__":
+    main()
