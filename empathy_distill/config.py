@@ -125,6 +125,97 @@ class BootstrapConfig(Strict):
     """direct: recorded LLM responses rated at least this become SFT rows and chosen responses."""
 
 
+class TinyStudentConfig(Strict):
+    """The offline student: a small Llama with a tokenizer trained on the ingested text."""
+
+    max_vocab: int = Field(4000, ge=300)
+    """Upper bound on the BPE vocabulary; the trainer stops earlier on small data."""
+    hidden_size: int = Field(128, ge=16)
+    layers: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1)
+    max_length: int = Field(256, ge=32)
+    """Context length of the model."""
+    pretrain_steps: int = Field(600, ge=0)
+    """Causal-LM steps on the dialogue text so that replies are word-like (well under 2 minutes on 2 CPU cores)."""
+    pretrain_batch: int = Field(32, ge=1)
+    pretrain_seq: int = Field(64, ge=8)
+    pretrain_lr: float = Field(3e-3, gt=0)
+    seed: int = 0
+
+
+class StudentConfig(Strict):
+    """The student: ``tiny`` (built here, offline) or a Hugging Face model id or local path."""
+
+    model: str = "tiny"
+    """tiny, a hub id such as Qwen/Qwen2.5-0.5B-Instruct, or a local folder."""
+    chat_template: str | None = None
+    """A Jinja chat template for models that have none (a plain role-tagged one is added otherwise)."""
+    cache_dir: str = ".cache/students"
+    """Where built tiny students live, one folder per data hash and settings."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """auto: bfloat16 on a GPU that supports it, else float32."""
+    tiny: TinyStudentConfig = TinyStudentConfig()
+
+
+class LoraSettings(Strict):
+    """LoRA adapter shape (PEFT)."""
+
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | str = "all-linear"
+    """Module names, or all-linear."""
+
+
+class StageSettings(Strict):
+    """Optimizer settings of one training stage (SFT or DPO)."""
+
+    learning_rate: float = Field(5e-5, gt=0)
+    epochs: float = Field(3.0, gt=0)
+    batch_size: int = Field(2, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_steps: int = -1
+    """Stop after this many optimizer steps (-1: run the epochs)."""
+    max_length: int = Field(256, ge=16)
+    """Longest prompt + response in tokens."""
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    save_steps: int = Field(50, ge=1)
+    """Checkpoint every N steps (training resumes from the last one)."""
+    logging_steps: int = Field(1, ge=1)
+
+
+class TrainingConfig(Strict):
+    """SFT then DPO with LoRA, as in the paper (r=8, lr 5e-5, 3 epochs, batch 2, beta 0.1)."""
+
+    stages: Literal["sft+dpo", "sft", "dpo"] = "sft+dpo"
+    """sft+dpo: DPO starts from the SFT adapter; sft or dpo alone for the ablation."""
+    lora: LoraSettings = LoraSettings()
+    sft: StageSettings = StageSettings()
+    dpo: StageSettings = StageSettings()
+    beta: float = Field(0.1, gt=0)
+    """DPO temperature."""
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
+    output_dir: str = ".cache/training"
+    """Checkpoints, one folder per stage and input hash; a rerun resumes from the last checkpoint."""
+    bf16: Literal["auto", "on", "off"] = "auto"
+    """auto: on where the GPU supports it."""
+    gradient_checkpointing: bool = False
+    """Trades compute for memory; pays off for models of 1B parameters and up."""
+    seed: int = 0
+
+
+class GenerationSettings(Strict):
+    """How base and tuned students answer the test prompts."""
+
+    max_new_tokens: int = Field(64, ge=1)
+    temperature: float = Field(0.0, ge=0.0)
+    """0 = greedy."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    batch_size: int = Field(16, ge=1)
+    max_prompts: int | None = Field(None, ge=1)
+    """Only the first N test dialogues (None: all)."""
+
+
 class TrackingConfig(Strict):
     """MLflow naming (the tracking URI comes from the active ZenML stack)."""
 
@@ -141,6 +232,9 @@ class DistillConfig(Strict):
     validation: ValidationConfig = ValidationConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
     teacher: TeacherConfig = TeacherConfig()
+    student: StudentConfig = StudentConfig()
+    training: TrainingConfig = TrainingConfig()
+    generation: GenerationSettings = GenerationSettings()
     tracking: TrackingConfig = TrackingConfig()
 
 

@@ -1,0 +1,1 @@
+"""Training: the student factory, LoRA SFT, DPO, adapters and generation (imports no ZenML)."""

@@ -1,0 +1,124 @@
+"""Pieces shared by SFT and DPO: LoRA config, metric recording, adapter hashes, the loss curve."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from empathy_distill.config import LoraSettings, StageSettings, TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+
+class AdapterUnchanged(RuntimeError):
+    """A training stage ended with the adapter weights exactly as they started."""
+
+
+def lora_config(settings: LoraSettings):
+    from peft import LoraConfig
+
+    return LoraConfig(task_type="CAUSAL_LM", r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=settings.target_modules)
+
+
+def use_bf16(cfg: TrainingConfig) -> bool:
+    import torch
+
+    if cfg.bf16 == "auto":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return cfg.bf16 == "on"
+
+
+def trainer_args(stage: StageSettings, cfg: TrainingConfig, output_dir: Path) -> dict[str, Any]:
+    """Keyword arguments common to ``SFTConfig`` and ``DPOConfig``."""
+    return {
+        "output_dir": str(output_dir),
+        "learning_rate": stage.learning_rate,
+        "num_train_epochs": stage.epochs,
+        "per_device_train_batch_size": stage.batch_size,
+        "gradient_accumulation_steps": stage.grad_accum,
+        "max_steps": stage.max_steps,
+        "max_length": stage.max_length,
+        "warmup_steps": stage.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        "logging_steps": stage.logging_steps,
+        "save_steps": stage.save_steps,
+        "save_total_limit": 2,
+        "report_to": "none",  # metrics go to MLflow through MetricsRecorder, into the pipeline's run
+        "bf16": use_bf16(cfg),
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "seed": cfg.seed,
+        "disable_tqdm": False,
+        "dataloader_num_workers": 0,
+    }
+
+
+def metrics_recorder(prefix: str):
+    """A ``TrainerCallback`` that keeps every logged value and mirrors it to the active MLflow run."""
+    from transformers import TrainerCallback
+
+    class MetricsRecorder(TrainerCallback):
+        def __init__(self) -> None:
+            self.history: list[dict[str, float]] = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 - transformers' signature
+            values = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+            if not values:
+                return
+            self.history.append({"step": state.global_step, **values})
+            try:
+                import mlflow
+
+                if mlflow.active_run() is not None:
+                    mlflow.log_metrics({f"{prefix}.{k.replace('/', '.')}": v for k, v in values.items()}, step=state.global_step)
+            except Exception as exc:  # noqa: BLE001 - tracking must never stop training
+                logger.warning("could not log %s metrics to MLflow: %s", prefix, exc)
+
+    return MetricsRecorder()
+
+
+def adapter_hash(model, adapter: str = "default") -> str:
+    """sha256 over the named adapter's LoRA tensors, in name order."""
+    digest = hashlib.sha256()
+    tensors = sorted((name, p) for name, p in model.named_parameters() if f".{adapter}." in name and "lora_" in name)
+    if not tensors:
+        raise ValueError(f"model has no LoRA tensors for adapter '{adapter}'")
+    for name, param in tensors:
+        digest.update(name.replace(f".{adapter}.", ".").encode())
+        digest.update(param.detach().float().cpu().numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def require_change(stage: str, before: str, after: str) -> None:
+    if before == after:
+        raise AdapterUnchanged(f"{stage}: training changed no adapter weight (hash {after[:19]}); check the learning rate, max_steps and that labels are not all masked")
+
+
+def loss_curve_png(history: list[dict[str, float]], path: Path, title: str, keys: tuple[str, ...] = ("loss",)) -> Path | None:
+    """A PNG of the logged curves (loss, and for DPO reward accuracy and margin)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {k: [(h["step"], h[k]) for h in history if k in h] for k in keys}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.2), squeeze=False)
+    for ax, (key, points) in zip(axes[0], series.items()):
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o" if len(points) < 30 else None, linewidth=1.5)
+        ax.set_xlabel("step")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def stage_key(*parts: Any) -> str:
+    """A short hash of everything that determines a stage's result (data, base model, settings)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,64 @@
+"""DPO with TRL's ``DPOTrainer`` (beta 0.1, sigmoid loss), starting from the SFT adapter.
+
+How the reference works: the SFT adapter is loaded as a *trainable* PEFT model and no
+``ref_model`` is passed. TRL then copies that adapter into a second, frozen adapter
+named ``ref`` and computes reference log-probabilities with it, so the reference is
+the frozen SFT adapter (not the bare base model) and only one copy of the base
+weights is in memory. For a DPO-only run (``training.stages: dpo``) a fresh LoRA
+adapter is trained and the reference is the base model with adapters disabled.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from empathy_distill.config import StudentConfig, TrainingConfig
+from empathy_distill.datasets import to_conversational
+from empathy_distill.training.common import adapter_hash, lora_config, metrics_recorder, require_change, stage_key, trainer_args
+from empathy_distill.training.sft import StageResult, last_checkpoint
+from empathy_distill.training.student import load_student
+
+logger = logging.getLogger(__name__)
+
+
+def build_dpo_trainer(base_model: str, pairs: pd.DataFrame, cfg: TrainingConfig, student: StudentConfig, sft_adapter: str | None, output_dir: Path):
+    """The DPOTrainer, its metrics recorder and the dataset (also used to score reward accuracy)."""
+    from datasets import Dataset
+    from peft import PeftModel
+    from trl import DPOConfig, DPOTrainer
+
+    tokenizer, model = load_student(base_model, student)
+    peft_config = None
+    if sft_adapter:
+        model = PeftModel.from_pretrained(model, sft_adapter, is_trainable=True)
+    else:
+        peft_config = lora_config(cfg.lora)
+    dataset = Dataset.from_list(to_conversational(pairs))
+    args = DPOConfig(**trainer_args(cfg.dpo, cfg, output_dir), beta=cfg.beta, loss_type=[cfg.loss_type])
+    recorder = metrics_recorder("dpo")
+    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config, callbacks=[recorder])
+    return trainer, recorder, dataset, tokenizer
+
+
+def train_dpo(base_model: str, pairs: pd.DataFrame, cfg: TrainingConfig, student: StudentConfig, sft_adapter: str | None = None, data_hash: str = "") -> StageResult:
+    """Trains the DPO adapter; raises :class:`AdapterUnchanged` when nothing moved."""
+    key = stage_key("dpo", base_model, sft_adapter, data_hash or pd.util.hash_pandas_object(pairs, index=False).sum(), cfg.dpo.model_dump(), cfg.lora.model_dump(), cfg.beta, cfg.loss_type, cfg.seed)
+    work = Path(cfg.output_dir) / f"dpo-{key}"
+    adapter_dir = work / "adapter"
+    if (done := StageResult.load(adapter_dir)) is not None:
+        logger.info("DPO %s already trained: reusing %s", key, adapter_dir)
+        return done
+    trainer, recorder, _, tokenizer = build_dpo_trainer(base_model, pairs, cfg, student, sft_adapter, work / "checkpoints")
+    before = adapter_hash(trainer.model)
+    ckpt, resumed = last_checkpoint(work / "checkpoints")
+    trainer.train(resume_from_checkpoint=ckpt)
+    after = adapter_hash(trainer.model)
+    require_change("DPO", before, after)
+    trainer.model.save_pretrained(str(adapter_dir), selected_adapters=["default"])
+    tokenizer.save_pretrained(str(adapter_dir))
+    result = StageResult("dpo", str(adapter_dir), base_model, before, after, trainer.state.global_step, len(pairs), recorder.history, resumed)
+    result.save()
+    return result

@@ -1,0 +1,188 @@
+"""The student factory: a Hugging Face model (id or folder) or the offline ``tiny`` student.
+
+``tiny`` is built here with no download: a byte-level BPE tokenizer trained on the
+ingested text (vocabulary sized to the data) and a small Llama, briefly pretrained
+as a causal LM on the same text so that its replies are word-like. It is saved as a
+normal model folder under ``student.cache_dir`` and reused while the data hash and
+the settings are unchanged. It can show that the pipeline trains, changes adapters,
+moves DPO rewards and generates; it cannot show real empathy gains (it is a few
+hundred thousand parameters).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from empathy_distill.config import StudentConfig, TinyStudentConfig
+
+logger = logging.getLogger(__name__)
+
+# Role-tagged template with generation markers, so TRL can mask non-assistant tokens.
+DEFAULT_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}<|assistant|>\n{% generation %}{{ message['content'] }}</s>{% endgeneration %}\n"
+    "{% else %}<|{{ message['role'] }}|>\n{{ message['content'] }}</s>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
+
+
+def tiny_key(texts_hash: str, cfg: TinyStudentConfig) -> str:
+    payload = json.dumps({"data": texts_hash, "cfg": cfg.model_dump(), "template": DEFAULT_CHAT_TEMPLATE, "v": 1}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def corpus_hash(texts: list[str]) -> str:
+    digest = hashlib.sha256()
+    for text in sorted(texts):
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def train_tokenizer(texts: list[str], max_vocab: int):
+    """Byte-level BPE on the texts; the vocabulary stops growing when merges run out."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=max_vocab, min_frequency=2, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   additional_special_tokens=SPECIAL_TOKENS[4:])
+    fast.chat_template = DEFAULT_CHAT_TEMPLATE
+    return fast
+
+
+def pretrain(model, tokenizer, texts: list[str], cfg: TinyStudentConfig) -> list[float]:
+    """A short causal-LM warm-up on the dialogue text (chat-formatted, so roles are learnt too)."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    ids: list[int] = []
+    for text in texts:
+        ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
+    data = torch.tensor(ids, dtype=torch.long)
+    seq = min(cfg.pretrain_seq, max(8, len(data) // 4))
+    optim = torch.optim.AdamW(model.parameters(), lr=cfg.pretrain_lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / max(cfg.pretrain_steps, 1))))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    losses = []
+    model.train()
+    for _ in range(cfg.pretrain_steps):
+        starts = torch.randint(0, max(len(data) - seq - 1, 1), (cfg.pretrain_batch,), generator=gen)
+        batch = torch.stack([data[s : s + seq] for s in starts])
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        sched.step()
+        optim.zero_grad()
+        losses.append(float(loss))
+    model.eval()
+    return losses
+
+
+def chat_texts(rows: list[dict[str, str]], system: str) -> list[str]:
+    """Dialogues rendered with the default chat template (what the student will see)."""
+    out = []
+    for row in rows:
+        user = row["user"]
+        out.append(f"<|system|>\n{system}</s>\n<|user|>\n{user}</s>\n<|assistant|>\n{row['response']}</s>\n")
+    return out
+
+
+def build_tiny_student(texts: list[str], chats: list[str], cfg: StudentConfig) -> tuple[Path, dict[str, Any]]:
+    """Builds (or reuses) the tiny student for these texts.
+
+    Args:
+        texts: raw dialogue text (situations, utterances, responses) for the tokenizer.
+        chats: chat-formatted dialogues for the warm-up.
+        cfg: student settings (``cfg.tiny`` and ``cfg.cache_dir``).
+
+    Returns:
+        The model folder and facts about it (vocab, parameters, warm-up loss, seconds, reused).
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    key = tiny_key(corpus_hash(texts + chats), cfg.tiny)
+    folder = Path(cfg.cache_dir) / f"tiny-{key}"
+    info_path = folder / "student_info.json"
+    if info_path.exists():
+        info = json.loads(info_path.read_text())
+        return folder, {**info, "reused": True}
+    start = time.perf_counter()
+    tiny = cfg.tiny
+    tokenizer = train_tokenizer(texts + chats, tiny.max_vocab)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=tiny.hidden_size,
+        intermediate_size=tiny.hidden_size * 2,
+        num_hidden_layers=tiny.layers,
+        num_attention_heads=tiny.heads,
+        num_key_value_heads=tiny.heads,
+        max_position_embeddings=tiny.max_length,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(tiny.seed)
+    model = LlamaForCausalLM(config)
+    losses = pretrain(model, tokenizer, chats, tiny)
+    tmp = folder.with_name(folder.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    info = {
+        "model": "tiny",
+        "key": key,
+        "vocab_size": len(tokenizer),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "pretrain_steps": tiny.pretrain_steps,
+        "pretrain_loss_first": losses[0] if losses else None,
+        "pretrain_loss_last": losses[-1] if losses else None,
+        "build_seconds": round(time.perf_counter() - start, 2),
+    }
+    (tmp / "student_info.json").write_text(json.dumps(info, indent=2))
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    logger.info("built tiny student %s: %s", folder, info)
+    return folder, {**info, "reused": False}
+
+
+def resolve_dtype(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def load_student(path: str, cfg: StudentConfig):
+    """Tokenizer and model from a folder or hub id; a chat template is added where missing.
+
+    Hub ids are only fetched when the process is allowed to (``HF_HUB_OFFLINE`` unset);
+    tests and the demo use the tiny student's local folder.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.chat_template is None or cfg.chat_template:
+        tokenizer.chat_template = cfg.chat_template or DEFAULT_CHAT_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(cfg.dtype))
+    return tokenizer, model
