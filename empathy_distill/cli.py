@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_env()
+    import warnings
+
+    for module in ("transformers", "trl", "peft", "torch"):  # deprecation notices of dependencies, not ours
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
     args = build_parser().parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))

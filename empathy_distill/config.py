@@ -130,14 +130,14 @@ class TinyStudentConfig(Strict):
 
     max_vocab: int = Field(4000, ge=300)
     """Upper bound on the BPE vocabulary; the trainer stops earlier on small data."""
-    hidden_size: int = Field(128, ge=16)
-    layers: int = Field(4, ge=1)
+    hidden_size: int = Field(64, ge=16)
+    layers: int = Field(2, ge=1)
     heads: int = Field(4, ge=1)
     max_length: int = Field(256, ge=32)
     """Context length of the model."""
-    pretrain_steps: int = Field(600, ge=0)
+    pretrain_steps: int = Field(300, ge=0)
     """Causal-LM steps on the dialogue text so that replies are word-like (well under 2 minutes on 2 CPU cores)."""
-    pretrain_batch: int = Field(32, ge=1)
+    pretrain_batch: int = Field(16, ge=1)
     pretrain_seq: int = Field(64, ge=8)
     pretrain_lr: float = Field(3e-3, gt=0)
     seed: int = 0

@@ -105,3 +105,27 @@ def log_training_sets(report: dict[str, Any], quarantine_jsonl: str) -> None:
     mlflow.log_metrics({f"training_sets.{k}": float(v) for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
     mlflow.log_dict(report, "training_sets/report.json")
     mlflow.log_text(quarantine_jsonl, "training_sets/quarantine.jsonl")
+
+
+def log_training_stage(result: Any, params: dict[str, Any], curve_keys: tuple[str, ...] = ("loss",)) -> None:
+    """Params, the loss-curve PNG, the adapter folder and its hashes for one stage (``StageResult``)."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    from empathy_distill.training.common import loss_curve_png
+
+    if mlflow.active_run() is None:
+        return
+    stage = result.stage
+    mlflow.log_params({f"{stage}.{k}": v for k, v in params.items()})
+    mlflow.set_tags({f"{stage}.adapter_hash": result.hash_after, f"{stage}.adapter_changed": str(result.hash_before != result.hash_after)})
+    mlflow.log_metrics({f"{stage}.global_step": float(result.global_step), f"{stage}.rows": float(result.rows), f"{stage}.resumed_from_step": float(result.resumed_from_step)})
+    if result.eval_metrics:
+        mlflow.log_metrics({f"{stage}.train_pairs.{k.replace('/', '.')}": v for k, v in result.eval_metrics.items()})
+    with tempfile.TemporaryDirectory() as tmp:
+        png = loss_curve_png(result.history, Path(tmp) / f"{stage}_curves.png", f"{stage.upper()} ({result.global_step} steps)", curve_keys)
+        if png is not None:
+            mlflow.log_artifact(str(png), "plots")
+    mlflow.log_artifacts(result.adapter_dir, f"adapters/{stage}")

@@ -5,13 +5,22 @@
 
 from zenml import pipeline
 
-from empathy_distill.config import BootstrapConfig, DataConfig, TeacherConfig, ValidationConfig
+from empathy_distill.config import BootstrapConfig, DataConfig, GenerationSettings, StudentConfig, TeacherConfig, TrainingConfig, ValidationConfig
 from pipelines.bootstrap import bootstrap_stage
+from steps import generate_responses, prepare_student, train_dpo, train_sft
 
 
 @pipeline(enable_cache=True)
 def distill(
-    data: DataConfig, validation: ValidationConfig, bootstrap: BootstrapConfig, teacher: TeacherConfig, source_fingerprint: str, prompt_hash: str
+    data: DataConfig,
+    validation: ValidationConfig,
+    bootstrap: BootstrapConfig,
+    teacher: TeacherConfig,
+    student: StudentConfig,
+    training: TrainingConfig,
+    generation: GenerationSettings,
+    source_fingerprint: str,
+    prompt_hash: str,
 ) -> None:
     """Steps, in order:
 
@@ -20,5 +29,16 @@ def distill(
     3. ``bootstrap_responses``: the teacher rewrites (improvement methods; none for ``direct``).
     4. ``build_training_sets``: SFT rows and DPO pairs.
     5. ``validate_training_sets``: GX suite over both sets, quarantine, leakage check.
+    6. ``prepare_student``: the base model (the offline tiny student is built here).
+    7. ``train_sft``: LoRA SFT (skipped when ``training.stages`` is ``dpo``).
+    8. ``train_dpo``: DPO from the SFT adapter (skipped when ``training.stages`` is ``sft``).
+    9. ``generate_responses``: base and tuned replies to the test prompts.
     """
-    bootstrap_stage(data, validation, bootstrap, teacher, source_fingerprint, prompt_hash)
+    dialogues, sft_train, dpo_train = bootstrap_stage(data, validation, bootstrap, teacher, source_fingerprint, prompt_hash)
+    base = prepare_student(dialogues, sft_train, student=student)
+    adapter = None
+    if training.stages in ("sft+dpo", "sft"):
+        adapter = train_sft(base, sft_train, training=training, student=student)
+    if training.stages in ("sft+dpo", "dpo"):
+        adapter = train_dpo(base, dpo_train, training=training, student=student, sft_adapter=adapter)
+    generate_responses(base, dialogues, generation=generation, student=student, adapter=adapter)

@@ -39,20 +39,27 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True) ->
     settings = {}
     if config.tracking.experiment:
         settings["experiment_tracker"] = {"experiment_name": config.tracking.experiment}
+    params = {
+        "data": data,
+        "validation": config.validation,
+        "bootstrap": config.bootstrap,
+        "teacher": teacher,
+        "source_fingerprint": file_fingerprint(data_path),
+        "prompt_hash": lineage_prompt_hash(config.bootstrap),
+    }
+    if name == "distill":
+        params.update(
+            student=config.student.model_copy(update={"cache_dir": str(Path(config.student.cache_dir).resolve())}),
+            training=config.training.model_copy(update={"output_dir": str(Path(config.training.output_dir).resolve())}),
+            generation=config.generation,
+        )
     fn = {"distill": distill, "bootstrap": bootstrap}[name]
-    run = fn.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings)(
-        data=data,
-        validation=config.validation,
-        bootstrap=config.bootstrap,
-        teacher=teacher,
-        source_fingerprint=file_fingerprint(data_path),
-        prompt_hash=lineage_prompt_hash(config.bootstrap),
-    )
+    run = fn.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings)(**params)
     run = Client().get_pipeline_run(run.id)
     ingest = run.steps["validate_dialogues"].outputs["ingest_report"][0].load()
     training = run.steps["validate_training_sets"].outputs["training_report"][0].load()
     boot = run.steps["bootstrap_responses"].outputs["bootstrap_report"][0].load()
-    meta = run.steps["validate_dialogues"].run_metadata
+    mlflow_run_id = find_mlflow_run(tracking_uri, run.name)
     bin_dir = Path(sys.executable).parent
     env = f"ZENML_CONFIG_PATH={os.environ['ZENML_CONFIG_PATH']} " if os.environ.get("ZENML_CONFIG_PATH") else ""
     lines = [
@@ -62,12 +69,39 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True) ->
         f"training sets ({config.bootstrap.method}/{boot.get('strategy', 'none')}): {training['sft_rows']} SFT rows, {training['dpo_pairs']} DPO pairs, "
         f"{training['rows_quarantined']} quarantined, test leakage {training['test_leakage']}; teacher requests {boot.get('teacher_requests', 0)}"
         + (f", budget stop: {boot['budget_exhausted']}" if boot.get("budget_exhausted") else ""),
-        f"MLflow run: {meta.get('mlflow_run_id', 'n/a')} in experiment {meta.get('mlflow_experiment_id', 'n/a')}",
+        *training_lines(run),
+        f"MLflow run: {mlflow_run_id or 'n/a (every step was cached)'}",
         "Where to look:",
         f"  MLflow UI:  {bin_dir / 'mlflow'} ui --backend-store-uri {tracking_uri}",
         f"  ZenML CLI:  {env}{bin_dir / 'zenml'} pipeline runs list --name {run.name}",
         f"  ZenML dashboard (optional, needs `pip install 'zenml[server]'`): {env}{bin_dir / 'zenml'} login --local",
     ]
+    return lines
+
+
+def find_mlflow_run(tracking_uri: str, run_name: str) -> str | None:
+    """The MLflow run ZenML's tracker opened for this pipeline run (it is named after it)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, filter_string=f"attributes.run_name = '{run_name}'", max_results=1) if experiments else []
+    return runs[0].info.run_id if runs else None
+
+
+def training_lines(run) -> list[str]:
+    """One line per training stage and one for generation, where the run had them."""
+    lines = []
+    for step_name, output in (("train_sft", "sft_adapter"), ("train_dpo", "dpo_adapter")):
+        if step_name in run.steps:
+            adapter = run.steps[step_name].outputs[output][0].load()
+            lines.append(f"{adapter.stage.upper()}: {adapter.global_step} steps on {adapter.rows} rows, adapter {adapter.weights_hash[:19]}")
+    if "generate_responses" in run.steps:
+        table = run.steps["generate_responses"].outputs["generations"][0].load()
+        lines.append(f"generation: {len(table)} test prompts answered by the base and the tuned student")
+        if len(table):
+            row = table.iloc[0]
+            lines.append(f"  e.g. {row['user'].splitlines()[-1][:80]!r} -> tuned: {row['tuned_response'][:100]!r}")
     return lines
 
 

@@ -2,8 +2,22 @@
 
 from steps.bootstrap_responses import bootstrap_responses
 from steps.build_training_sets import build_training_sets
+from steps.generate_responses import generate_responses
 from steps.ingest_dialogues import ingest_dialogues
+from steps.prepare_student import prepare_student
+from steps.train_dpo import train_dpo
+from steps.train_sft import train_sft
 from steps.validate_dialogues import validate_dialogues
 from steps.validate_training_sets import validate_training_sets
 
-__all__ = ["bootstrap_responses", "build_training_sets", "ingest_dialogues", "validate_dialogues", "validate_training_sets"]
+__all__ = [
+    "bootstrap_responses",
+    "build_training_sets",
+    "generate_responses",
+    "ingest_dialogues",
+    "prepare_student",
+    "train_dpo",
+    "train_sft",
+    "validate_dialogues",
+    "validate_training_sets",
+]

@@ -51,14 +51,17 @@ def train_dpo(base_model: str, pairs: pd.DataFrame, cfg: TrainingConfig, student
     if (done := StageResult.load(adapter_dir)) is not None:
         logger.info("DPO %s already trained: reusing %s", key, adapter_dir)
         return done
-    trainer, recorder, _, tokenizer = build_dpo_trainer(base_model, pairs, cfg, student, sft_adapter, work / "checkpoints")
+    trainer, recorder, dataset, tokenizer = build_dpo_trainer(base_model, pairs, cfg, student, sft_adapter, work / "checkpoints")
     before = adapter_hash(trainer.model)
     ckpt, resumed = last_checkpoint(work / "checkpoints")
     trainer.train(resume_from_checkpoint=ckpt)
     after = adapter_hash(trainer.model)
     require_change("DPO", before, after)
+    # implicit reward accuracy and margin on (up to 256 of) the training pairs, against the reference
+    scored = trainer.evaluate(eval_dataset=dataset.select(range(min(len(dataset), 256))))
+    eval_metrics = {k.removeprefix("eval_"): float(v) for k, v in scored.items() if k.startswith("eval_rewards/")}
     trainer.model.save_pretrained(str(adapter_dir), selected_adapters=["default"])
     tokenizer.save_pretrained(str(adapter_dir))
-    result = StageResult("dpo", str(adapter_dir), base_model, before, after, trainer.state.global_step, len(pairs), recorder.history, resumed)
+    result = StageResult("dpo", str(adapter_dir), base_model, before, after, trainer.state.global_step, len(pairs), recorder.history, resumed, eval_metrics=eval_metrics)
     result.save()
     return result

@@ -36,6 +36,7 @@ class StageResult:
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from_step: int = 0
     reused: bool = False
+    eval_metrics: dict[str, float] = field(default_factory=dict)
 
     def save(self) -> None:
         (Path(self.adapter_dir) / "train_result.json").write_text(json.dumps(asdict(self), indent=2))
@@ -57,8 +58,13 @@ def last_checkpoint(folder: Path) -> tuple[str | None, int]:
     return (ckpt, int(ckpt.rsplit("-", 1)[-1])) if ckpt else (None, 0)
 
 
-def train_sft(base_model: str, rows: pd.DataFrame, cfg: TrainingConfig, student: StudentConfig, data_hash: str = "") -> StageResult:
-    """Trains a LoRA adapter on SFT rows; raises :class:`AdapterUnchanged` when nothing moved."""
+def train_sft(
+    base_model: str, rows: pd.DataFrame, cfg: TrainingConfig, student: StudentConfig, data_hash: str = "", extra_callbacks: list | None = None
+) -> StageResult:
+    """Trains a LoRA adapter on SFT rows; raises :class:`AdapterUnchanged` when nothing moved.
+
+    ``extra_callbacks`` are added to the trainer (tests use one to interrupt a run).
+    """
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -72,7 +78,7 @@ def train_sft(base_model: str, rows: pd.DataFrame, cfg: TrainingConfig, student:
     dataset = Dataset.from_list(to_conversational(rows))
     args = SFTConfig(**trainer_args(cfg.sft, cfg, work / "checkpoints"), completion_only_loss=True)
     recorder = metrics_recorder("sft")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(cfg.lora), callbacks=[recorder])
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(cfg.lora), callbacks=[recorder, *(extra_callbacks or [])])
     before = adapter_hash(trainer.model)
     ckpt, resumed = last_checkpoint(work / "checkpoints")
     if ckpt:

@@ -82,6 +82,19 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     # the dialogue table is stored as parquet by ZenML's pandas materializer, not pickled
     assert list((tmp_path / "zen").rglob("*.parquet*"))
 
+    # training: per-step loss, DPO rewards, curves, adapters, generation
+    assert re.search(r"SFT: \d+ steps on 149 rows", out) and re.search(r"DPO: \d+ steps on 149 rows", out)
+    assert "generation: 14 test prompts answered" in out
+    assert len(client.get_metric_history(run_id, "sft.loss")) >= 5
+    assert client.get_metric_history(run_id, "dpo.rewards.margins")
+    assert metrics["dpo.train_pairs.rewards.accuracies"] > 0.5
+    assert run.data.tags["sft.adapter_changed"] == "True" and run.data.tags["dpo.adapter_changed"] == "True"
+    assert run.data.params["dpo.reference"] == "sft_adapter" and run.data.params["dpo.beta"] == "0.1"
+    plots = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert plots == {"plots/sft_curves.png", "plots/dpo_curves.png"}
+    assert {a.path for a in client.list_artifacts(run_id, "adapters/dpo")} >= {"adapters/dpo/adapter_config.json", "adapters/dpo/adapter_model.safetensors"}
+    assert metrics["generation.prompts"] == 14
+
     # a second run with the same inputs is served from ZenML's cache
     again = zen("run", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={SAMPLE_DATA}").stdout
     assert "(cached)" in again or "(completed)" in again

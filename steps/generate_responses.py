@@ -1,0 +1,28 @@
+"""Step: base and tuned students answer the test prompts; reference responses ride along."""
+
+from typing import Annotated, Optional
+
+import mlflow
+import pandas as pd
+from zenml import step
+
+from empathy_distill.config import GenerationSettings, StudentConfig
+from empathy_distill.training.adapter import Adapter
+from empathy_distill.training.generate import generate_base_and_tuned, prompts_for_test_split
+from materializers import DialogueTableMaterializer
+
+
+@step(experiment_tracker=True, output_materializers={"generations": DialogueTableMaterializer})
+def generate_responses(
+    student_base: str, dialogues: pd.DataFrame, generation: GenerationSettings, student: StudentConfig, adapter: Optional[Adapter] = None
+) -> Annotated[pd.DataFrame, "generations"]:
+    """One row per test dialogue: prompt, base and tuned replies, and the recorded responses to compare with."""
+    prompts = prompts_for_test_split(dialogues, generation.max_prompts)
+    out = generate_base_and_tuned(student_base, adapter.path if adapter else None, prompts, student, generation)
+    recorded = dialogues[dialogues["split"] == "test"].pivot_table(index="dialogue_id", columns="source", values="response", aggfunc="first")
+    recorded.columns = [f"ref_{c}" for c in recorded.columns]
+    table = prompts.merge(out, on="dialogue_id").merge(recorded, left_on="dialogue_id", right_index=True, how="left").astype("string")
+    empty = int((table["tuned_response"].str.strip() == "").sum())
+    mlflow.log_metrics({"generation.prompts": float(len(table)), "generation.tuned_empty": float(empty)})
+    mlflow.log_text(table.head(20).to_csv(index=False), "generation/sample.csv")
+    return table
