@@ -28,7 +28,6 @@ def _quiet_env() -> None:
         "ZENML_ANALYTICS_OPT_IN": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "GX_ANALYTICS_ENABLED": "false",
-        "HF_HUB_OFFLINE": "1",
     }.items():
         os.environ.setdefault(key, value)
 

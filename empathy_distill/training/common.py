@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +68,9 @@ def metrics_recorder(prefix: str):
             if not values:
                 return
             self.history.append({"step": state.global_step, **values})
+            mlflow = sys.modules.get("mlflow")  # not imported means no run can be active: skip the heavy import
             try:
-                import mlflow
-
-                if mlflow.active_run() is not None:
+                if mlflow is not None and mlflow.active_run() is not None:
                     mlflow.log_metrics({f"{prefix}.{k.replace('/', '.')}": v for k, v in values.items()}, step=state.global_step)
             except Exception as exc:  # noqa: BLE001 - tracking must never stop training
                 logger.warning("could not log %s metrics to MLflow: %s", prefix, exc)

@@ -57,8 +57,8 @@ def train_dpo(base_model: str, pairs: pd.DataFrame, cfg: TrainingConfig, student
     trainer.train(resume_from_checkpoint=ckpt)
     after = adapter_hash(trainer.model)
     require_change("DPO", before, after)
-    # implicit reward accuracy and margin on (up to 256 of) the training pairs, against the reference
-    scored = trainer.evaluate(eval_dataset=dataset.select(range(min(len(dataset), 256))))
+    # implicit reward accuracy and margin on (up to 64 of) the training pairs, against the reference
+    scored = trainer.evaluate(eval_dataset=dataset.select(range(min(len(dataset), 64))))
     eval_metrics = {k.removeprefix("eval_"): float(v) for k, v in scored.items() if k.startswith("eval_rewards/")}
     trainer.model.save_pretrained(str(adapter_dir), selected_adapters=["default"])
     tokenizer.save_pretrained(str(adapter_dir))
