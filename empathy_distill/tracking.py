@@ -11,14 +11,21 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-_SECRET_WORDS = ("key", "token", "secret", "password")
+_SECRET_NAMES = ("key", "api_key", "token", "secret", "password")
+_SECRET_SUFFIXES = ("_key", "_token", "_secret", "_password")
+
+
+def looks_secret(name: str) -> bool:
+    """``api_key``, ``hf_token``, ... but not ``api_key_env`` (a variable's name) or ``max_tokens``."""
+    name = name.lower()
+    return name in _SECRET_NAMES or name.endswith(_SECRET_SUFFIXES)
 
 
 def redacted(tree: Any) -> Any:
     """A copy of a config tree without values whose key looks secret (``*_env`` names stay)."""
     if isinstance(tree, dict):
         return {
-            k: ("<redacted>" if any(w in k.lower() for w in _SECRET_WORDS) and not k.lower().endswith("_env") else redacted(v))
+            k: ("<redacted>" if looks_secret(k) else redacted(v))
             for k, v in tree.items()
         }
     if isinstance(tree, list):

@@ -60,6 +60,11 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True) ->
     training = run.steps["validate_training_sets"].outputs["training_report"][0].load()
     boot = run.steps["bootstrap_responses"].outputs["bootstrap_report"][0].load()
     mlflow_run_id = find_mlflow_run(tracking_uri, run.name)
+    if mlflow_run_id:
+        import mlflow
+
+        # the fully resolved config, once per run (secrets redacted; keys are only ever named, never stored)
+        mlflow.MlflowClient(tracking_uri=tracking_uri).log_dict(mlflow_run_id, resolved_config(config), "config/resolved.json")
     bin_dir = Path(sys.executable).parent
     env = f"ZENML_CONFIG_PATH={os.environ['ZENML_CONFIG_PATH']} " if os.environ.get("ZENML_CONFIG_PATH") else ""
     lines = [

@@ -94,6 +94,8 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     assert plots == {"plots/sft_curves.png", "plots/dpo_curves.png"}
     assert {a.path for a in client.list_artifacts(run_id, "adapters/dpo")} >= {"adapters/dpo/adapter_config.json", "adapters/dpo/adapter_model.safetensors"}
     assert metrics["generation.prompts"] == 14
+    resolved = json.loads(Path(client.download_artifacts(run_id, "config/resolved.json", str(tmp_path))).read_text())
+    assert resolved["training"]["beta"] == 0.1 and resolved["teacher"]["api_key_env"] == "OPENAI_API_KEY"
 
     # a second run with the same inputs is served from ZenML's cache
     again = zen("run", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={SAMPLE_DATA}").stdout

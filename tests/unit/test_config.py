@@ -36,3 +36,10 @@ def test_bad_yaml_file(tmp_path):
     path.write_text("data: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path)
+
+
+def test_redaction_keeps_variable_names_and_drops_secrets():
+    from empathy_distill.tracking import redacted
+
+    tree = {"teacher": {"api_key_env": "OPENAI_API_KEY", "max_tokens": 256, "api_key": "sk-live", "extra": {"hf_token": "hf_x"}}}
+    assert redacted(tree) == {"teacher": {"api_key_env": "OPENAI_API_KEY", "max_tokens": 256, "api_key": "<redacted>", "extra": {"hf_token": "<redacted>"}}}
