@@ -3,6 +3,7 @@
     empathy-distill init                               # local ZenML + MLflow stack, idempotent
     empathy-distill ingest --data PATH [--format F] --out DIR
     empathy-distill bootstrap --config configs/paper.yaml [--set key=value ...] [--out DIR]
+    empathy-distill calibrate --data PATH                # offline scorer vs human ratings
     empathy-distill run --config configs/demo.yaml [--set key=value ...] [--no-cache]
 
 Bad input ends with one line ``error: ...`` on stderr and exit code 2.
@@ -43,6 +44,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     print(json.dumps(result.report, indent=2))
     require_rows(result)
     print(f"wrote {paths['dialogues']}, {paths['quarantine']}, {paths['report']}", file=sys.stderr)
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from empathy_distill.config import load_config
+    from empathy_distill.data.ingest import ingest, require_rows
+    from empathy_distill.judging.scorer import calibrate
+
+    config = load_config(args.config, [f"data.path={args.data}", f"data.format={args.format}", *args.set])
+    data = ingest(config.data.path, config.data, config.validation)
+    require_rows(data)
+    print(json.dumps(calibrate(data.table, folds=args.folds), indent=2))
     return 0
 
 
@@ -105,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="ZenML step cache off (with --out: the teacher reply cache off)")
     p.add_argument("--out", default=None, help="run without ZenML and write sft.parquet, dpo.parquet, bootstrap_log.parquet, report.json here")
     p.set_defaults(func=cmd_bootstrap)
+
+    p = sub.add_parser("calibrate", help="the offline scorer's pairwise accuracy vs human ratings on held-out dialogues")
+    p.add_argument("--data", required=True, help="a rated dialogue file, e.g. the LLMs-vs-Humans CSV")
+    p.add_argument("--format", default="auto", choices=FORMAT_CHOICES)
+    p.add_argument("--folds", type=int, default=5, help="held-out dialogue groups (default 5)")
+    p.add_argument("--config", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("run", help="run the distill pipeline on the active ZenML stack")
     p.add_argument("--config", required=True, help="YAML config, e.g. configs/demo.yaml")

@@ -1,0 +1,1 @@
+"""Evaluation: pairwise judges (LLM or the offline scorer), verdict parsing and statistics."""

@@ -1,0 +1,166 @@
+"""The evaluation protocol: every pair judged in both orders, by every configured judge.
+
+A comparison is (dialogue, candidate = the tuned student's reply, opponent). Each
+judge gives one verdict with the candidate shown first and one with it shown
+second; :func:`~empathy_distill.judging.stats.combine_orders` turns the two into a
+win, loss, tie or invalid. Per opponent and judge the report holds the win rate
+with a 95% bootstrap CI, the counts, the position-consistency rate, the invalid
+count and the length-controlled win rate; with two or more judges, Cohen's kappa.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from empathy_distill.judging.stats import cohen_kappa, combine_orders, length_controlled_win_rate, position_consistency, win_rate_ci
+from empathy_distill.judging.verdict import parse_verdict
+from empathy_distill.prompts import load_template, render
+
+logger = logging.getLogger(__name__)
+
+
+class PairJudge(Protocol):
+    """Verdicts (``A``/``B``/``tie``/``None``) for response pairs on the same dialogue."""
+
+    name: str
+
+    def verdicts(self, situations: list[str], utterances: list[str], first: list[str], second: list[str]) -> list[str | None]: ...
+
+
+@dataclass
+class ScorerJudge:
+    """The offline scorer as a judge (deterministic: both orders agree)."""
+
+    scorer: Any
+    name: str = "scorer"
+
+    def verdicts(self, situations, utterances, first, second):
+        from empathy_distill.datasets import user_turn
+
+        contexts = [user_turn(s, u) for s, u in zip(situations, utterances)]
+        return self.scorer.verdicts(contexts, first, second)
+
+
+@dataclass
+class LLMJudge:
+    """A judge over any OpenAI-compatible endpoint, through the teacher client (cache, retries, budget)."""
+
+    client: Any
+    name: str = "llm"
+
+    def verdicts(self, situations, utterances, first, second):
+        system = load_template("judge_system")
+        requests = [
+            self.client.request([("system", system), ("user", render("judge", situation=s, utterance=u, response_a=a, response_b=b))], tag=f"judge_{self.name}")
+            for s, u, a, b in zip(situations, utterances, first, second)
+        ]
+
+        async def run():
+            try:
+                return await self.client.complete_many(requests, desc=f"judge {self.name}")
+            finally:
+                await self.client.aclose()
+
+        return [parse_verdict(r.text) if r.ok else None for r in asyncio.run(run())]
+
+
+def judge_both_orders(judge: PairJudge, frame: pd.DataFrame, candidate: str, opponent: str) -> list[tuple[str | None, str | None]]:
+    situations, utterances = list(frame["situation"]), list(frame["utterance"])
+    cand, opp = list(frame[candidate]), list(frame[opponent])
+    both = judge.verdicts(situations * 2, utterances * 2, cand + opp, opp + cand)
+    return list(zip(both[: len(cand)], both[len(cand) :]))
+
+
+def evaluate(frame: pd.DataFrame, judges: Sequence[PairJudge], opponents: dict[str, str], candidate: str = "tuned_response") -> dict[str, Any]:
+    """The full report for ``candidate`` against each opponent column, by each judge.
+
+    Args:
+        frame: one row per test dialogue with ``situation``, ``utterance`` and the response columns.
+        judges: the judges to ask.
+        opponents: report label -> column, e.g. ``{"base": "base_response", "human": "ref_human"}``.
+        candidate: the column of the model under test.
+    """
+    results: dict[str, Any] = {"candidate": candidate, "comparisons": []}
+    for label, column in opponents.items():
+        rows = frame[frame[column].notna() & (frame[column].str.strip() != "")]
+        by_judge = {}
+        for judge in judges:
+            pairs = judge_both_orders(judge, rows, candidate, column)
+            outcomes = [combine_orders(a, b) for a, b in pairs]
+            length_diff = [len(str(c).split()) - len(str(o).split()) for c, o in zip(rows[candidate], rows[column])]
+            stats = win_rate_ci(outcomes)
+            entry = {
+                "opponent": label,
+                "judge": judge.name,
+                **stats.as_dict(),
+                "position_consistency": position_consistency(pairs),
+                "length_controlled_win_rate": length_controlled_win_rate(outcomes, length_diff),
+                "mean_length_diff_words": float(sum(length_diff) / len(length_diff)) if length_diff else 0.0,
+            }
+            results["comparisons"].append(entry)
+            by_judge[judge.name] = outcomes
+        names = list(by_judge)
+        for i in range(len(names)):
+            for j in range(i + 1, len(names)):
+                results.setdefault("agreement", []).append({"opponent": label, "judges": [names[i], names[j]], "kappa": cohen_kappa(by_judge[names[i]], by_judge[names[j]])})
+    return results
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The paper-style table: one line per (opponent, judge)."""
+    lines = [
+        f"## Evaluation of `{report['candidate']}`",
+        "",
+        "| opponent | judge | win rate | 95% CI | W / T / L | invalid | consistency | LC win rate |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in report["comparisons"]:
+        lines.append(
+            f"| {c['opponent']} | {c['judge']} | {c['win_rate']:.3f} | [{c['ci_low']:.3f}, {c['ci_high']:.3f}] | {c['wins']} / {c['ties']} / {c['losses']} "
+            f"| {c['invalid']} | {c['position_consistency']:.2f} | {c['length_controlled_win_rate']:.3f} |"
+        )
+    for a in report.get("agreement", []):
+        lines.append(f"\nCohen's kappa ({a['opponent']}, {' vs '.join(a['judges'])}): {a['kappa']:.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def report_plot(report: dict[str, Any], path: str | Path) -> Path:
+    """Bar chart of win rates with CI error bars, one bar per (opponent, judge); 0.5 marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    comps = report["comparisons"]
+    labels = [f"vs {c['opponent']}\n({c['judge']})" for c in comps]
+    rates = [c["win_rate"] for c in comps]
+    err = [[max(c["win_rate"] - c["ci_low"], 0) for c in comps], [max(c["ci_high"] - c["win_rate"], 0) for c in comps]]
+    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(comps)), 3.4))
+    ax.bar(range(len(comps)), rates, yerr=err, capsize=5, color="#4C72B0")
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(comps)), labels, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("win rate (ties = 1/2)")
+    ax.set_title(f"{report['candidate']}: win rates with 95% bootstrap CIs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def save_report(report: dict[str, Any], folder: str | Path) -> dict[str, Path]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"json": folder / "evaluation.json", "markdown": folder / "evaluation.md", "plot": folder / "win_rates.png"}
+    paths["json"].write_text(json.dumps(report, indent=2, default=float))
+    paths["markdown"].write_text(report_markdown(report))
+    report_plot(report, paths["plot"])
+    return paths
