@@ -216,6 +216,33 @@ class GenerationSettings(Strict):
     """Only the first N test dialogues (None: all)."""
 
 
+class JudgeConfig(Strict):
+    """One judge: the offline scorer, or an LLM over an OpenAI-compatible endpoint."""
+
+    name: str = "scorer"
+    """Label in reports and metric names."""
+    kind: Literal["scorer", "llm"] = "scorer"
+    endpoint: TeacherConfig | None = None
+    """For kind llm: model, base_url, api_key_env, concurrency, cache, budget (the teacher client is reused)."""
+
+
+class EvaluationConfig(Strict):
+    """Pairwise evaluation of the tuned student."""
+
+    judges: list[JudgeConfig] = [JudgeConfig()]
+    """Every judge sees every pair in both orders; two or more give Cohen's kappa."""
+    opponents: list[Literal["base", "human", "llm"]] = ["base", "human", "llm"]
+    """base: the student without its adapter; human: the recorded human reply; llm: a recorded LLM reply."""
+    reference_llm: str = "chatgpt"
+    """The recorded source used as the llm opponent."""
+    scorer_margin: float = Field(0.05, ge=0.0)
+    """Score difference under which the scorer calls a tie."""
+    scorer_alpha: float = Field(1.0, gt=0.0)
+    """Ridge penalty of the scorer's head."""
+    cache_dir: str = ".cache/judges"
+    """Fitted scorer heads, reused while their training rows are unchanged."""
+
+
 class TrackingConfig(Strict):
     """MLflow naming (the tracking URI comes from the active ZenML stack)."""
 
@@ -235,6 +262,7 @@ class DistillConfig(Strict):
     student: StudentConfig = StudentConfig()
     training: TrainingConfig = TrainingConfig()
     generation: GenerationSettings = GenerationSettings()
+    evaluation: EvaluationConfig = EvaluationConfig()
     tracking: TrackingConfig = TrackingConfig()
 
 

@@ -136,3 +136,24 @@ def log_training_stage(result: Any, params: dict[str, Any], curve_keys: tuple[st
         if png is not None:
             mlflow.log_artifact(str(png), "plots")
     mlflow.log_artifacts(result.adapter_dir, f"adapters/{stage}")
+
+
+def log_evaluation(report: dict[str, Any], files: dict[str, Any]) -> None:
+    """Win rates, CIs, counts, consistency and LC win rates as metrics; JSON, table and plot as artifacts."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return
+    metrics = {}
+    for c in report["comparisons"]:
+        prefix = f"eval.{c['opponent']}.{c['judge']}"
+        for key in ("win_rate", "ci_low", "ci_high", "wins", "ties", "losses", "invalid", "n", "position_consistency", "length_controlled_win_rate"):
+            value = c[key]
+            if value == value:  # skip NaN (nothing valid)
+                metrics[f"{prefix}.{key}"] = float(value)
+    for a in report.get("agreement", []):
+        if a["kappa"] == a["kappa"]:
+            metrics[f"eval.{a['opponent']}.kappa.{'_'.join(a['judges'])}"] = float(a["kappa"])
+    mlflow.log_metrics(metrics)
+    for path in files.values():
+        mlflow.log_artifact(str(path), "evaluation")

@@ -5,9 +5,18 @@
 
 from zenml import pipeline
 
-from empathy_distill.config import BootstrapConfig, DataConfig, GenerationSettings, StudentConfig, TeacherConfig, TrainingConfig, ValidationConfig
+from empathy_distill.config import (
+    BootstrapConfig,
+    DataConfig,
+    EvaluationConfig,
+    GenerationSettings,
+    StudentConfig,
+    TeacherConfig,
+    TrainingConfig,
+    ValidationConfig,
+)
 from pipelines.bootstrap import bootstrap_stage
-from steps import generate_responses, prepare_student, train_dpo, train_sft
+from steps import evaluate_responses, generate_responses, prepare_student, train_dpo, train_sft
 
 
 @pipeline(enable_cache=True)
@@ -19,6 +28,7 @@ def distill(
     student: StudentConfig,
     training: TrainingConfig,
     generation: GenerationSettings,
+    evaluation: EvaluationConfig,
     source_fingerprint: str,
     prompt_hash: str,
 ) -> None:
@@ -33,6 +43,7 @@ def distill(
     7. ``train_sft``: LoRA SFT (skipped when ``training.stages`` is ``dpo``).
     8. ``train_dpo``: DPO from the SFT adapter (skipped when ``training.stages`` is ``sft``).
     9. ``generate_responses``: base and tuned replies to the test prompts.
+    10. ``evaluate_responses``: pairwise judging in both orders, win rates with CIs, the report.
     """
     dialogues, sft_train, dpo_train = bootstrap_stage(data, validation, bootstrap, teacher, source_fingerprint, prompt_hash)
     base = prepare_student(dialogues, sft_train, student=student)
@@ -41,4 +52,5 @@ def distill(
         adapter = train_sft(base, sft_train, training=training, student=student)
     if training.stages in ("sft+dpo", "dpo"):
         adapter = train_dpo(base, dpo_train, training=training, student=student, sft_adapter=adapter)
-    generate_responses(base, dialogues, generation=generation, student=student, adapter=adapter)
+    generations = generate_responses(base, dialogues, generation=generation, student=student, adapter=adapter)
+    evaluate_responses(generations, dialogues, evaluation=evaluation)

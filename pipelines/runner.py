@@ -52,6 +52,7 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True) ->
             student=config.student.model_copy(update={"cache_dir": str(Path(config.student.cache_dir).resolve())}),
             training=config.training.model_copy(update={"output_dir": str(Path(config.training.output_dir).resolve())}),
             generation=config.generation,
+            evaluation=config.evaluation.model_copy(update={"cache_dir": str(Path(config.evaluation.cache_dir).resolve())}),
         )
     fn = {"distill": distill, "bootstrap": bootstrap}[name]
     run = fn.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings)(**params)
@@ -101,6 +102,15 @@ def training_lines(run) -> list[str]:
         if step_name in run.steps:
             adapter = run.steps[step_name].outputs[output][0].load()
             lines.append(f"{adapter.stage.upper()}: {adapter.global_step} steps on {adapter.rows} rows, adapter {adapter.weights_hash[:19]}")
+    if "evaluate_responses" in run.steps:
+        report = run.steps["evaluate_responses"].outputs["evaluation_report"][0].load()
+        lines.append("evaluation (tuned student vs opponent; ties count half; invalid verdicts are not losses):")
+        for c in report["comparisons"]:
+            lines.append(
+                f"  vs {c['opponent']:<6} judge {c['judge']}: win rate {c['win_rate']:.3f} [95% CI {c['ci_low']:.3f}, {c['ci_high']:.3f}], "
+                f"W/T/L {c['wins']}/{c['ties']}/{c['losses']}, invalid {c['invalid']}, consistency {c['position_consistency']:.2f}, "
+                f"LC win rate {c['length_controlled_win_rate']:.3f}"
+            )
     if "generate_responses" in run.steps:
         table = run.steps["generate_responses"].outputs["generations"][0].load()
         lines.append(f"generation: {len(table)} test prompts answered by the base and the tuned student")

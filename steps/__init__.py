@@ -2,6 +2,7 @@
 
 from steps.bootstrap_responses import bootstrap_responses
 from steps.build_training_sets import build_training_sets
+from steps.evaluate_responses import evaluate_responses
 from steps.generate_responses import generate_responses
 from steps.ingest_dialogues import ingest_dialogues
 from steps.prepare_student import prepare_student
@@ -13,6 +14,7 @@ from steps.validate_training_sets import validate_training_sets
 __all__ = [
     "bootstrap_responses",
     "build_training_sets",
+    "evaluate_responses",
     "generate_responses",
     "ingest_dialogues",
     "prepare_student",

@@ -164,3 +164,43 @@ def save_report(report: dict[str, Any], folder: str | Path) -> dict[str, Path]:
     paths["markdown"].write_text(report_markdown(report))
     report_plot(report, paths["plot"])
     return paths
+
+
+OPPONENT_COLUMNS = {"base": "base_response", "human": "ref_human"}
+
+
+def build_judges(cfg, dialogues: pd.DataFrame) -> list[PairJudge]:
+    """Judges from an :class:`~empathy_distill.config.EvaluationConfig`; the scorer is fitted on train ratings."""
+    judges: list[PairJudge] = []
+    for judge in cfg.judges:
+        if judge.kind == "scorer":
+            from empathy_distill.judging.scorer import fit_scorer
+
+            judges.append(ScorerJudge(fit_scorer(dialogues, cfg.scorer_margin, cfg.scorer_alpha, cfg.cache_dir), name=judge.name))
+        else:
+            from empathy_distill.teacher import build_teacher
+
+            if judge.endpoint is None:
+                raise ValueError(f"judge '{judge.name}' of kind llm needs an endpoint")
+            judges.append(LLMJudge(build_teacher(judge.endpoint), name=judge.name))
+    return judges
+
+
+def evaluation_frame(generations: pd.DataFrame, dialogues: pd.DataFrame) -> pd.DataFrame:
+    """Generations joined with each dialogue's situation and utterance."""
+    ctx = dialogues.groupby("dialogue_id").agg(situation=("situation", "first"), utterance=("utterance", "first")).reset_index()
+    return generations.merge(ctx, on="dialogue_id", how="left")
+
+
+def run_evaluation(generations: pd.DataFrame, dialogues: pd.DataFrame, cfg) -> dict[str, Any]:
+    """Judges the tuned student against the configured opponents that the data has."""
+    frame = evaluation_frame(generations, dialogues)
+    columns = {**OPPONENT_COLUMNS, "llm": f"ref_{cfg.reference_llm}"}
+    opponents = {o: columns[o] for o in cfg.opponents if columns[o] in frame.columns}
+    skipped = [o for o in cfg.opponents if o not in opponents]
+    if skipped:
+        logger.warning("no responses for opponents %s in this data; skipped", skipped)
+    report = evaluate(frame, build_judges(cfg, dialogues), opponents)
+    report["skipped_opponents"] = skipped
+    report["test_dialogues"] = len(frame)
+    return report

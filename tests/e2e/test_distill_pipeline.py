@@ -94,6 +94,13 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     assert plots == {"plots/sft_curves.png", "plots/dpo_curves.png"}
     assert {a.path for a in client.list_artifacts(run_id, "adapters/dpo")} >= {"adapters/dpo/adapter_config.json", "adapters/dpo/adapter_model.safetensors"}
     assert metrics["generation.prompts"] == 14
+    # evaluation by the offline scorer, in both orders, with CIs
+    assert "evaluation (tuned student vs opponent" in out and "judge scorer: win rate" in out
+    for opponent in ("base", "human", "llm"):
+        assert metrics[f"eval.{opponent}.scorer.n"] == 14
+        assert metrics[f"eval.{opponent}.scorer.ci_low"] <= metrics[f"eval.{opponent}.scorer.win_rate"] <= metrics[f"eval.{opponent}.scorer.ci_high"]
+        assert metrics[f"eval.{opponent}.scorer.position_consistency"] == 1.0
+    assert {a.path for a in client.list_artifacts(run_id, "evaluation")} == {"evaluation/evaluation.json", "evaluation/evaluation.md", "evaluation/win_rates.png"}
     resolved = json.loads(Path(client.download_artifacts(run_id, "config/resolved.json", str(tmp_path))).read_text())
     assert resolved["training"]["beta"] == 0.1 and resolved["teacher"]["api_key_env"] == "OPENAI_API_KEY"
 

@@ -1,0 +1,24 @@
+"""Step: pairwise judging of the tuned student (both orders, every judge) and the report."""
+
+import tempfile
+from typing import Annotated, Any
+
+import pandas as pd
+from zenml import log_metadata, step
+from zenml.types import MarkdownString
+
+from empathy_distill.config import EvaluationConfig
+from empathy_distill.judging.evaluate import report_markdown, run_evaluation, save_report
+from empathy_distill.tracking import log_evaluation
+
+
+@step(experiment_tracker=True)
+def evaluate_responses(
+    generations: pd.DataFrame, dialogues: pd.DataFrame, evaluation: EvaluationConfig
+) -> tuple[Annotated[dict[str, Any], "evaluation_report"], Annotated[MarkdownString, "evaluation_table"]]:
+    """Win rates with bootstrap CIs, consistency, invalid counts, LC win rates; the table renders in the dashboard."""
+    report = run_evaluation(generations, dialogues, evaluation)
+    with tempfile.TemporaryDirectory() as tmp:
+        log_evaluation(report, save_report(report, tmp))
+    log_metadata({f"{c['opponent']}.{c['judge']}.win_rate": c["win_rate"] for c in report["comparisons"] if c["win_rate"] == c["win_rate"]})
+    return report, MarkdownString(report_markdown(report))
