@@ -4,6 +4,7 @@
     empathy-distill ingest --data PATH [--format F] --out DIR
     empathy-distill bootstrap --config configs/paper.yaml [--set key=value ...] [--out DIR]
     empathy-distill calibrate --data PATH                # offline scorer vs human ratings
+    empathy-distill evaluate --config configs/demo.yaml  # re-judge the latest generations
     empathy-distill run --config configs/demo.yaml [--set key=value ...] [--no-cache]
 
 Bad input ends with one line ``error: ...`` on stderr and exit code 2.
@@ -44,6 +45,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     print(json.dumps(result.report, indent=2))
     require_rows(result)
     print(f"wrote {paths['dialogues']}, {paths['quarantine']}, {paths['report']}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from empathy_distill.config import load_config
+    from pipelines.runner import run_evaluation_pipeline
+
+    for line in run_evaluation_pipeline(load_config(args.config, args.set), args.generations_version):
+        print(line)
     return 0
 
 
@@ -126,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("evaluate", help="re-judge the latest generations (the evaluate pipeline)")
+    p.add_argument("--config", required=True, help="YAML config; its evaluation section is used")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--generations-version", default=None, help="a version of the generations artifact (default: latest)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("run", help="run the distill pipeline on the active ZenML stack")
     p.add_argument("--config", required=True, help="YAML config, e.g. configs/demo.yaml")

@@ -85,6 +85,23 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True) ->
     return lines
 
 
+def run_evaluation_pipeline(config: DistillConfig, generations_version: str | None = None) -> list[str]:
+    """Runs :func:`pipelines.evaluate.evaluate` and returns the report lines."""
+    from zenml.client import Client
+
+    from pipelines.evaluate import evaluate
+    from pipelines.stack import mlflow_tracking_uri
+
+    tracking_uri = mlflow_tracking_uri()
+    run_name = f"evaluate-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
+    evaluation = config.evaluation.model_copy(update={"cache_dir": str(Path(config.evaluation.cache_dir).resolve())})
+    run = evaluate.with_options(run_name=run_name)(evaluation=evaluation, generations_version=generations_version)
+    run = Client().get_pipeline_run(run.id)
+    lines = [f"pipeline run: {run.name} ({run.status.value})", *training_lines(run)]
+    lines.append(f"MLflow run: {find_mlflow_run(tracking_uri, run.name) or 'n/a'}  (mlflow ui --backend-store-uri {tracking_uri})")
+    return lines
+
+
 def find_mlflow_run(tracking_uri: str, run_name: str) -> str | None:
     """The MLflow run ZenML's tracker opened for this pipeline run (it is named after it)."""
     import mlflow
