@@ -5,6 +5,7 @@
     empathy-distill bootstrap --config configs/paper.yaml [--set key=value ...] [--out DIR]
     empathy-distill calibrate --data PATH                # offline scorer vs human ratings
     empathy-distill evaluate --config configs/demo.yaml  # re-judge the latest generations
+    empathy-distill ablation --config configs/ablation.yaml
     empathy-distill run --config configs/demo.yaml [--set key=value ...] [--no-cache]
 
 Bad input ends with one line ``error: ...`` on stderr and exit code 2.
@@ -45,6 +46,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     print(json.dumps(result.report, indent=2))
     require_rows(result)
     print(f"wrote {paths['dialogues']}, {paths['quarantine']}, {paths['report']}", file=sys.stderr)
+    return 0
+
+
+def cmd_ablation(args: argparse.Namespace) -> int:
+    from empathy_distill.config import load_config
+    from pipelines.runner import run_ablation
+
+    for line in run_ablation(load_config(args.config, args.set), enable_cache=not args.no_cache):
+        print(line)
     return 0
 
 
@@ -136,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("ablation", help="methods x strategies x (SFT, SFT+DPO) in one run, with the comparison table")
+    p.add_argument("--config", required=True, help="YAML config, e.g. configs/ablation.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-cache", action="store_true")
+    p.set_defaults(func=cmd_ablation)
 
     p = sub.add_parser("evaluate", help="re-judge the latest generations (the evaluate pipeline)")
     p.add_argument("--config", required=True, help="YAML config; its evaluation section is used")

@@ -243,6 +243,15 @@ class EvaluationConfig(Strict):
     """Fitted scorer heads, reused while their training rows are unchanged."""
 
 
+class AblationConfig(Strict):
+    """The grid: methods x strategies, each trained SFT-only and SFT+DPO, in one run."""
+
+    methods: list[Literal["direct", "improve_human", "improve_llm"]] = ["direct", "improve_human", "improve_llm"]
+    strategies: list[Literal["naive", "all_three", "identify_lacking", "cognitive", "affective", "compassionate", "sequential"]] = ["naive", "all_three"]
+    """Crossed with the improvement methods; direct has no strategy."""
+    stages: list[Literal["sft", "sft+dpo"]] = ["sft", "sft+dpo"]
+
+
 class TrackingConfig(Strict):
     """MLflow naming (the tracking URI comes from the active ZenML stack)."""
 
@@ -263,6 +272,7 @@ class DistillConfig(Strict):
     training: TrainingConfig = TrainingConfig()
     generation: GenerationSettings = GenerationSettings()
     evaluation: EvaluationConfig = EvaluationConfig()
+    ablation: AblationConfig = AblationConfig()
     tracking: TrackingConfig = TrackingConfig()
 
 

@@ -138,7 +138,7 @@ def log_training_stage(result: Any, params: dict[str, Any], curve_keys: tuple[st
     mlflow.log_artifacts(result.adapter_dir, f"adapters/{stage}")
 
 
-def log_evaluation(report: dict[str, Any], files: dict[str, Any]) -> None:
+def log_evaluation(report: dict[str, Any], files: dict[str, Any], prefix: str = "eval") -> None:
     """Win rates, CIs, counts, consistency and LC win rates as metrics; JSON, table and plot as artifacts."""
     import mlflow
 
@@ -146,14 +146,15 @@ def log_evaluation(report: dict[str, Any], files: dict[str, Any]) -> None:
         return
     metrics = {}
     for c in report["comparisons"]:
-        prefix = f"eval.{c['opponent']}.{c['judge']}"
+        name = f"{prefix}.{c['opponent']}.{c['judge']}"
         for key in ("win_rate", "ci_low", "ci_high", "wins", "ties", "losses", "invalid", "n", "position_consistency", "length_controlled_win_rate"):
             value = c[key]
             if value == value:  # skip NaN (nothing valid)
-                metrics[f"{prefix}.{key}"] = float(value)
+                metrics[f"{name}.{key}"] = float(value)
     for a in report.get("agreement", []):
         if a["kappa"] == a["kappa"]:
-            metrics[f"eval.{a['opponent']}.kappa.{'_'.join(a['judges'])}"] = float(a["kappa"])
+            metrics[f"{prefix}.{a['opponent']}.kappa.{'_'.join(a['judges'])}"] = float(a["kappa"])
     mlflow.log_metrics(metrics)
+    folder = "evaluation" if prefix == "eval" else f"evaluation/{prefix.split('.', 1)[-1]}"
     for path in files.values():
-        mlflow.log_artifact(str(path), "evaluation")
+        mlflow.log_artifact(str(path), folder)

@@ -85,6 +85,48 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True) ->
     return lines
 
 
+def run_ablation(config: DistillConfig, enable_cache: bool = True) -> list[str]:
+    """Runs the ablation grid and returns its table."""
+    from zenml.client import Client
+
+    from empathy_distill.judging.ablation import cells
+    from pipelines.ablation import ablation
+    from pipelines.stack import mlflow_tracking_uri
+
+    data_path = Path(config.data.path)
+    if not data_path.exists():
+        raise InputError(data_path, "file not found")
+    grid = config.ablation
+    if any(m != "direct" for m in grid.methods) and config.teacher.backend == "openai":
+        from empathy_distill.teacher.openai_client import resolve_api_key
+
+        resolve_api_key(config.teacher)
+    hashes = {
+        f"{m}__{s}": lineage_prompt_hash(config.bootstrap.model_copy(update={"method": m} | ({"strategy": s} if s != "none" else {})))
+        for m, s in cells(grid.methods, grid.strategies)
+    }
+    tracking_uri = mlflow_tracking_uri()
+    run_name = f"ablation-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
+    # one nested MLflow run per step: cells log the same param names with different values
+    settings = {"experiment_tracker": {"nested": True, **({"experiment_name": config.tracking.experiment} if config.tracking.experiment else {})}}
+    run = ablation.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings)(
+        data=config.data.model_copy(update={"path": str(data_path.resolve())}),
+        validation=config.validation,
+        bootstrap=config.bootstrap,
+        teacher=config.teacher.model_copy(update={"cache_path": str(Path(config.teacher.cache_path).resolve())}),
+        student=config.student.model_copy(update={"cache_dir": str(Path(config.student.cache_dir).resolve())}),
+        training=config.training.model_copy(update={"output_dir": str(Path(config.training.output_dir).resolve())}),
+        generation=config.generation,
+        evaluation=config.evaluation.model_copy(update={"cache_dir": str(Path(config.evaluation.cache_dir).resolve())}),
+        grid=grid,
+        source_fingerprint=file_fingerprint(data_path),
+        prompt_hashes=hashes,
+    )
+    run = Client().get_pipeline_run(run.id)
+    table = str(run.steps["summarize_ablation"].outputs["ablation_table"][0].load())
+    return [f"pipeline run: {run.name} ({run.status.value})", table, f"MLflow run: {find_mlflow_run(tracking_uri, run.name) or 'n/a'}  (mlflow ui --backend-store-uri {tracking_uri})"]
+
+
 def run_evaluation_pipeline(config: DistillConfig, generations_version: str | None = None) -> list[str]:
     """Runs :func:`pipelines.evaluate.evaluate` and returns the report lines."""
     from zenml.client import Client

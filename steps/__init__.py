@@ -6,6 +6,7 @@ from steps.evaluate_responses import evaluate_responses
 from steps.generate_responses import generate_responses
 from steps.ingest_dialogues import ingest_dialogues
 from steps.prepare_student import prepare_student
+from steps.summarize_ablation import summarize_ablation
 from steps.train_dpo import train_dpo
 from steps.train_sft import train_sft
 from steps.validate_dialogues import validate_dialogues
@@ -18,6 +19,7 @@ __all__ = [
     "generate_responses",
     "ingest_dialogues",
     "prepare_student",
+    "summarize_ablation",
     "train_dpo",
     "train_sft",
     "validate_dialogues",

@@ -14,11 +14,12 @@ from empathy_distill.tracking import log_evaluation
 
 @step(experiment_tracker=True)
 def evaluate_responses(
-    generations: pd.DataFrame, dialogues: pd.DataFrame, evaluation: EvaluationConfig
+    generations: pd.DataFrame, dialogues: pd.DataFrame, evaluation: EvaluationConfig, label: str = ""
 ) -> tuple[Annotated[dict[str, Any], "evaluation_report"], Annotated[MarkdownString, "evaluation_table"]]:
     """Win rates with bootstrap CIs, consistency, invalid counts, LC win rates; the table renders in the dashboard."""
     report = run_evaluation(generations, dialogues, evaluation)
+    report["label"] = label
     with tempfile.TemporaryDirectory() as tmp:
-        log_evaluation(report, save_report(report, tmp))
+        log_evaluation(report, save_report(report, tmp), prefix=f"ablation.{label}" if label else "eval")
     log_metadata({f"{c['opponent']}.{c['judge']}.win_rate": c["win_rate"] for c in report["comparisons"] if c["win_rate"] == c["win_rate"]})
     return report, MarkdownString(report_markdown(report))

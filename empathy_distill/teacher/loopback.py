@@ -58,6 +58,8 @@ def scripted_reply(messages: list[dict[str, str]]) -> str:
         _MIDDLES[digest[2] % 4],
         _SUPPORT[digest[3] % 4],
     )
+    if "Which response is more empathetic" in last:  # the judge template: a deterministic verdict
+        return "Verdict: " + ("A", "B", "tie")[digest[5] % 3]
     if "Write your reply" in last:  # the initial-response template
         return f"Oh, {feeling.split()[-1]} times. {support}"
     text = f"{opener} {feeling}, {middle}. {support}"

@@ -150,3 +150,29 @@ def test_bootstrap_pipeline_against_an_openai_compatible_server(zen, tmp_path):
     assert metrics["training_sets.sft_rows"] == 25 and metrics["training_sets.dpo_pairs"] == 21
     # no secret reached MLflow: only the variable's name
     assert all("sk-" not in str(v) for v in run.data.params.values())
+
+
+def test_ablation_grid_with_loopback_teacher_and_judge(zen, tmp_path):
+    from empathy_distill.teacher.loopback import LoopbackServer
+
+    zen("init")
+    with LoopbackServer() as server:
+        judges = (
+            "evaluation.judges=[{name: scorer, kind: scorer}, "
+            f"{{name: loop, kind: llm, endpoint: {{base_url: '{server.base_url}', model: judge, cache_path: '{tmp_path / 'judge.sqlite'}'}}}}]"
+        )
+        out = zen(
+            "ablation", "--config", str(REPO / "configs" / "ablation.yaml"),
+            "--set", f"data.path={SAMPLE_DATA}", "--set", f"teacher.base_url={server.base_url}",
+            "--set", "ablation.methods=[direct, improve_llm]", "--set", "ablation.strategies=[sequential]",
+            "--set", judges,
+        ).stdout
+    assert "(completed)" in out
+    rows = [line for line in out.splitlines() if line.startswith("| direct") or line.startswith("| improve_llm")]
+    assert [r.split(" | ")[:3] for r in rows] == [
+        ["| direct", "none", "sft"], ["| direct", "none", "sft+dpo"], ["| improve_llm", "sequential", "sft"], ["| improve_llm", "sequential", "sft+dpo"],
+    ]
+    assert "vs base (loop)" in out and "vs human (scorer)" in out
+    # the teacher: 46 initial + 3 x 46 sequential turns; the judge: pairs in both orders, 3 opponents x 14
+    # dialogues per cell (pairs that repeat across cells, such as identical replies, come from the cache)
+    assert server.statuses["200"] > 46 * 4 + 3 * 14 * 2
