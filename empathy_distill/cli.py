@@ -75,7 +75,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     config = load_config(args.config, [f"data.path={args.data}", f"data.format={args.format}", *args.set])
     data = ingest(config.data.path, config.data, config.validation)
     require_rows(data)
-    print(json.dumps(calibrate(data.table, folds=args.folds), indent=2))
+    result = calibrate(data.table, folds=args.folds)
+    llm_judges = [j for j in config.evaluation.judges if j.kind == "llm"]
+    if llm_judges:  # the same question for each configured LLM judge, on a sample of the pairs
+        from empathy_distill.judging.evaluate import LLMJudge, calibrate_judge
+        from empathy_distill.teacher import build_teacher
+
+        result["llm_judges"] = [calibrate_judge(data.table, LLMJudge(build_teacher(j.endpoint), name=j.name), args.max_pairs) for j in llm_judges]
+    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -139,10 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run without ZenML and write sft.parquet, dpo.parquet, bootstrap_log.parquet, report.json here")
     p.set_defaults(func=cmd_bootstrap)
 
-    p = sub.add_parser("calibrate", help="the offline scorer's pairwise accuracy vs human ratings on held-out dialogues")
+    p = sub.add_parser("calibrate", help="judges' pairwise accuracy vs human ratings (the scorer on held-out dialogues; LLM judges from --config)")
     p.add_argument("--data", required=True, help="a rated dialogue file, e.g. the LLMs-vs-Humans CSV")
     p.add_argument("--format", default="auto", choices=FORMAT_CHOICES)
     p.add_argument("--folds", type=int, default=5, help="held-out dialogue groups (default 5)")
+    p.add_argument("--max-pairs", type=int, default=500, help="pairs sampled for each LLM judge in --config (default 500)")
     p.add_argument("--config", default=None)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_calibrate)

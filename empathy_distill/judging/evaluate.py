@@ -204,3 +204,36 @@ def run_evaluation(generations: pd.DataFrame, dialogues: pd.DataFrame, cfg) -> d
     report["skipped_opponents"] = skipped
     report["test_dialogues"] = len(frame)
     return report
+
+
+def calibrate_judge(table: pd.DataFrame, judge: PairJudge, max_pairs: int = 500, seed: int = 0) -> dict[str, Any]:
+    """An LLM judge's pairwise accuracy against human ratings, beside the length baseline.
+
+    Pairs are responses to the same dialogue whose ratings differ (up to ``max_pairs``,
+    sampled with ``seed``); the higher-rated one is the candidate, judged in both
+    orders, so accuracy = its win rate (ties half, invalid verdicts excluded and counted).
+    """
+    rated = table[table["rating"].notna()]
+    pairs = []
+    for dialogue_id, group in rated.groupby("dialogue_id"):
+        recs = group[["response", "rating", "situation", "utterance"]].to_numpy()
+        for i in range(len(recs)):
+            for j in range(i + 1, len(recs)):
+                if recs[i][1] != recs[j][1]:
+                    hi, lo = (recs[i], recs[j]) if recs[i][1] > recs[j][1] else (recs[j], recs[i])
+                    pairs.append({"dialogue_id": dialogue_id, "situation": hi[2], "utterance": hi[3], "higher": hi[0], "lower": lo[0]})
+    frame = pd.DataFrame(pairs)
+    if len(frame) > max_pairs:
+        frame = frame.sample(n=max_pairs, random_state=seed).reset_index(drop=True)
+    report = evaluate(frame, [judge], {"lower_rated": "lower"}, candidate="higher")
+    comp = report["comparisons"][0]
+    longer = [1.0 if len(h.split()) > len(lo.split()) else 0.5 if len(h.split()) == len(lo.split()) else 0.0 for h, lo in zip(frame["higher"], frame["lower"])]
+    return {
+        "judge": judge.name,
+        "pairs": int(len(frame)),
+        "judge_accuracy": round(comp["win_rate"], 4),
+        "ci": [round(comp["ci_low"], 4), round(comp["ci_high"], 4)],
+        "invalid": comp["invalid"],
+        "position_consistency": round(comp["position_consistency"], 4),
+        "length_baseline_accuracy": round(sum(longer) / len(longer), 4) if longer else float("nan"),
+    }

@@ -99,3 +99,23 @@ def test_scorer_calibration_on_the_real_file(real_data, capsys):
         print(f"\nscorer calibration on 600 real dialogues: {result}")
     assert result["pairs"] > 2500
     assert result["scorer_accuracy"] > result["length_baseline_accuracy"]
+
+
+def test_llm_judge_calibration_against_human_ratings(tmp_path):
+    from empathy_distill.judging.evaluate import calibrate_judge
+
+    table = ingest(SAMPLE_DATA, DataConfig(path=str(SAMPLE_DATA)), ValidationConfig()).table
+
+    def prefers_longer(messages):
+        text = messages[-1]["content"]
+        a = re.search(r'Response A: "(.*)"', text).group(1)
+        b = re.search(r'Response B: "(.*)"', text).group(1)
+        return "Verdict: A" if len(a.split()) > len(b.split()) else "Verdict: B" if len(b.split()) > len(a.split()) else "Verdict: tie"
+
+    with LoopbackServer(preferences=prefers_longer) as server:
+        judge = LLMJudge(build_teacher(TeacherConfig(base_url=server.base_url, model="judge", cache_path=str(tmp_path / "c.sqlite"))), name="longer")
+        result = calibrate_judge(table, judge, max_pairs=80)
+    assert result["pairs"] == 80 and result["invalid"] == 0
+    # a judge that only looks at length agrees with the length baseline
+    assert result["judge_accuracy"] == pytest.approx(result["length_baseline_accuracy"], abs=1e-9)
+    assert result["position_consistency"] == 1.0
