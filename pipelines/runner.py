@@ -12,6 +12,35 @@ from empathy_distill.errors import InputError
 from empathy_distill.tracking import redacted
 
 
+def prepared(config: DistillConfig, needs_teacher: bool) -> DistillConfig:
+    """The config with every path made absolute (steps may run elsewhere than the CLI), checked early.
+
+    Raises:
+        InputError: the data file is missing.
+        ConfigError: a teacher is needed and its key variable is unset.
+    """
+    data_path = Path(config.data.path)
+    if not data_path.exists():
+        raise InputError(data_path, "file not found")
+    if needs_teacher and config.teacher.backend == "openai":
+        from empathy_distill.teacher.openai_client import resolve_api_key
+
+        resolve_api_key(config.teacher)  # fail before the pipeline starts when the key is missing
+
+    def absolute(value: str) -> str:
+        return str(Path(value).resolve())
+
+    return config.model_copy(
+        update={
+            "data": config.data.model_copy(update={"path": absolute(config.data.path)}),
+            "teacher": config.teacher.model_copy(update={"cache_path": absolute(config.teacher.cache_path)}),
+            "student": config.student.model_copy(update={"cache_dir": absolute(config.student.cache_dir)}),
+            "training": config.training.model_copy(update={"output_dir": absolute(config.training.output_dir)}),
+            "evaluation": config.evaluation.model_copy(update={"cache_dir": absolute(config.evaluation.cache_dir)}),
+        }
+    )
+
+
 def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True) -> list[str]:
     """Runs the ``distill`` or ``bootstrap`` pipeline; returns the summary lines.
 
@@ -25,35 +54,22 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True) ->
     from pipelines.distill import distill
     from pipelines.stack import mlflow_tracking_uri
 
-    data_path = Path(config.data.path)
-    if not data_path.exists():
-        raise InputError(data_path, "file not found")
-    if config.bootstrap.method != "direct" and config.teacher.backend == "openai":
-        from empathy_distill.teacher.openai_client import resolve_api_key
-
-        resolve_api_key(config.teacher)  # fail before the pipeline starts when the key is missing
-    data = config.data.model_copy(update={"path": str(data_path.resolve())})
-    teacher = config.teacher.model_copy(update={"cache_path": str(Path(config.teacher.cache_path).resolve())})
+    config = prepared(config, needs_teacher=config.bootstrap.method != "direct")
     tracking_uri = mlflow_tracking_uri()
     run_name = f"{name}-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
     settings = {}
     if config.tracking.experiment:
         settings["experiment_tracker"] = {"experiment_name": config.tracking.experiment}
     params = {
-        "data": data,
+        "data": config.data,
         "validation": config.validation,
         "bootstrap": config.bootstrap,
-        "teacher": teacher,
-        "source_fingerprint": file_fingerprint(data_path),
+        "teacher": config.teacher,
+        "source_fingerprint": file_fingerprint(config.data.path),
         "prompt_hash": lineage_prompt_hash(config.bootstrap),
     }
     if name == "distill":
-        params.update(
-            student=config.student.model_copy(update={"cache_dir": str(Path(config.student.cache_dir).resolve())}),
-            training=config.training.model_copy(update={"output_dir": str(Path(config.training.output_dir).resolve())}),
-            generation=config.generation,
-            evaluation=config.evaluation.model_copy(update={"cache_dir": str(Path(config.evaluation.cache_dir).resolve())}),
-        )
+        params.update(student=config.student, training=config.training, generation=config.generation, evaluation=config.evaluation)
     fn = {"distill": distill, "bootstrap": bootstrap}[name]
     run = fn.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings)(**params)
     run = Client().get_pipeline_run(run.id)
@@ -93,14 +109,8 @@ def run_ablation(config: DistillConfig, enable_cache: bool = True) -> list[str]:
     from pipelines.ablation import ablation
     from pipelines.stack import mlflow_tracking_uri
 
-    data_path = Path(config.data.path)
-    if not data_path.exists():
-        raise InputError(data_path, "file not found")
     grid = config.ablation
-    if any(m != "direct" for m in grid.methods) and config.teacher.backend == "openai":
-        from empathy_distill.teacher.openai_client import resolve_api_key
-
-        resolve_api_key(config.teacher)
+    config = prepared(config, needs_teacher=any(m != "direct" for m in grid.methods))
     hashes = {
         f"{m}__{s}": lineage_prompt_hash(config.bootstrap.model_copy(update={"method": m} | ({"strategy": s} if s != "none" else {})))
         for m, s in cells(grid.methods, grid.strategies)
@@ -110,16 +120,16 @@ def run_ablation(config: DistillConfig, enable_cache: bool = True) -> list[str]:
     # one nested MLflow run per step: cells log the same param names with different values
     settings = {"experiment_tracker": {"nested": True, **({"experiment_name": config.tracking.experiment} if config.tracking.experiment else {})}}
     run = ablation.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings)(
-        data=config.data.model_copy(update={"path": str(data_path.resolve())}),
+        data=config.data,
         validation=config.validation,
         bootstrap=config.bootstrap,
-        teacher=config.teacher.model_copy(update={"cache_path": str(Path(config.teacher.cache_path).resolve())}),
-        student=config.student.model_copy(update={"cache_dir": str(Path(config.student.cache_dir).resolve())}),
-        training=config.training.model_copy(update={"output_dir": str(Path(config.training.output_dir).resolve())}),
+        teacher=config.teacher,
+        student=config.student,
+        training=config.training,
         generation=config.generation,
-        evaluation=config.evaluation.model_copy(update={"cache_dir": str(Path(config.evaluation.cache_dir).resolve())}),
+        evaluation=config.evaluation,
         grid=grid,
-        source_fingerprint=file_fingerprint(data_path),
+        source_fingerprint=file_fingerprint(config.data.path),
         prompt_hashes=hashes,
     )
     run = Client().get_pipeline_run(run.id)
@@ -136,7 +146,7 @@ def run_evaluation_pipeline(config: DistillConfig, generations_version: str | No
 
     tracking_uri = mlflow_tracking_uri()
     run_name = f"evaluate-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
-    evaluation = config.evaluation.model_copy(update={"cache_dir": str(Path(config.evaluation.cache_dir).resolve())})
+    evaluation = config.evaluation.model_copy(update={"cache_dir": str(Path(config.evaluation.cache_dir).resolve())})  # no data file needed here
     run = evaluate.with_options(run_name=run_name)(evaluation=evaluation, generations_version=generations_version)
     run = Client().get_pipeline_run(run.id)
     lines = [f"pipeline run: {run.name} ({run.status.value})", *training_lines(run)]
