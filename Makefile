@@ -40,4 +40,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf .zen-home outputs .pytest_cache
+	rm -rf .zen-home outputs .pytest_cache .cache .zen
