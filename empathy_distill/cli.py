@@ -196,6 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TeacherError as exc:
         print(f"error: teacher: {exc}", file=sys.stderr)
         return 3
+    except Exception as exc:  # a failed pipeline step, a broken install: one line unless -v asks for more
+        if args.verbose:
+            raise
+        message = " ".join(str(exc).split())
+        print(f"error: {type(exc).__name__}: {message} (run with -v for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
