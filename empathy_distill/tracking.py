@@ -68,15 +68,6 @@ def log_ingest(report: dict[str, Any], quarantine_jsonl: str, prefix: str = "ing
     mlflow.log_text(quarantine_jsonl, f"{prefix}/quarantine.jsonl")
 
 
-def log_config(config: dict[str, Any]) -> None:
-    """Logs the fully resolved config once per run, secrets redacted."""
-    import mlflow
-
-    if mlflow.active_run() is None:
-        return
-    mlflow.log_dict(redacted(config), "config/resolved.json")
-
-
 def log_bootstrap(report: dict[str, Any], teacher_model: str | None) -> None:
     """Method, strategy, prompt hash and teacher as params; counts, tokens and cost per stage as metrics."""
     import mlflow
