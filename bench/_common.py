@@ -14,14 +14,11 @@ def sample_world(cache_dir: Path, hidden: int = 64, layers: int = 2):
     from empathy_distill.config import BootstrapConfig, DataConfig, StudentConfig, TinyStudentConfig, ValidationConfig
     from empathy_distill.data.ingest import ingest
     from empathy_distill.datasets import build_direct
-    from empathy_distill.prompts import load_template
-    from empathy_distill.training.student import build_tiny_student, chat_texts
+    from empathy_distill.training.student import prepare_tiny_student
 
     path = ROOT / "data" / "sample" / "dialogues.csv"
     table = ingest(path, DataConfig(path=str(path)), ValidationConfig()).table
     sets = build_direct(table, BootstrapConfig())
-    train = table[table.split == "train"]
-    texts = list(train.situation.unique()) + list(train.utterance.unique()) + list(train.response)
     student = StudentConfig(cache_dir=str(cache_dir), tiny=TinyStudentConfig(hidden_size=hidden, layers=layers))
-    folder, _ = build_tiny_student(texts, chat_texts(sets.sft.to_dict("records"), load_template("student_system")), student)
+    folder, _ = prepare_tiny_student(table, [sets.sft, sets.dpo], student)
     return table, sets, student, str(folder)

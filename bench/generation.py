@@ -4,8 +4,11 @@
 
 The tiny student (built once from data/sample) with an SFT adapter answers the
 sample's prompts greedily, first through ``generate`` with left-padded batches,
-then with batch size 1. Both sides load nothing during the timing. The last line is
+then with batch size 1. Both sides load nothing during the timing. Batching must not
+change a reply: the greedy outputs of both sides are compared and the benchmark
+fails if any differs. The last lines are
 
+    identical_outputs=<equal replies>/<prompts>
     batched_speedup=<one-at-a-time time / batched time>
 """
 
@@ -51,17 +54,23 @@ def main() -> None:
     batched_cfg = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     single_cfg = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=1)
     generate(model, tokenizer, prompts[:2], batched_cfg)  # warm-up
-    times = {"batched": [], "single": []}
+    times: dict[str, list[float]] = {"batched": [], "single": []}
+    outputs: dict[str, list[str]] = {}
     for _ in range(2):
         for name, cfg in (("batched", batched_cfg), ("single", single_cfg)):
             start = time.perf_counter()
             out = generate(model, tokenizer, prompts, cfg, desc=name)
             times[name].append(time.perf_counter() - start)
             assert len(out) == len(prompts)
+            outputs[name] = out
+    same = sum(a == b for a, b in zip(outputs["batched"], outputs["single"]))
     batched, single = min(times["batched"]), min(times["single"])
     tokens = len(prompts) * args.max_new_tokens
     print(f"{len(prompts)} prompts x {args.max_new_tokens} new tokens: batched (batch {args.batch_size}) {batched:.2f} s = {tokens / batched:.0f} tok/s; "
           f"one at a time {single:.2f} s = {tokens / single:.0f} tok/s")
+    print(f"identical_outputs={same}/{len(prompts)}")
+    if same != len(prompts):
+        raise SystemExit("batched generation changed a reply: the speed-up does not count")
     print(f"batched_speedup={single / batched:.2f}")
 
 

@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from empathy_distill.errors import ConfigError, InputError
+from empathy_distill.errors import ConfigError, InputError, JudgeError, StepFailed
 from empathy_distill.teacher.types import TeacherError
 
 FORMAT_CHOICES = ["auto", "llms_vs_humans", "empathetic_dialogues", "jsonl", "hf_datasets"]
@@ -75,13 +75,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     config = load_config(args.config, [f"data.path={args.data}", f"data.format={args.format}", *args.set])
     data = ingest(config.data.path, config.data, config.validation)
     require_rows(data)
-    result = calibrate(data.table, folds=args.folds)
+    # the judge as deployed: the same margin (tie rule) and penalty the pipeline's scorer uses
+    result = calibrate(data.table, folds=args.folds, margin=config.evaluation.scorer_margin, l2=config.evaluation.scorer_l2)
     llm_judges = [j for j in config.evaluation.judges if j.kind == "llm"]
     if llm_judges:  # the same question for each configured LLM judge, on a sample of the pairs
         from empathy_distill.judging.evaluate import LLMJudge, calibrate_judge
         from empathy_distill.teacher import build_teacher
 
-        result["llm_judges"] = [calibrate_judge(data.table, LLMJudge(build_teacher(j.endpoint), name=j.name), args.max_pairs) for j in llm_judges]
+        result["llm_judges"] = [calibrate_judge(data.table, LLMJudge(build_teacher(j.endpoint), name=j.name, on_error=config.evaluation.on_judge_error), args.max_pairs) for j in llm_judges]
     print(json.dumps(result, indent=2))
     return 0
 
@@ -191,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (InputError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (JudgeError, StepFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except TeacherError as exc:

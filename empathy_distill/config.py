@@ -216,14 +216,23 @@ class GenerationSettings(Strict):
     """Only the first N test dialogues (None: all)."""
 
 
+class JudgeEndpointConfig(TeacherConfig):
+    """An LLM judge's endpoint: the teacher's settings, with a judge's own generation defaults."""
+
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    """NOTE: differs from the teacher's 0.7: a judge samples nothing, so position-consistency measures the judge, not sampling noise."""
+    max_tokens: int = Field(256, ge=1)
+    """Room for a short reasoning before the ``Verdict:`` line."""
+
+
 class JudgeConfig(Strict):
     """One judge: the offline scorer, or an LLM over an OpenAI-compatible endpoint."""
 
     name: str = "scorer"
     """Label in reports and metric names."""
     kind: Literal["scorer", "llm"] = "scorer"
-    endpoint: TeacherConfig | None = None
-    """For kind llm: model, base_url, api_key_env, concurrency, cache, budget (the teacher client is reused)."""
+    endpoint: JudgeEndpointConfig | None = None
+    """For kind llm: model, base_url, api_key_env, concurrency, cache, budget (the teacher client is reused; temperature 0 by default)."""
 
 
 class EvaluationConfig(Strict):
@@ -235,10 +244,15 @@ class EvaluationConfig(Strict):
     """base: the student without its adapter; human: the recorded human reply; llm: a recorded LLM reply."""
     reference_llm: str = "chatgpt"
     """The recorded source used as the llm opponent."""
-    scorer_margin: float = Field(0.05, ge=0.0)
-    """Score difference under which the scorer calls a tie."""
-    scorer_alpha: float = Field(1.0, gt=0.0)
-    """Ridge penalty of the scorer's head."""
+    max_invalid_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    """Per judge and opponent: more invalid comparisons than this makes the report ``valid: false`` (never promoted)."""
+    on_judge_error: Literal["fail", "continue"] = "fail"
+    """fail: a judge request that failed after its retries ends the run with one error line;
+    continue: it counts as invalid and the report says why it is not valid."""
+    scorer_margin: float = Field(0.01, ge=0.0)
+    """The scorer calls a tie when its two scores (predicted ratings, 1-3) differ by this or less; calibrate uses the same."""
+    scorer_l2: float = Field(0.0125, gt=0.0)
+    """Ridge penalty of the scorer's head per training row (alpha = l2 x rows; 0.0125 is alpha 100 on the real file, the best measured)."""
     cache_dir: str = ".cache/judges"
     """Fitted scorer heads, reused while their training rows are unchanged."""
 

@@ -130,22 +130,26 @@ def log_training_stage(result: Any, params: dict[str, Any], curve_keys: tuple[st
 
 
 def log_evaluation(report: dict[str, Any], files: dict[str, Any], prefix: str = "eval") -> None:
-    """Win rates, CIs, counts, consistency and LC win rates as metrics; JSON, table and plot as artifacts."""
+    """Win rates, intervals, counts, consistency and LC win rates as metrics; JSON, table and plot as artifacts.
+
+    A NaN (nothing valid to score) is logged as NaN, never skipped, and ``<prefix>.valid``
+    (1 or 0) with the ``<prefix>.invalid_reasons`` tag says whether the figures can be trusted.
+    """
     import mlflow
 
     if mlflow.active_run() is None:
         return
-    metrics = {}
+    metrics = {f"{prefix}.valid": float(bool(report.get("valid")))}
     for c in report["comparisons"]:
         name = f"{prefix}.{c['opponent']}.{c['judge']}"
-        for key in ("win_rate", "ci_low", "ci_high", "wins", "ties", "losses", "invalid", "n", "position_consistency", "length_controlled_win_rate"):
-            value = c[key]
-            if value == value:  # skip NaN (nothing valid)
-                metrics[f"{name}.{key}"] = float(value)
+        for key in ("win_rate", "ci_low", "ci_high", "wins", "ties", "losses", "invalid", "n", "request_errors", "position_consistency", "length_controlled_win_rate"):
+            if key in c:
+                metrics[f"{name}.{key}"] = float(c[key])
     for a in report.get("agreement", []):
-        if a["kappa"] == a["kappa"]:
-            metrics[f"{prefix}.{a['opponent']}.kappa.{'_'.join(a['judges'])}"] = float(a["kappa"])
+        metrics[f"{prefix}.{a['opponent']}.kappa.{'_'.join(a['judges'])}"] = float(a["kappa"])
     mlflow.log_metrics(metrics)
+    mlflow.set_tags({f"{prefix}.valid": str(bool(report.get("valid"))).lower(), f"{prefix}.ci_method": report.get("ci_method", ""),
+                     f"{prefix}.invalid_reasons": "; ".join(report.get("invalid_reasons", []))[:5000] or "none"})
     folder = "evaluation" if prefix == "eval" else f"evaluation/{prefix.split('.', 1)[-1]}"
     for path in files.values():
         mlflow.log_artifact(str(path), folder)

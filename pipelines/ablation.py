@@ -56,7 +56,7 @@ def ablation(
 
     1. ``ingest_dialogues``, ``validate_dialogues``: once for the grid.
     2. per (method, strategy): ``bootstrap_responses``, ``build_training_sets``, ``validate_training_sets``, ``train_sft``.
-    3. ``prepare_student`` once (on the first cell's SFT rows; the tiny student depends on the data only).
+    3. ``prepare_student`` once (its warm-up excludes every response and the first cell's targets; it reads train situations and speaker turns only).
     4. per cell (stages sft or sft+dpo): ``train_dpo`` (sft+dpo only), ``generate_responses``, ``evaluate_responses``.
     5. ``summarize_ablation``: the comparison table and plot.
     """
@@ -70,7 +70,7 @@ def ablation(
         sft_rows, dpo_pairs = build_training_sets(dialogues, log, report, bootstrap=cfg, id=f"build_{key}")
         sft_train, dpo_train, _, _ = validate_training_sets(dialogues, sft_rows, dpo_pairs, bootstrap=cfg, validation=validation, id=f"validate_sets_{key}")
         if base is None:
-            base = prepare_student(dialogues, sft_train, student=student)
+            base = prepare_student(dialogues, sft_train, dpo_train, student=student)
         sft = train_sft(base, sft_train, training=training, student=student, id=f"sft_{key}")
         for stages in grid.stages:
             label = cell_label(method, strategy, stages)

@@ -46,7 +46,7 @@ def distill(
     10. ``evaluate_responses``: pairwise judging in both orders, win rates with CIs, the report.
     """
     dialogues, sft_train, dpo_train = bootstrap_stage(data, validation, bootstrap, teacher, source_fingerprint, prompt_hash)
-    base = prepare_student(dialogues, sft_train, student=student)
+    base = prepare_student(dialogues, sft_train, dpo_train, student=student)
     adapter = None
     if training.stages in ("sft+dpo", "sft"):
         adapter = train_sft(base, sft_train, training=training, student=student)

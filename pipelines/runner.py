@@ -2,13 +2,14 @@
 
 import os
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 from empathy_distill.config import DistillConfig
 from empathy_distill.data.hashing import file_fingerprint
 from empathy_distill.datasets import lineage_prompt_hash
-from empathy_distill.errors import InputError
+from empathy_distill.errors import InputError, StepFailed
 from empathy_distill.tracking import redacted
 
 
@@ -71,7 +72,8 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True) ->
     if name == "distill":
         params.update(student=config.student, training=config.training, generation=config.generation, evaluation=config.evaluation)
     fn = {"distill": distill, "bootstrap": bootstrap}[name]
-    run = fn.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings)(**params)
+    with root_cause(run_name):
+        run = fn.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings)(**params)
     run = Client().get_pipeline_run(run.id)
     ingest = run.steps["validate_dialogues"].outputs["ingest_report"][0].load()
     training = run.steps["validate_training_sets"].outputs["training_report"][0].load()
@@ -85,7 +87,7 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True) ->
     bin_dir = Path(sys.executable).parent
     env = f"ZENML_CONFIG_PATH={os.environ['ZENML_CONFIG_PATH']} " if os.environ.get("ZENML_CONFIG_PATH") else ""
     lines = [
-        f"pipeline run: {run.name} ({run.status.value})",
+        f"pipeline run: {run.name} ({run.status.value}); {step_counts(run)}",
         f"dialogues: {ingest['dialogues_kept']} kept ({ingest['train_dialogues']} train / {ingest['test_dialogues']} test), "
         f"rows kept {ingest['rows_kept']}, quarantined {ingest['rows_quarantined']}, data hash {ingest['data_hash'][:19]}",
         f"training sets ({config.bootstrap.method}/{boot.get('strategy', 'none')}): {training['sft_rows']} SFT rows, {training['dpo_pairs']} DPO pairs, "
@@ -119,7 +121,8 @@ def run_ablation(config: DistillConfig, enable_cache: bool = True) -> list[str]:
     run_name = f"ablation-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
     # one nested MLflow run per step: cells log the same param names with different values
     settings = {"experiment_tracker": {"nested": True, **({"experiment_name": config.tracking.experiment} if config.tracking.experiment else {})}}
-    run = ablation.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings)(
+    with root_cause(run_name):
+        run = ablation.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings)(
         data=config.data,
         validation=config.validation,
         bootstrap=config.bootstrap,
@@ -131,7 +134,7 @@ def run_ablation(config: DistillConfig, enable_cache: bool = True) -> list[str]:
         grid=grid,
         source_fingerprint=file_fingerprint(config.data.path),
         prompt_hashes=hashes,
-    )
+        )
     run = Client().get_pipeline_run(run.id)
     table = str(run.steps["summarize_ablation"].outputs["ablation_table"][0].load())
     return [f"pipeline run: {run.name} ({run.status.value})", table, f"MLflow run: {find_mlflow_run(tracking_uri, run.name) or 'n/a'}  (mlflow ui --backend-store-uri {tracking_uri})"]
@@ -147,11 +150,33 @@ def run_evaluation_pipeline(config: DistillConfig, generations_version: str | No
     tracking_uri = mlflow_tracking_uri()
     run_name = f"evaluate-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
     evaluation = config.evaluation.model_copy(update={"cache_dir": str(Path(config.evaluation.cache_dir).resolve())})  # no data file needed here
-    run = evaluate.with_options(run_name=run_name)(evaluation=evaluation, generations_version=generations_version)
+    with root_cause(run_name):
+        run = evaluate.with_options(run_name=run_name)(evaluation=evaluation, generations_version=generations_version)
     run = Client().get_pipeline_run(run.id)
     lines = [f"pipeline run: {run.name} ({run.status.value})", *training_lines(run)]
     lines.append(f"MLflow run: {find_mlflow_run(tracking_uri, run.name) or 'n/a'}  (mlflow ui --backend-store-uri {tracking_uri})")
     return lines
+
+
+@contextmanager
+def root_cause(run_name: str):
+    """Turns ZenML's "failure in step(s): X" into :class:`StepFailed` naming the step and what it raised."""
+    try:
+        yield
+    except Exception as exc:
+        from zenml.client import Client
+
+        try:
+            run = Client().get_pipeline_run(run_name)
+            failed = [s for s in run.steps.values() if s.status.value == "failed"]
+        except Exception:  # no run was created (e.g. the stack is broken): the original error is the root cause
+            raise exc from None
+        for step_run in failed:
+            info = step_run.exception_info
+            if info is not None:
+                cause = (info.source or "Exception").rsplit(".", 1)[-1]
+                raise StepFailed(step_run.name, cause, info.message or info.traceback.strip().splitlines()[-1]) from exc
+        raise
 
 
 def find_mlflow_run(tracking_uri: str, run_name: str) -> str | None:
@@ -164,6 +189,12 @@ def find_mlflow_run(tracking_uri: str, run_name: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def step_counts(run) -> str:
+    """``steps: N ran, M cached`` (a rerun with unchanged inputs runs none)."""
+    statuses = [s.status.value for s in run.steps.values()]
+    return f"steps: {statuses.count('completed')} ran, {statuses.count('cached')} cached"
+
+
 def training_lines(run) -> list[str]:
     """One line per training stage and one for generation, where the run had them."""
     lines = []
@@ -173,10 +204,12 @@ def training_lines(run) -> list[str]:
             lines.append(f"{adapter.stage.upper()}: {adapter.global_step} steps on {adapter.rows} rows, adapter {adapter.weights_hash[:19]}")
     if "evaluate_responses" in run.steps:
         report = run.steps["evaluate_responses"].outputs["evaluation_report"][0].load()
-        lines.append("evaluation (tuned student vs opponent; ties count half; invalid verdicts are not losses):")
+        validity = "valid" if report.get("valid") else "NOT VALID: " + "; ".join(report.get("invalid_reasons", []))
+        lines.append(f"evaluation ({validity}; tuned student vs opponent; ties count half; invalid verdicts are not losses; "
+                     f"95% {report.get('ci_method', 'wilson')} intervals):")
         for c in report["comparisons"]:
             lines.append(
-                f"  vs {c['opponent']:<6} judge {c['judge']}: win rate {c['win_rate']:.3f} [95% CI {c['ci_low']:.3f}, {c['ci_high']:.3f}], "
+                f"  vs {c['opponent']:<6} judge {c['judge']}: win rate {c['win_rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}], "
                 f"W/T/L {c['wins']}/{c['ties']}/{c['losses']}, invalid {c['invalid']}, consistency {c['position_consistency']:.2f}, "
                 f"LC win rate {c['length_controlled_win_rate']:.3f}"
             )

@@ -21,5 +21,9 @@ def evaluate_responses(
     report["label"] = label
     with tempfile.TemporaryDirectory() as tmp:
         log_evaluation(report, save_report(report, tmp), prefix=f"ablation.{label}" if label else "eval")
-    log_metadata({f"{c['opponent']}.{c['judge']}.win_rate": c["win_rate"] for c in report["comparisons"] if c["win_rate"] == c["win_rate"]})
+    metadata: dict[str, Any] = {"valid": bool(report["valid"]), "invalid_reasons": "; ".join(report["invalid_reasons"]) or "none", "ci_method": report["ci_method"]}
+    # NaN is not JSON: a win rate with nothing valid behind it is written as text, never dropped
+    metadata.update({f"{c['opponent']}.{c['judge']}.win_rate": c["win_rate"] if c["win_rate"] == c["win_rate"] else "NaN (no valid comparisons)"
+                     for c in report["comparisons"]})
+    log_metadata(metadata)
     return report, MarkdownString(report_markdown(report))

@@ -2,8 +2,12 @@
 
 The layout is the LLMs-vs-Humans one (dialog_id, emotion, situation, speaker_uttr,
 response_<source>, rating_<source>), so the demo exercises the same reader as the
-real file. Every text here was written for this project. Ratings (1-3) follow a
-simple rule: a reply that names the feeling and offers support rates higher.
+real file. Every text here was written for this project. Ratings (1-3) are drawn
+per source from the real file's shares of 1 / 2 / 3 (with a dialogue effect, so some
+dialogues are rated low by all: the paper's test split), and each reply is written at
+the quality of its rating (names the feeling and supports: 3; one of the two or
+generic: 2; curt or off the point: 1), one step off in 15% of replies as raters
+disagree. No rule makes one source win: a human reply can be the best of five.
 
     python data/sample/make_sample.py
 """
@@ -11,8 +15,9 @@ simple rule: a reply that names the feeling and offers support rates higher.
 from __future__ import annotations
 
 import csv
-import hashlib
+import random
 from pathlib import Path
+from statistics import NormalDist
 
 # (emotion, situation, speaker utterance, human reply, how it feels, a supportive line)
 DIALOGUES = [
@@ -80,45 +85,100 @@ DIALOGUES = [
 
 SOURCES = ["human", "chatgpt_empathy", "llama_empathy", "gemini_empathy", "mixtral_empathy"]
 
+# Share of ratings 1 / 2 / 3 per source in the real LLMs-vs-Humans file (2,000 dialogues), so that
+# the sample's ratings follow the same mix; e.g. 49% of human replies there are rated 3.
+REAL_RATING_SHARES = {
+    "human": (0.171, 0.336, 0.493),
+    "chatgpt_empathy": (0.071, 0.2815, 0.6475),
+    "llama_empathy": (0.087, 0.3035, 0.6095),
+    "gemini_empathy": (0.124, 0.3355, 0.5405),
+    "mixtral_empathy": (0.1025, 0.3015, 0.596),
+}
+DIALOGUE_SPREAD = 0.8  # a dialogue-level effect: some dialogues get low ratings from everyone (the test split)
+RATER_NOISE = 0.15  # a reply written at one quality is sometimes rated one step off, as human raters do
 
-def llm_replies(feel: str, support: str, emotion: str) -> dict[str, str]:
-    """Four recorded-model replies in different styles, all naming the feeling."""
-    return {
-        "chatgpt_empathy": f"That sounds {feel}. {support}",
-        "llama_empathy": f"I can understand how {feel.split(' to ')[0].split(' when ')[0]} this feels for you. {support} Please take care of yourself.",
-        "gemini_empathy": f"Feeling {emotion} here makes complete sense. {support}",
-        "mixtral_empathy": f"It must be {feel}. Have you been able to talk with someone close about it?",
-    }
+# Reply styles per quality level, in each source's voice. {feel} names the feeling, {support} is a
+# helpful line, {curt} is the short human reply. Level 3 names the feeling and supports; level 2
+# does one of the two or stays generic; level 1 is curt, dismissive or off the point.
+STYLES = {
+    "human": {
+        3: ["Oh no, that sounds {feel}. {support}", "I get it, it is {feel}. {support}", "{curt} Honestly, that must be {feel}. {support}"],
+        2: ["{curt} That sounds {feel}.", "{curt} {support}", "Hmm, {feel_short}. What are you going to do?"],
+        1: ["{curt}", "Eh, that happens.", "{curt} Anyway, what else is new?"],
+    },
+    "chatgpt_empathy": {
+        3: ["That sounds {feel}. {support}", "It makes sense that you feel this way; it is {feel}. {support}"],
+        2: ["That sounds {feel}. I hope things get better soon.", "{support}", "I am sorry to hear that. It can be a difficult experience."],
+        1: ["It is important to stay positive in every situation.", "Thank you for sharing. Let me know if there is anything else."],
+    },
+    "llama_empathy": {
+        3: ["I can understand how {feel_short} this feels for you. {support} Please take care of yourself.", "I hear you, it is {feel}. {support}"],
+        2: ["I can understand how {feel_short} this feels for you. Please take care of yourself.", "{support} Please take care of yourself."],
+        1: ["I understand. Many people go through similar situations.", "Please take care of yourself."],
+    },
+    "gemini_empathy": {
+        3: ["Feeling {emotion} here makes complete sense, it is {feel}. {support}", "That is {feel}, and your reaction is completely natural. {support}"],
+        2: ["Feeling {emotion} here makes complete sense.", "Here is a thought: {support_lower}"],
+        1: ["Situations like this are common.", "Try not to think about it too much."],
+    },
+    "mixtral_empathy": {
+        3: ["It must be {feel}. {support} Have you been able to talk with someone close about it?", "That is {feel}. {support}"],
+        2: ["It must be {feel}. Have you been able to talk with someone close about it?", "Have you been able to talk with someone close about it?"],
+        1: ["That is interesting. What happened next?", "Okay. Is there anything else on your mind?"],
+    },
+}
 
 
-def ratings(dialog_id: str) -> dict[str, int]:
-    """Deterministic ratings: humans mostly 1-2, models mostly 3, some dialogues weaker."""
-    h = hashlib.sha256(dialog_id.encode()).digest()
-    weak = h[0] % 7 == 0  # about one dialogue in seven has fewer than two 3s (test split)
-    out = {"human": 1 + h[1] % 2}
-    for i, src in enumerate(SOURCES[1:], start=2):
-        out[src] = 2 if weak and i != 2 else (3 if h[i] % 5 else 2)
-    if weak:
-        out["chatgpt_empathy"] = 3 if h[6] % 2 else 2
+def rating_cuts(shares: tuple[float, float, float], spread: float) -> tuple[float, float]:
+    """Cut points on a latent N(0, 1 + spread^2) scale that give these marginal shares of 1 / 2 / 3."""
+    sigma = (1 + spread**2) ** 0.5
+    inv = NormalDist().inv_cdf
+    return inv(shares[0]) * sigma, inv(shares[0] + shares[1]) * sigma
+
+
+def draw_ratings(n_dialogues: int, seed: int = 7) -> list[dict[str, int]]:
+    """Ordered-probit ratings: a dialogue effect shared by its five replies plus each reply's own draw.
+
+    No source is favoured beyond its real share: in a given dialogue the human reply
+    can beat every model, and a model reply can be rated 1.
+    """
+    rng = random.Random(seed)
+    cuts = {s: rating_cuts(REAL_RATING_SHARES[s], DIALOGUE_SPREAD) for s in SOURCES}
+    out = []
+    for _ in range(n_dialogues):
+        effect = rng.gauss(0, DIALOGUE_SPREAD)
+        row = {}
+        for src in SOURCES:
+            latent = effect + rng.gauss(0, 1)
+            low, high = cuts[src]
+            row[src] = 1 if latent < low else 2 if latent < high else 3
+        out.append(row)
     return out
+
+
+def write_reply(rng: random.Random, source: str, quality: int, emotion: str, curt: str, feel: str, support: str) -> str:
+    template = rng.choice(STYLES[source][quality])
+    feel_short = feel.split(" to ")[0].split(" when ")[0].split(" after ")[0]
+    return template.format(feel=feel, feel_short=feel_short, support=support, support_lower=support[0].lower() + support[1:], curt=curt, emotion=emotion)
 
 
 def main() -> None:
     out = Path(__file__).with_name("dialogues.csv")
     header = ["dialog_id", "emotion", "situation", "speaker_uttr"]
     header += [f"response_{s}" for s in SOURCES] + [f"rating_{s}" for s in SOURCES]
+    ratings = draw_ratings(len(DIALOGUES))
+    rng = random.Random(11)
     with out.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
-        for i, (emotion, situation, utterance, human, feel, support) in enumerate(DIALOGUES):
-            dialog_id = f"sample:{i:03d}"
-            replies = {"human": human, **llm_replies(feel, support, emotion)}
-            rate = ratings(dialog_id)
-            writer.writerow(
-                [dialog_id, emotion, situation, utterance]
-                + [replies[s] for s in SOURCES]
-                + [rate["human" if s == "human" else s] for s in SOURCES]
-            )
+        for i, ((emotion, situation, utterance, curt, feel, support), rate) in enumerate(zip(DIALOGUES, ratings)):
+            replies = {}
+            for src in SOURCES:
+                quality = rate[src]
+                if rng.random() < RATER_NOISE:  # the text is one step better or worse than its rating
+                    quality = min(3, max(1, quality + rng.choice((-1, 1))))
+                replies[src] = write_reply(rng, src, quality, emotion, curt, feel, support)
+            writer.writerow([f"sample:{i:03d}", emotion, situation, utterance] + [replies[s] for s in SOURCES] + [rate[s] for s in SOURCES])
     print(f"wrote {len(DIALOGUES)} dialogues to {out}")
 
 

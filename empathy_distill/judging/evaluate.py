@@ -6,6 +6,11 @@ second; :func:`~empathy_distill.judging.stats.combine_orders` turns the two into
 win, loss, tie or invalid. Per opponent and judge the report holds the win rate
 with a 95% bootstrap CI, the counts, the position-consistency rate, the invalid
 count and the length-controlled win rate; with two or more judges, Cohen's kappa.
+
+A report is ``valid`` only when every configured opponent was judged by every judge
+and no (judge, opponent) has more invalid comparisons than ``max_invalid_fraction``;
+otherwise ``invalid_reasons`` says why. Nothing is dropped: a win rate with no valid
+comparison stays NaN and makes the report invalid.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from empathy_distill.judging.stats import cohen_kappa, combine_orders, length_controlled_win_rate, position_consistency, win_rate_ci
+from empathy_distill.errors import JudgeError
+from empathy_distill.judging.stats import CI_METHOD, cohen_kappa, combine_orders, length_controlled_win_rate, position_consistency, win_rate_ci
 from empathy_distill.judging.verdict import parse_verdict
 from empathy_distill.prompts import load_template, render
 
@@ -51,10 +57,18 @@ class ScorerJudge:
 
 @dataclass
 class LLMJudge:
-    """A judge over any OpenAI-compatible endpoint, through the teacher client (cache, retries, budget)."""
+    """A judge over any OpenAI-compatible endpoint, through the teacher client (cache, retries, budget).
+
+    A request that failed after its retries (endpoint down, refused, budget spent) is
+    never a verdict: with ``on_error="fail"`` it raises :class:`JudgeError`; with
+    ``"continue"`` it becomes an invalid comparison, counted in ``request_errors``.
+    """
 
     client: Any
     name: str = "llm"
+    on_error: str = "fail"
+    request_errors: int = 0
+    last_error: str = ""
 
     def verdicts(self, situations, utterances, first, second):
         system = load_template("judge_system")
@@ -69,7 +83,17 @@ class LLMJudge:
             finally:
                 await self.client.aclose()
 
-        return [parse_verdict(r.text) if r.ok else None for r in asyncio.run(run())]
+        results = asyncio.run(run())
+        failed = [r for r in results if not r.ok]
+        self.request_errors += len(failed)
+        if failed:
+            self.last_error = failed[-1].error or ""
+            if self.on_error == "fail":
+                raise JudgeError(
+                    f"judge '{self.name}': {len(failed)} of {len(results)} requests failed ({self.last_error}); "
+                    "set evaluation.on_judge_error=continue to record them as invalid instead"
+                )
+        return [parse_verdict(r.text) if r.ok else None for r in results]
 
 
 def judge_both_orders(judge: PairJudge, frame: pd.DataFrame, candidate: str, opponent: str) -> list[tuple[str | None, str | None]]:
@@ -79,7 +103,8 @@ def judge_both_orders(judge: PairJudge, frame: pd.DataFrame, candidate: str, opp
     return list(zip(both[: len(cand)], both[len(cand) :]))
 
 
-def evaluate(frame: pd.DataFrame, judges: Sequence[PairJudge], opponents: dict[str, str], candidate: str = "tuned_response") -> dict[str, Any]:
+def evaluate(frame: pd.DataFrame, judges: Sequence[PairJudge], opponents: dict[str, str], candidate: str = "tuned_response",
+             max_invalid_fraction: float = 0.1) -> dict[str, Any]:
     """The full report for ``candidate`` against each opponent column, by each judge.
 
     Args:
@@ -87,12 +112,14 @@ def evaluate(frame: pd.DataFrame, judges: Sequence[PairJudge], opponents: dict[s
         judges: the judges to ask.
         opponents: report label -> column, e.g. ``{"base": "base_response", "human": "ref_human"}``.
         candidate: the column of the model under test.
+        max_invalid_fraction: above this share of invalid comparisons a (judge, opponent) is not valid.
     """
-    results: dict[str, Any] = {"candidate": candidate, "comparisons": []}
+    results: dict[str, Any] = {"candidate": candidate, "ci_method": CI_METHOD, "comparisons": []}
     for label, column in opponents.items():
         rows = frame[frame[column].notna() & (frame[column].str.strip() != "")]
         by_judge = {}
         for judge in judges:
+            errors_before = getattr(judge, "request_errors", 0)
             pairs = judge_both_orders(judge, rows, candidate, column)
             outcomes = [combine_orders(a, b) for a, b in pairs]
             length_diff = [len(str(c).split()) - len(str(o).split()) for c, o in zip(rows[candidate], rows[column])]
@@ -101,6 +128,8 @@ def evaluate(frame: pd.DataFrame, judges: Sequence[PairJudge], opponents: dict[s
                 "opponent": label,
                 "judge": judge.name,
                 **stats.as_dict(),
+                "invalid_fraction": stats.invalid / stats.n if stats.n else float("nan"),
+                "request_errors": getattr(judge, "request_errors", 0) - errors_before,
                 "position_consistency": position_consistency(pairs),
                 "length_controlled_win_rate": length_controlled_win_rate(outcomes, length_diff),
                 "mean_length_diff_words": float(sum(length_diff) / len(length_diff)) if length_diff else 0.0,
@@ -111,13 +140,35 @@ def evaluate(frame: pd.DataFrame, judges: Sequence[PairJudge], opponents: dict[s
         for i in range(len(names)):
             for j in range(i + 1, len(names)):
                 results.setdefault("agreement", []).append({"opponent": label, "judges": [names[i], names[j]], "kappa": cohen_kappa(by_judge[names[i]], by_judge[names[j]])})
-    return results
+    results["max_invalid_fraction"] = max_invalid_fraction
+    return mark_validity(results, max_invalid_fraction)
+
+
+def mark_validity(report: dict[str, Any], max_invalid_fraction: float, skipped_opponents: Sequence[str] = ()) -> dict[str, Any]:
+    """Sets ``valid`` and ``invalid_reasons``: what would make these win rates unfit to promote on."""
+    reasons = [f"opponent '{o}': no responses in this data" for o in skipped_opponents]
+    for c in report["comparisons"]:
+        where = f"{c['opponent']}/{c['judge']}"
+        if c["n"] == 0:
+            reasons.append(f"{where}: no comparisons")
+        elif c["invalid"] / c["n"] > max_invalid_fraction:
+            reasons.append(f"{where}: {c['invalid']} of {c['n']} comparisons invalid ({c['invalid'] / c['n']:.0%} > {max_invalid_fraction:.0%})")
+        if c.get("request_errors"):
+            reasons.append(f"{where}: {c['request_errors']} judge requests failed")
+    if not report["comparisons"]:
+        reasons.append("no comparisons at all")
+    report["valid"] = not reasons
+    report["invalid_reasons"] = reasons
+    return report
 
 
 def report_markdown(report: dict[str, Any]) -> str:
     """The paper-style table: one line per (opponent, judge)."""
     lines = [
         f"## Evaluation of `{report['candidate']}`",
+        "",
+        f"Valid: {'yes' if report.get('valid') else 'NO (' + '; '.join(report.get('invalid_reasons', [])) + ')'}. "
+        f"Intervals: 95% {report.get('ci_method', CI_METHOD)} score intervals, ties counted half.",
         "",
         "| opponent | judge | win rate | 95% CI | W / T / L | invalid | consistency | LC win rate |",
         "|---|---|---|---|---|---|---|---|",
@@ -149,7 +200,7 @@ def report_plot(report: dict[str, Any], path: str | Path) -> Path:
     ax.set_xticks(range(len(comps)), labels, fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("win rate (ties = 1/2)")
-    ax.set_title(f"{report['candidate']}: win rates with 95% bootstrap CIs")
+    ax.set_title(f"{report['candidate']}: win rates, 95% {report.get('ci_method', CI_METHOD)} intervals")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -176,13 +227,13 @@ def build_judges(cfg, dialogues: pd.DataFrame) -> list[PairJudge]:
         if judge.kind == "scorer":
             from empathy_distill.judging.scorer import fit_scorer
 
-            judges.append(ScorerJudge(fit_scorer(dialogues, cfg.scorer_margin, cfg.scorer_alpha, cfg.cache_dir), name=judge.name))
+            judges.append(ScorerJudge(fit_scorer(dialogues, margin=cfg.scorer_margin, l2=cfg.scorer_l2, cache_dir=cfg.cache_dir), name=judge.name))
         else:
             from empathy_distill.teacher import build_teacher
 
             if judge.endpoint is None:
                 raise ValueError(f"judge '{judge.name}' of kind llm needs an endpoint")
-            judges.append(LLMJudge(build_teacher(judge.endpoint), name=judge.name))
+            judges.append(LLMJudge(build_teacher(judge.endpoint), name=judge.name, on_error=cfg.on_judge_error))
     return judges
 
 
@@ -200,8 +251,9 @@ def run_evaluation(generations: pd.DataFrame, dialogues: pd.DataFrame, cfg) -> d
     skipped = [o for o in cfg.opponents if o not in opponents]
     if skipped:
         logger.warning("no responses for opponents %s in this data; skipped", skipped)
-    report = evaluate(frame, build_judges(cfg, dialogues), opponents)
+    report = evaluate(frame, build_judges(cfg, dialogues), opponents, max_invalid_fraction=cfg.max_invalid_fraction)
     report["skipped_opponents"] = skipped
+    mark_validity(report, cfg.max_invalid_fraction, skipped)
     report["test_dialogues"] = len(frame)
     return report
 

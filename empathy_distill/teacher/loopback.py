@@ -98,6 +98,7 @@ class LoopbackServer:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.received = 0
+        self.bearer_tokens: Counter[str] = Counter()  # what clients sent as ``Authorization: Bearer``
         self.completed: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
         self.files: dict[str, bytes] = {}
@@ -203,6 +204,7 @@ class LoopbackServer:
         body = await request.json()
         with self._lock:
             self.received += 1
+            self.bearer_tokens[request.headers.get("Authorization", "").removeprefix("Bearer ")] += 1
         fault = self._next_fault()
         await asyncio.sleep(self._latency())
         if fault == "429":

@@ -50,7 +50,7 @@ def trainer_args(stage: StageSettings, cfg: TrainingConfig, output_dir: Path) ->
         "bf16": use_bf16(cfg),
         "gradient_checkpointing": cfg.gradient_checkpointing,
         "seed": cfg.seed,
-        "disable_tqdm": False,
+        "disable_tqdm": not sys.stderr.isatty(),  # progress bars on a terminal, none in CI logs
         "dataloader_num_workers": 0,
     }
 

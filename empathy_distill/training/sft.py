@@ -58,6 +58,20 @@ def last_checkpoint(folder: Path) -> tuple[str | None, int]:
     return (ckpt, int(ckpt.rsplit("-", 1)[-1])) if ckpt else (None, 0)
 
 
+def build_sft_trainer(base_model: str, rows: pd.DataFrame, cfg: TrainingConfig, student: StudentConfig, output_dir: Path, extra_callbacks: list | None = None):
+    """The SFTTrainer (LoRA, loss on the assistant turn only), its metrics recorder and the tokenizer."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    tokenizer, model = load_student(base_model, student)
+    dataset = Dataset.from_list(to_conversational(rows))
+    # completion_only_loss: prompt tokens get label -100, so the student learns replies, not the dialogues
+    args = SFTConfig(**trainer_args(cfg.sft, cfg, output_dir), completion_only_loss=True)
+    recorder = metrics_recorder("sft")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(cfg.lora), callbacks=[recorder, *(extra_callbacks or [])])
+    return trainer, recorder, tokenizer
+
+
 def train_sft(
     base_model: str, rows: pd.DataFrame, cfg: TrainingConfig, student: StudentConfig, data_hash: str = "", extra_callbacks: list | None = None
 ) -> StageResult:
@@ -65,20 +79,13 @@ def train_sft(
 
     ``extra_callbacks`` are added to the trainer (tests use one to interrupt a run).
     """
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
     key = stage_key("sft", base_model, data_hash or pd.util.hash_pandas_object(rows, index=False).sum(), cfg.sft.model_dump(), cfg.lora.model_dump(), cfg.seed)
     work = Path(cfg.output_dir) / f"sft-{key}"
     adapter_dir = work / "adapter"
     if (done := StageResult.load(adapter_dir)) is not None:
         logger.info("SFT %s already trained: reusing %s", key, adapter_dir)
         return done
-    tokenizer, model = load_student(base_model, student)
-    dataset = Dataset.from_list(to_conversational(rows))
-    args = SFTConfig(**trainer_args(cfg.sft, cfg, work / "checkpoints"), completion_only_loss=True)
-    recorder = metrics_recorder("sft")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(cfg.lora), callbacks=[recorder, *(extra_callbacks or [])])
+    trainer, recorder, tokenizer = build_sft_trainer(base_model, rows, cfg, student, work / "checkpoints", extra_callbacks)
     before = adapter_hash(trainer.model)
     ckpt, resumed = last_checkpoint(work / "checkpoints")
     if ckpt:

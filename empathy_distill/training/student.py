@@ -1,8 +1,10 @@
 """The student factory: a Hugging Face model (id or folder) or the offline ``tiny`` student.
 
-``tiny`` is built here with no download: a byte-level BPE tokenizer trained on the
-ingested text (vocabulary sized to the data) and a small Llama, briefly pretrained
-as a causal LM on the same text so that its replies are word-like. It is saved as a
+``tiny`` is built here with no download: a byte-level BPE tokenizer and a small Llama,
+briefly pretrained as a causal LM so that its replies are word-like, both on the
+warm-up corpus of :mod:`empathy_distill.training.warmup` (situations and speaker turns
+of train dialogues; never a listener response, a training target or a test dialogue),
+so that the base is untouched by what SFT and DPO teach. It is saved as a
 normal model folder under ``student.cache_dir`` and reused while the data hash and
 the settings are unchanged. It can show that the pipeline trains, changes adapters,
 moves DPO rewards and generates; it cannot show real empathy gains (it is a few
@@ -35,7 +37,7 @@ SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|
 
 
 def tiny_key(texts_hash: str, cfg: TinyStudentConfig) -> str:
-    payload = json.dumps({"data": texts_hash, "cfg": cfg.model_dump(), "template": DEFAULT_CHAT_TEMPLATE, "v": 1}, sort_keys=True)
+    payload = json.dumps({"data": texts_hash, "cfg": cfg.model_dump(), "template": DEFAULT_CHAT_TEMPLATE, "v": 2}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -64,7 +66,7 @@ def train_tokenizer(texts: list[str], max_vocab: int):
 
 
 def pretrain(model, tokenizer, texts: list[str], cfg: TinyStudentConfig) -> list[float]:
-    """A short causal-LM warm-up on the dialogue text (chat-formatted, so roles are learnt too)."""
+    """A short causal-LM warm-up on the warm-up chats (chat-formatted, so roles are learnt too)."""
     import torch
 
     torch.manual_seed(cfg.seed)
@@ -92,21 +94,32 @@ def pretrain(model, tokenizer, texts: list[str], cfg: TinyStudentConfig) -> list
     return losses
 
 
-def chat_texts(rows: list[dict[str, str]], system: str) -> list[str]:
-    """Dialogues rendered with the default chat template (what the student will see)."""
-    out = []
-    for row in rows:
-        user = row["user"]
-        out.append(f"<|system|>\n{system}</s>\n<|user|>\n{user}</s>\n<|assistant|>\n{row['response']}</s>\n")
-    return out
+def prepare_tiny_student(dialogues, training_sets, cfg: StudentConfig) -> tuple[Path, dict[str, Any]]:
+    """The untouched tiny base for this data: warm-up corpus built, then the student built or reused.
+
+    Args:
+        dialogues: the validated long table.
+        training_sets: SFT rows and DPO pairs whose targets the base must never read.
+        cfg: student settings.
+
+    Returns:
+        The model folder and facts about it, including what the warm-up read and dropped.
+    """
+    from empathy_distill.training.warmup import build_warmup_corpus
+
+    corpus = build_warmup_corpus(dialogues, training_sets)
+    if not corpus.chats:
+        raise ValueError("the tiny student has no warm-up text: no train dialogue has a situation or speaker turn left after exclusions")
+    folder, info = build_tiny_student(corpus.units, corpus.chats, cfg)
+    return folder, {**info, "warmup_chats": len(corpus.chats), "warmup_units_dropped": corpus.dropped, "warmup_excluded_texts": corpus.excluded_texts}
 
 
 def build_tiny_student(texts: list[str], chats: list[str], cfg: StudentConfig) -> tuple[Path, dict[str, Any]]:
     """Builds (or reuses) the tiny student for these texts.
 
     Args:
-        texts: raw dialogue text (situations, utterances, responses) for the tokenizer.
-        chats: chat-formatted dialogues for the warm-up.
+        texts: plain warm-up text for the tokenizer.
+        chats: chat-formatted warm-up text.
         cfg: student settings (``cfg.tiny`` and ``cfg.cache_dir``).
 
     Returns:

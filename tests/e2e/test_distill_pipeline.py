@@ -19,6 +19,8 @@ from tests.conftest import REPO, SAMPLE_DATA
 
 pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "empathy_distill.cli"]
+# The sample through improve_llm + all_three: 2 teacher requests per train dialogue
+N_TEACHER_REQUESTS, N_SFT, N_DPO = 90, 24, 21
 
 
 @pytest.fixture
@@ -35,8 +37,8 @@ def zen(tmp_path: Path):
     work = tmp_path / "work"
     work.mkdir()
 
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([*CLI, *args], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    def run(*args: str, check: bool = True, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*CLI, *args], cwd=work, env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
         if check:
             assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc
@@ -83,8 +85,8 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     assert list((tmp_path / "zen").rglob("*.parquet*"))
 
     # training: per-step loss, DPO rewards, curves, adapters, generation
-    assert re.search(r"SFT: \d+ steps on 149 rows", out) and re.search(r"DPO: \d+ steps on 149 rows", out)
-    assert "generation: 14 test prompts answered" in out
+    assert re.search(r"SFT: \d+ steps on 133 rows", out) and re.search(r"DPO: \d+ steps on 45 rows", out)
+    assert "generation: 15 test prompts answered" in out
     assert len(client.get_metric_history(run_id, "sft.loss")) >= 5
     assert client.get_metric_history(run_id, "dpo.rewards.margins")
     assert metrics["dpo.train_pairs.rewards.accuracies"] > 0.5
@@ -93,20 +95,42 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     plots = {a.path for a in client.list_artifacts(run_id, "plots")}
     assert plots == {"plots/sft_curves.png", "plots/dpo_curves.png"}
     assert {a.path for a in client.list_artifacts(run_id, "adapters/dpo")} >= {"adapters/dpo/adapter_config.json", "adapters/dpo/adapter_model.safetensors"}
-    assert metrics["generation.prompts"] == 14
+    assert metrics["generation.prompts"] == 15
     # evaluation by the offline scorer, in both orders, with CIs
-    assert "evaluation (tuned student vs opponent" in out and "judge scorer: win rate" in out
+    assert "evaluation (valid; tuned student vs opponent" in out and "judge scorer: win rate" in out
+    assert metrics["eval.valid"] == 1.0 and run.data.tags["eval.ci_method"] == "wilson"
     for opponent in ("base", "human", "llm"):
-        assert metrics[f"eval.{opponent}.scorer.n"] == 14
+        assert metrics[f"eval.{opponent}.scorer.n"] == 15
+        assert metrics[f"eval.{opponent}.scorer.ci_high"] - metrics[f"eval.{opponent}.scorer.ci_low"] > 0.2  # never zero-width
         assert metrics[f"eval.{opponent}.scorer.ci_low"] <= metrics[f"eval.{opponent}.scorer.win_rate"] <= metrics[f"eval.{opponent}.scorer.ci_high"]
         assert metrics[f"eval.{opponent}.scorer.position_consistency"] == 1.0
     assert {a.path for a in client.list_artifacts(run_id, "evaluation")} == {"evaluation/evaluation.json", "evaluation/evaluation.md", "evaluation/win_rates.png"}
     resolved = json.loads(Path(client.download_artifacts(run_id, "config/resolved.json", str(tmp_path))).read_text())
     assert resolved["training"]["beta"] == 0.1 and resolved["teacher"]["api_key_env"] == "OPENAI_API_KEY"
 
-    # a second run with the same inputs is served from ZenML's cache
+    # a judge endpoint that is down: one error line naming the step and the cause, exit code 3 ...
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    judge = f"evaluation.judges=[{{name: down, kind: llm, endpoint: {{base_url: '{dead}', model: j, max_retries: 0, cache_path: '{tmp_path / 'j.sqlite'}'}}}}]"
+    down = zen("evaluate", "--config", str(REPO / "configs" / "demo.yaml"), "--set", judge, check=False)
+    assert down.returncode == 3, down.stdout + down.stderr
+    last = down.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: step 'evaluate_responses' failed: JudgeError: judge 'down': 30 of 30 requests failed"), last
+    # ... unless the config says to keep going: then the report says it is not valid, and NaN is logged, not dropped
+    kept = zen("evaluate", "--config", str(REPO / "configs" / "demo.yaml"), "--set", judge, "--set", "evaluation.on_judge_error=continue").stdout
+    assert "evaluation (NOT VALID: base/down: 15 of 15 comparisons invalid (100% > 10%); base/down: 30 judge requests failed;" in kept
+    kept_run = client.get_run(re.search(r"MLflow run: (\w+)", kept).group(1))
+    assert kept_run.data.metrics["eval.valid"] == 0.0 and kept_run.data.tags["eval.valid"] == "false"
+    assert kept_run.data.metrics["eval.base.down.win_rate"] != kept_run.data.metrics["eval.base.down.win_rate"]  # NaN, logged
+
+    # a second run with the same inputs is served from ZenML's cache: every step, none ran again
     again = zen("run", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={SAMPLE_DATA}").stdout
-    assert "(cached)" in again or "(completed)" in again
+    first_steps = re.search(r"steps: (\d+) ran, 0 cached", out)
+    assert first_steps, out
+    assert f"steps: 0 ran, {first_steps.group(1)} cached" in again, again
 
 
 def test_pipeline_bad_input_is_one_line(zen, tmp_path):
@@ -124,17 +148,25 @@ def test_run_without_init_says_what_to_do(zen):
 
 
 def test_bootstrap_pipeline_against_an_openai_compatible_server(zen, tmp_path):
+    import uuid
+
     from empathy_distill.teacher.loopback import LoopbackServer
 
     zen("init")
+    # a recognisable key in the variable the config names: the teacher must receive it, nothing may store it
+    secret = f"sk-planted-{uuid.uuid4().hex}"
     with LoopbackServer() as server:
-        out = zen(
+        proc = zen(
             "bootstrap", "--config", str(REPO / "configs" / "paper.yaml"),
             "--set", f"data.path={SAMPLE_DATA}", "--set", "data.split.method=auto",
             "--set", f"teacher.base_url={server.base_url}", "--set", f"teacher.cache_path={tmp_path / 'cache.sqlite'}",
-        ).stdout
-        assert server.received == 92
-    assert "training sets (improve_llm/all_three): 25 SFT rows, 21 DPO pairs, 0 quarantined, test leakage 0; teacher requests 92" in out
+            "--set", "teacher.api_key_env=EMPATHY_TEST_TEACHER_KEY",
+            extra_env={"EMPATHY_TEST_TEACHER_KEY": secret},
+        )
+        out = proc.stdout
+        assert server.received == N_TEACHER_REQUESTS
+        assert server.bearer_tokens == {secret: N_TEACHER_REQUESTS}  # the key was really in play
+    assert f"training sets (improve_llm/all_three): {N_SFT} SFT rows, {N_DPO} DPO pairs, 0 quarantined, test leakage 0; teacher requests {N_TEACHER_REQUESTS}" in out
     run_id = re.search(r"MLflow run: (\w+)", out).group(1)
     uri = re.search(r"--backend-store-uri (\S+)", out).group(1)
     import mlflow
@@ -144,12 +176,18 @@ def test_bootstrap_pipeline_against_an_openai_compatible_server(zen, tmp_path):
     assert run.data.params["bootstrap.teacher_model"] == "gpt-4o"
     assert run.data.params["bootstrap.prompt_hash"].startswith("sha256:")
     metrics = run.data.metrics
-    assert metrics["teacher.requests"] == 92
-    assert metrics["teacher.initial.requests"] == 46 and metrics["teacher.all_three.requests"] == 46
+    assert metrics["teacher.requests"] == N_TEACHER_REQUESTS
+    assert metrics["teacher.initial.requests"] == metrics["teacher.all_three.requests"] == N_TEACHER_REQUESTS / 2
     assert metrics["teacher.cost_usd"] > 0 and metrics["teacher.prompt_tokens"] > 0
-    assert metrics["training_sets.sft_rows"] == 25 and metrics["training_sets.dpo_pairs"] == 21
-    # no secret reached MLflow: only the variable's name
-    assert all("sk-" not in str(v) for v in run.data.params.values())
+    assert metrics["training_sets.sft_rows"] == N_SFT and metrics["training_sets.dpo_pairs"] == N_DPO
+    # the key is nowhere: not in the MLflow store, the ZenML store, artifacts, caches or logs
+    mlflow_db = Path(uri.removeprefix("sqlite:///"))
+    scanned = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert mlflow_db in scanned and (tmp_path / "cache.sqlite") in scanned
+    assert any("zenml" in p.name and p.suffix == ".db" for p in scanned)  # the ZenML store
+    assert any(p.suffix == ".parquet" or "parquet" in p.name for p in scanned)  # artifacts
+    assert not [p for p in scanned if secret.encode() in p.read_bytes()]
+    assert secret not in proc.stdout + proc.stderr
 
 
 def test_ablation_grid_with_loopback_teacher_and_judge(zen, tmp_path):

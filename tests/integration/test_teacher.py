@@ -109,6 +109,9 @@ def test_batch_mode_end_to_end_and_resume_by_id(tmp_path):
         _, results = ask(teacher, 12)
         assert len(server.batches) == 1
         assert all(r.ok and r.text for r in results)
+        # a resumed batch counts each reply once: as a request, not also as a cache hit
+        assert (teacher.usage.requests, teacher.usage.cache_hits) == (12, 0)
+        assert teacher.usage.by_stage["test"]["requests"] == 12 and teacher.usage.by_stage["test"]["cache_hits"] == 0
         # batch prices are half
         tokens = sum(r.prompt_tokens + r.completion_tokens for r in results)
         assert teacher.usage.cost_usd == pytest.approx(tokens / 1000 * 0.5)
@@ -116,6 +119,28 @@ def test_batch_mode_end_to_end_and_resume_by_id(tmp_path):
         again = BatchTeacher(cfg(server, tmp_path, mode="batch", batch_poll_s=0.01), ReplyCache(tmp_path / "b.sqlite"))
         _, third = ask(again, 12)
         assert len(server.batches) == 1 and all(r.cached for r in third)
+        assert (again.usage.requests, again.usage.cache_hits) == (0, 12)
+
+
+def test_batch_mode_submits_only_what_the_budget_covers(tmp_path):
+    prices = PriceConfig(input_per_1k=2.5, output_per_1k=10.0)  # list prices; the batch pays half
+    with LoopbackServer() as server:
+        teacher = BatchTeacher(cfg(server, tmp_path, mode="batch", batch_poll_s=0.01, max_tokens=256, max_cost_usd=0.0001, prices=prices), ReplyCache(tmp_path / "b.sqlite"))
+        reqs, results = ask(teacher, 50)
+        # one request's worst case (256 tokens out at $5 per 1M) is over $0.0001: nothing may be submitted
+        assert teacher.budget.worst_case_cost(reqs[0]) > 0.0001
+        assert server.received == 0 and not server.batches
+        assert all(not r.ok and r.error.startswith("budget: max_cost_usd=0.0001 would be passed") for r in results)
+        assert "max_cost_usd=0.0001" in teacher.budget.exhausted
+
+        # a budget for about 10 worst cases submits 10 requests and reports the rest as a budget stop
+        worst = teacher.budget.worst_case_cost(reqs[0])
+        capped = BatchTeacher(cfg(server, tmp_path, mode="batch", batch_poll_s=0.01, max_tokens=256, max_cost_usd=worst * 10.5, prices=prices), ReplyCache(tmp_path / "c.sqlite"))
+        _, results = ask(capped, 50)
+        assert server.received == 10 and len(server.batches) == 1
+        assert sum(r.ok for r in results) == 10
+        assert all(r.error.startswith("budget:") for r in results if not r.ok)
+        assert capped.usage.cost_usd <= worst * 10.5 and capped.budget.reserved_usd == 0.0
 
 
 def test_build_teacher_picks_the_backend(tmp_path, monkeypatch):

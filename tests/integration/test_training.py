@@ -9,12 +9,11 @@ from empathy_distill.config import DataConfig, GenerationSettings, StageSettings
 from empathy_distill.data.ingest import ingest
 from empathy_distill.datasets import build_direct
 from empathy_distill.config import BootstrapConfig
-from empathy_distill.prompts import load_template
 from empathy_distill.training.common import AdapterUnchanged
 from empathy_distill.training.dpo import train_dpo
 from empathy_distill.training.generate import generate_base_and_tuned, prompts_for_test_split
 from empathy_distill.training.sft import train_sft
-from empathy_distill.training.student import build_tiny_student, chat_texts
+from empathy_distill.training.student import build_tiny_student, prepare_tiny_student
 from tests.conftest import SAMPLE_DATA
 
 
@@ -23,12 +22,12 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     table = ingest(SAMPLE_DATA, DataConfig(path=str(SAMPLE_DATA)), ValidationConfig()).table
     sets = build_direct(table, BootstrapConfig())
-    train = table[table.split == "train"]
-    texts = list(train.situation.unique()) + list(train.utterance.unique()) + list(train.response)
     student = StudentConfig(cache_dir=str(root / "students"), tiny=TinyStudentConfig(pretrain_steps=200))
-    chats = chat_texts(sets.sft.to_dict("records"), load_template("student_system"))
-    folder, info = build_tiny_student(texts, chats, student)
-    return {"root": root, "table": table, "sets": sets, "student": student, "base": str(folder), "info": info, "corpus": (texts, chats)}
+    folder, info = prepare_tiny_student(table, [sets.sft, sets.dpo], student)
+    from empathy_distill.training.warmup import build_warmup_corpus
+
+    corpus = build_warmup_corpus(table, [sets.sft, sets.dpo])
+    return {"root": root, "table": table, "sets": sets, "student": student, "base": str(folder), "info": info, "corpus": (corpus.units, corpus.chats)}
 
 
 def stage(max_steps: int, save_steps: int = 50, lr: float = 1e-3) -> StageSettings:
@@ -62,7 +61,7 @@ def test_sft_then_dpo(world):
 
     prompts = prompts_for_test_split(world["table"])
     out = generate_base_and_tuned(world["base"], dpo.adapter_dir, prompts, world["student"], GenerationSettings(max_new_tokens=24, batch_size=8))
-    assert len(out) == len(prompts) == 14
+    assert len(out) == len(prompts) == int((world["table"].drop_duplicates("dialogue_id").split == "test").sum())
     assert (out.base_response.str.strip() != "").all() and (out.tuned_response.str.strip() != "").all()
 
 
@@ -102,10 +101,95 @@ def test_adapter_materializer_round_trip(world, tmp_path):
 
     cfg = TrainingConfig(output_dir=str(world["root"] / "runs"), sft=stage(8), dpo=stage(30))
     sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"])
-    adapter = Adapter(path=sft.adapter_dir, base_model=world["base"], stage="sft", weights_hash=sft.hash_after, global_step=8, rows=149)
+    adapter = Adapter(path=sft.adapter_dir, base_model=world["base"], stage="sft", weights_hash=sft.hash_after, global_step=8, rows=len(world["sets"].sft))
     materializer = AdapterFolderMaterializer(str(tmp_path / "artifact"))
     materializer.save(adapter)
     loaded = materializer.load(Adapter)
     assert loaded.model_dump(exclude={"path"}) == adapter.model_dump(exclude={"path"})
     assert folder_hash(loaded.path) == folder_hash(adapter.path)
     assert materializer.extract_metadata(adapter)["weights_hash"] == sft.hash_after
+
+
+def test_sft_labels_mask_the_prompt(world, tmp_path):
+    """Loss only on the assistant turn: every prompt token's label is -100, the reply's tokens are kept."""
+    from empathy_distill.training.sft import build_sft_trainer
+
+    rows = world["sets"].sft.head(4)
+    cfg = TrainingConfig(output_dir=str(tmp_path), sft=StageSettings(batch_size=4, max_steps=1))
+    trainer, _, tokenizer = build_sft_trainer(world["base"], rows, cfg, world["student"], tmp_path / "ckpt")
+    trainer.args.dataloader_drop_last = False
+    batch = next(iter(trainer.get_train_dataloader()))
+    seen = 0
+    for ids, labels in zip(batch["input_ids"], batch["labels"]):
+        kept = labels[labels != -100]
+        full = tokenizer.decode(ids[batch["attention_mask"][seen] == 1] if "attention_mask" in batch else ids, skip_special_tokens=False)
+        learnt = tokenizer.decode(kept, skip_special_tokens=True).strip()
+        matching = [r for r in rows["response"] if learnt.startswith(r.strip()[:40])]
+        assert matching, f"the unmasked labels are not a reply: {learnt[:80]!r}"
+        reply = matching[0]
+        assert 0 < len(kept) < int((labels != -100).numel())
+        assert "<|user|>" not in tokenizer.decode(kept) and "<|system|>" not in tokenizer.decode(kept)
+        prompt_part = full.split("<|assistant|>")[0]
+        assert rows["user"].iloc[0][:20] in full or any(u[:20] in prompt_part for u in rows["user"])
+        assert reply.strip()[:40] not in prompt_part  # the reply is only in the learnt part
+        seen += 1
+    assert seen == 4
+
+
+def test_dpo_reference_is_the_frozen_sft_adapter(world, tmp_path):
+    """The reference log-probabilities are the SFT adapter's (a frozen copy named ref), not the base model's."""
+    import torch
+    from peft import PeftModel
+
+    from empathy_distill.training.dpo import build_dpo_trainer
+    from empathy_distill.training.student import load_student
+    from trl.trainer.utils import use_adapter
+
+    cfg = TrainingConfig(output_dir=str(tmp_path), sft=stage(8, lr=5e-3), dpo=stage(1))
+    sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"])
+    trainer, _, _, _ = build_dpo_trainer(world["base"], world["sets"].dpo.head(4), cfg, world["student"], sft.adapter_dir, tmp_path / "dpo")
+    model = trainer.model
+    assert "ref" in model.peft_config
+    ref_params = [p for n, p in model.named_parameters() if ".ref." in n]
+    assert ref_params and not any(p.requires_grad for p in ref_params)
+    batch = next(iter(trainer.get_train_dataloader()))
+
+    def completion_logps(net) -> torch.Tensor:
+        with torch.no_grad():
+            logits = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+        tokens, mask = batch["input_ids"][:, 1:], batch["completion_mask"][:, 1:]
+        return (torch.log_softmax(logits, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1) * mask).sum(1)
+
+    model.eval()
+    chosen, rejected = trainer.compute_ref_log_probs(model, batch)
+    from_trainer = torch.cat([chosen, rejected]).float()
+    with use_adapter(model, adapter_name="ref"):
+        ref = completion_logps(model)
+    _, base = load_student(world["base"], world["student"])
+    base_logps = completion_logps(base.eval())
+    _, fresh = load_student(world["base"], world["student"])
+    sft_logps = completion_logps(PeftModel.from_pretrained(fresh, sft.adapter_dir).eval())
+    assert torch.allclose(from_trainer, ref, atol=1e-3)
+    assert torch.allclose(ref, sft_logps, atol=1e-3)
+    assert not torch.allclose(ref, base_logps, atol=1e-2)  # the SFT adapter moved these log-probs away from the base
+
+
+def test_batched_greedy_generation_equals_one_at_a_time(world):
+    """Left padding with the attention mask: a prompt's reply does not depend on its batch-mates."""
+    from peft import PeftModel
+
+    from empathy_distill.training.generate import generate
+    from empathy_distill.training.student import load_student
+
+    cfg = TrainingConfig(output_dir=str(world["root"] / "runs"), sft=stage(8), dpo=stage(30))
+    sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"])
+    tokenizer, model = load_student(world["base"], world["student"])
+    model = PeftModel.from_pretrained(model, sft.adapter_dir)
+    prompts = prompts_for_test_split(world["table"])
+    chats = [[{"role": "system", "content": s}, {"role": "user", "content": u}] for s, u in zip(prompts["system"], prompts["user"])]
+    lengths = {len(tokenizer(tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False), add_special_tokens=False)["input_ids"]) for c in chats}
+    assert len(lengths) > 1  # prompts of different lengths, so batches really are padded
+    batched = generate(model, tokenizer, chats, GenerationSettings(max_new_tokens=24, batch_size=8))
+    single = generate(model, tokenizer, chats, GenerationSettings(max_new_tokens=24, batch_size=1))
+    assert batched == single
+    assert len(set(single)) > 1

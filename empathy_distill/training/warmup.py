@@ -1,0 +1,133 @@
+"""The tiny student's warm-up corpus: what the untouched base is allowed to have read.
+
+"Tuned vs base" only measures the tuning if the base never saw what the tuning
+teaches. The warm-up therefore reads train dialogues only, and from them:
+
+- the situation and the speaker's turn (as a user turn and the reply to it);
+- recorded model replies rated below the top rating (``rating < 3``), as listener turns:
+  a base that has seen mediocre replies, as any pretrained model has, but never a
+  reply that any method trains on (direct trains on model replies rated 3 and rejects
+  human replies; the improvement methods train on teacher rewrites and reject human
+  replies or the teacher's first drafts).
+
+Never in it: any human reply, any reply rated 3, any SFT target, DPO chosen or
+rejected reply of the given training sets, any text of a test dialogue. A unit that
+equals an excluded text, or contains an excluded text of ``min_substring_words``
+words or more, is dropped whole.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+_SPACE = re.compile(r"\s+")
+MIN_SUBSTRING_WORDS = 4
+TOP_RATING = 3
+
+
+def normalize(text: str) -> str:
+    """Case- and whitespace-insensitive form used for every comparison here."""
+    return _SPACE.sub(" ", str(text)).strip().lower()
+
+
+@dataclass
+class WarmupCorpus:
+    """Chat-formatted warm-up texts, the plain units behind them, and what was dropped."""
+
+    chats: list[str]
+    units: list[str]
+    dropped: int = 0
+    excluded_texts: int = 0
+    sources: dict[str, int] = field(default_factory=dict)
+
+
+def excluded_texts(dialogues: pd.DataFrame, training_sets: Iterable[pd.DataFrame] = ()) -> set[str]:
+    """Every text the base must not read: human and top-rated replies, test-dialogue text, training targets."""
+    responses = dialogues[(dialogues["source"] == "human") | ~(dialogues["rating"].fillna(TOP_RATING) < TOP_RATING)]
+    out: set[str] = set(responses["response"].dropna().map(normalize))
+    test = dialogues[dialogues["split"] == "test"]
+    for column in ("situation", "utterance", "response"):
+        out.update(test[column].dropna().map(normalize))
+    for frame in training_sets:
+        for column in ("response", "chosen", "rejected"):
+            if column in frame.columns:
+                out.update(frame[column].dropna().map(normalize))
+    out.discard("")
+    return out
+
+
+def _containing(units: list[str], needles: Iterable[str]) -> set[int]:
+    """Indices of units that contain any needle (one search per needle over the joined units)."""
+    joined = "\n".join(units)
+    starts, pos = [], 0
+    for unit in units:
+        starts.append(pos)
+        pos += len(unit) + 1
+    hit: set[int] = set()
+    for needle in needles:
+        at = joined.find(needle)
+        while at != -1:
+            hit.add(bisect.bisect_right(starts, at) - 1)
+            at = joined.find(needle, at + 1)
+    return hit
+
+
+def build_warmup_corpus(dialogues: pd.DataFrame, training_sets: Iterable[pd.DataFrame] = (),
+                        min_substring_words: int = MIN_SUBSTRING_WORDS) -> WarmupCorpus:
+    """The warm-up chats from train dialogues, minus anything excluded.
+
+    Args:
+        dialogues: the validated long table (``split``, ``situation``, ``utterance``, ``source``,
+            ``response``, ``rating``).
+        training_sets: SFT rows and DPO pairs; their targets are excluded too (teacher rewrites
+            are not in ``dialogues``).
+        min_substring_words: excluded texts this long or longer are also searched inside units.
+    """
+    from empathy_distill.datasets import user_turn
+
+    train = dialogues[dialogues["split"] == "train"]
+    contexts = train.drop_duplicates("dialogue_id")
+    replies = train[(train["source"] != "human") & (train["rating"].fillna(TOP_RATING) < TOP_RATING)]
+    excluded = excluded_texts(dialogues, training_sets)
+    long_excluded = [t for t in excluded if len(t.split()) >= min_substring_words]
+    candidates = [*contexts["situation"], *contexts["utterance"], *replies["response"]]
+    norm_units = sorted({normalize(x) for x in candidates} - {""})
+    bad = {norm_units[i] for i in _containing(norm_units, long_excluded)} | (set(norm_units) & excluded)
+
+    def ok(text: str) -> bool:
+        return bool(normalize(text)) and normalize(text) not in bad
+
+    chats, units, dropped = [], [], 0
+    for situation, utterance in zip(contexts["situation"], contexts["utterance"]):
+        situation, utterance = str(situation).strip(), str(utterance).strip()
+        keep_s, keep_u = ok(situation), ok(utterance)
+        dropped += (not keep_s) + (not keep_u)
+        if keep_s and keep_u and normalize(situation) != normalize(utterance):
+            chats.append(chat(situation, utterance))
+            units += [situation, utterance]
+        elif keep_s or keep_u:  # one side only: plain text, still useful for words
+            text = situation if keep_s else utterance
+            chats.append(f"<|user|>\n{text}</s>\n")
+            units.append(text)
+    n_replies = 0
+    for situation, utterance, reply in zip(replies["situation"], replies["utterance"], replies["response"]):
+        if not ok(reply):
+            dropped += 1
+            continue
+        prompt = user_turn(situation, utterance)
+        context_ok = ok(str(situation)) and ok(str(utterance))
+        chats.append(chat(prompt, reply) if context_ok else f"<|assistant|>\n{reply.strip()}</s>\n")
+        units.append(reply.strip())
+        n_replies += 1
+    return WarmupCorpus(chats=chats, units=units, dropped=dropped, excluded_texts=len(excluded),
+                        sources={"train_dialogues": len(contexts), "replies_rated_below_top": n_replies, "chats": len(chats)})
+
+
+def chat(user: str, assistant: str) -> str:
+    """One warm-up chat in the student's template (no system turn: repeated in every chat it would be echoed)."""
+    return f"<|user|>\n{user}</s>\n<|assistant|>\n{assistant.strip()}</s>\n"
