@@ -211,6 +211,8 @@ class GenerationSettings(Strict):
     temperature: float = Field(0.0, ge=0.0)
     """0 = greedy."""
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    no_repeat_ngram_size: int = Field(0, ge=0)
+    """Forbid repeating any n-gram of this size (0: off); small students decoded greedily loop otherwise."""
     batch_size: int = Field(16, ge=1)
     max_prompts: int | None = Field(None, ge=1)
     """Only the first N test dialogues (None: all)."""

@@ -16,7 +16,7 @@ from empathy_distill.tracking import log_evaluation
 def evaluate_responses(
     generations: pd.DataFrame, dialogues: pd.DataFrame, evaluation: EvaluationConfig, label: str = ""
 ) -> tuple[Annotated[dict[str, Any], "evaluation_report"], Annotated[MarkdownString, "evaluation_table"]]:
-    """Win rates with bootstrap CIs, consistency, invalid counts, LC win rates; the table renders in the dashboard."""
+    """Win rates with Wilson intervals, validity, consistency, invalid counts, LC win rates; the table renders in the dashboard."""
     report = run_evaluation(generations, dialogues, evaluation)
     report["label"] = label
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,7 @@ A comparison is (dialogue, candidate = the tuned student's reply, opponent). Eac
 judge gives one verdict with the candidate shown first and one with it shown
 second; :func:`~empathy_distill.judging.stats.combine_orders` turns the two into a
 win, loss, tie or invalid. Per opponent and judge the report holds the win rate
-with a 95% bootstrap CI, the counts, the position-consistency rate, the invalid
+with a 95% Wilson interval, the counts, the position-consistency rate, the invalid
 count and the length-controlled win rate; with two or more judges, Cohen's kappa.
 
 A report is ``valid`` only when every configured opponent was judged by every judge

@@ -37,6 +37,8 @@ def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], settings
     device = next(model.parameters()).device
     outputs: list[str] = []
     kwargs = {"max_new_tokens": settings.max_new_tokens, "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    if settings.no_repeat_ngram_size:
+        kwargs["no_repeat_ngram_size"] = settings.no_repeat_ngram_size
     if settings.temperature > 0:
         kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
     else:

@@ -211,6 +211,6 @@ def test_ablation_grid_with_loopback_teacher_and_judge(zen, tmp_path):
         ["| direct", "none", "sft"], ["| direct", "none", "sft+dpo"], ["| improve_llm", "sequential", "sft"], ["| improve_llm", "sequential", "sft+dpo"],
     ]
     assert "vs base (loop)" in out and "vs human (scorer)" in out
-    # the teacher: 46 initial + 3 x 46 sequential turns; the judge: pairs in both orders, 3 opponents x 14
+    # the teacher: 45 initial + 3 x 45 sequential turns; the judge: pairs in both orders, 3 opponents x 15
     # dialogues per cell (pairs that repeat across cells, such as identical replies, come from the cache)
-    assert server.statuses["200"] > 46 * 4 + 3 * 14 * 2
+    assert server.statuses["200"] > 45 * 4 + 3 * 15 * 2

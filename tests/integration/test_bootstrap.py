@@ -49,8 +49,8 @@ def test_improvement_methods_on_the_sample(sample_table, tmp_path, method, strat
     with LoopbackServer() as server:
         sets = build_training_sets(sample_table, BootstrapConfig(method=method, strategy=strategy), build_teacher(teacher_cfg(server, tmp_path)))
         turns = 3 if strategy == "sequential" else 1
-        assert server.received == 46 * (turns + (method == "improve_llm"))
-    assert (len(sets.sft), len(sets.dpo)) == (25, 21)  # 950:800 scaled to 46 train dialogues
+        assert server.received == 45 * (turns + (method == "improve_llm"))
+    assert (len(sets.sft), len(sets.dpo)) == (24, 21)  # 950:800 scaled to 45 train dialogues
     assert not set(sets.sft.dialogue_id) & set(sets.dpo.dialogue_id)
     assert (sets.dpo.chosen != sets.dpo.rejected).all()
     assert set(sets.dpo.rejected_source) == {"teacher_initial" if method == "improve_llm" else "human"}
@@ -71,7 +71,7 @@ def test_empty_and_failed_replies_become_reasons_not_rows(sample_table, tmp_path
         sets = build_training_sets(sample_table, BootstrapConfig(method="improve_human", strategy="naive"), build_teacher(teacher_cfg(server, tmp_path)))
     assert sets.report["dialogues_invalid"] == 3
     assert sets.report["not_ok_reasons"] == {"naive": 3}
-    assert len(sets.sft) + len(sets.dpo) == 43
+    assert len(sets.sft) + len(sets.dpo) == 42  # 45 train dialogues, 3 empty replies
 
 
 def test_budget_stop_gives_a_consistent_partial_result(sample_table, tmp_path):
@@ -81,8 +81,8 @@ def test_budget_stop_gives_a_consistent_partial_result(sample_table, tmp_path):
         assert server.received == 60
     report = sets.report
     assert report["budget_exhausted"] == "max_requests=60 reached"
-    assert report["dialogues_ok"] == 14  # 46 initial requests, then 14 improvements
-    assert report["dialogues_budget"] == 32
+    assert report["dialogues_ok"] == 15  # 45 initial requests, then 15 improvements
+    assert report["dialogues_budget"] == 30
     assert len(sets.sft) + len(sets.dpo) == report["dialogues_ok"]
 
 
@@ -119,15 +119,15 @@ def test_kill_minus_nine_then_resume_sends_nothing_twice(tmp_path):
         assert proc.returncode == -signal.SIGKILL
         assert not (out / "report.json").exists()
         completed_before = sum(server.completed.values())
-        assert 30 <= completed_before < 92
+        assert 30 <= completed_before < 90
 
         rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
         assert rerun.returncode == 0, rerun.stderr
     sent_twice = [k for k, n in server.completed.items() if n > 1]
-    assert len(server.completed) == 92  # 46 initial + 46 improvements, each completed
+    assert len(server.completed) == 90  # 45 initial + 45 improvements, each completed
     assert len(sent_twice) <= concurrency  # at most the requests in flight at the kill
     report = json.loads((out / "report.json").read_text())
     assert report["teacher_cache_hits"] >= completed_before - concurrency
     sft, dpo = pd.read_parquet(out / "sft.parquet"), pd.read_parquet(out / "dpo.parquet")
-    assert (len(sft), len(dpo)) == (25, 21)
+    assert (len(sft), len(dpo)) == (24, 21)
     assert sft.dialogue_id.is_unique and dpo.dialogue_id.is_unique

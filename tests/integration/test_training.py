@@ -46,11 +46,11 @@ def test_tiny_student_is_built_once_and_reused(world):
 
 
 def test_sft_then_dpo(world):
-    cfg = TrainingConfig(output_dir=str(world["root"] / "runs"), sft=stage(8), dpo=stage(30))
+    cfg = TrainingConfig(output_dir=str(world["root"] / "runs"), sft=stage(30, lr=5e-3), dpo=stage(12))
     sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"])
-    assert sft.global_step == 8
+    assert sft.global_step == 30
     losses = [h["loss"] for h in sft.history if "loss" in h]
-    assert len(losses) == 8 and all(loss > 0 for loss in losses)
+    assert len(losses) == 30 and all(loss > 0 for loss in losses)
     assert sft.hash_before != sft.hash_after
     dpo = train_dpo(world["base"], world["sets"].dpo, cfg, world["student"], sft.adapter_dir)
     assert dpo.hash_after != sft.hash_after  # DPO moved the SFT adapter
@@ -99,9 +99,9 @@ def test_adapter_materializer_round_trip(world, tmp_path):
     from empathy_distill.training.adapter import Adapter, folder_hash
     from materializers.adapter_folder import AdapterFolderMaterializer
 
-    cfg = TrainingConfig(output_dir=str(world["root"] / "runs"), sft=stage(8), dpo=stage(30))
+    cfg = TrainingConfig(output_dir=str(world["root"] / "runs"), sft=stage(30, lr=5e-3), dpo=stage(12))
     sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"])
-    adapter = Adapter(path=sft.adapter_dir, base_model=world["base"], stage="sft", weights_hash=sft.hash_after, global_step=8, rows=len(world["sets"].sft))
+    adapter = Adapter(path=sft.adapter_dir, base_model=world["base"], stage="sft", weights_hash=sft.hash_after, global_step=30, rows=len(world["sets"].sft))
     materializer = AdapterFolderMaterializer(str(tmp_path / "artifact"))
     materializer.save(adapter)
     loaded = materializer.load(Adapter)
@@ -181,7 +181,7 @@ def test_batched_greedy_generation_equals_one_at_a_time(world):
     from empathy_distill.training.generate import generate
     from empathy_distill.training.student import load_student
 
-    cfg = TrainingConfig(output_dir=str(world["root"] / "runs"), sft=stage(8), dpo=stage(30))
+    cfg = TrainingConfig(output_dir=str(world["root"] / "runs"), sft=stage(30, lr=5e-3), dpo=stage(12))
     sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"])
     tokenizer, model = load_student(world["base"], world["student"])
     model = PeftModel.from_pretrained(model, sft.adapter_dir)

@@ -65,4 +65,16 @@ def test_sample_data_is_fit_for_the_demo():
     # the direct method needs LLM responses rated 3 and human responses rated below 3 in train
     train = result.table[result.table.split == "train"]
     assert (train[train.source != "human"].rating == 3).sum() > 40
-    assert (train[train.source == "human"].rating < 3).sum() > 20
+    assert (train[train.source == "human"].rating < 3).sum() >= 10
+
+
+def test_sample_ratings_follow_the_real_mix_and_fix_no_winner():
+    table = ingest(SAMPLE_DATA, DataConfig(path=str(SAMPLE_DATA)), ValidationConfig()).table
+    share_of_3 = table.assign(top=table.rating.eq(3)).groupby("source")["top"].mean()
+    real = {"human": 0.493, "chatgpt": 0.648, "llama": 0.610, "gemini": 0.541, "mixtral": 0.596}  # the real file's shares
+    for source, share in real.items():
+        assert abs(share_of_3[source] - share) < 0.15, (source, share_of_3[source])
+    wide = table.pivot_table(index="dialogue_id", columns="source", values="rating", aggfunc="first")
+    # the human reply beats the recorded ChatGPT reply in some dialogues and loses in others
+    assert (wide.human > wide.chatgpt).sum() >= 5 and (wide.human < wide.chatgpt).sum() >= 5
+    assert (table[table.source != "human"].rating == 1).sum() >= 10  # models write poor replies too
