@@ -263,7 +263,8 @@ def calibrate_judge(table: pd.DataFrame, judge: PairJudge, max_pairs: int = 500,
 
     Pairs are responses to the same dialogue whose ratings differ (up to ``max_pairs``,
     sampled with ``seed``); the higher-rated one is the candidate, judged in both
-    orders, so accuracy = its win rate (ties half, invalid verdicts excluded and counted).
+    orders, so accuracy = its win rate with the judge's own ties (its ``tie`` verdicts and
+    inconsistent orders) counted half; invalid verdicts are excluded and counted.
     """
     rated = table[table["rating"].notna()]
     pairs = []
@@ -284,8 +285,11 @@ def calibrate_judge(table: pd.DataFrame, judge: PairJudge, max_pairs: int = 500,
         "judge": judge.name,
         "pairs": int(len(frame)),
         "judge_accuracy": round(comp["win_rate"], 4),
+        "judge_tie_rate": round(comp["ties"] / (comp["n"] - comp["invalid"]), 4) if comp["n"] > comp["invalid"] else float("nan"),
         "ci": [round(comp["ci_low"], 4), round(comp["ci_high"], 4)],
+        "ci_method": report["ci_method"],
         "invalid": comp["invalid"],
         "position_consistency": round(comp["position_consistency"], 4),
         "length_baseline_accuracy": round(sum(longer) / len(longer), 4) if longer else float("nan"),
+        "length_tie_rate": round(longer.count(0.5) / len(longer), 4) if longer else float("nan"),
     }

@@ -194,4 +194,5 @@ def test_llm_judge_calibration_against_human_ratings(tmp_path):
     assert result["pairs"] == 80 and result["invalid"] == 0
     # a judge that only looks at length agrees with the length baseline
     assert result["judge_accuracy"] == pytest.approx(result["length_baseline_accuracy"], abs=1e-9)
+    assert result["judge_tie_rate"] == pytest.approx(result["length_tie_rate"], abs=1e-9)  # equal lengths: the judge says tie
     assert result["position_consistency"] == 1.0
