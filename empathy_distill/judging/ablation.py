@@ -24,7 +24,7 @@ def ablation_table(reports: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for report in reports:
         method, strategy, stages = report["label"].split("__")
-        row = {"method": method, "strategy": strategy, "stages": stages.replace("_", "+")}
+        row = {"method": method, "strategy": strategy, "stages": stages.replace("_", "+"), "valid": "yes" if report.get("valid") else "NO"}
         for c in report["comparisons"]:
             key = f"vs {c['opponent']} ({c['judge']})"
             row[key] = f"{c['win_rate']:.3f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]"
@@ -37,7 +37,8 @@ def ablation_markdown(table: pd.DataFrame) -> str:
     shown = [c for c in table.columns if not c.startswith("_")]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(str(v) for v in rec) + " |" for rec in table[shown].itertuples(index=False)]
-    return "## Ablation: win rates of the tuned student [95% CI]\n\n" + "\n".join(lines) + "\n"
+    return ("## Ablation: win rates of the tuned student [95% Wilson interval]\n\n" + "\n".join(lines)
+            + "\n\nA cell that is not valid (missing opponent, too many invalid comparisons, failed judge requests) is not fit to compare.\n")
 
 
 def ablation_plot(reports: list[dict[str, Any]], path: str | Path) -> Path:

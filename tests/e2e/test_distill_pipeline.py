@@ -211,6 +211,7 @@ def test_ablation_grid_with_loopback_teacher_and_judge(zen, tmp_path):
         ["| direct", "none", "sft"], ["| direct", "none", "sft+dpo"], ["| improve_llm", "sequential", "sft"], ["| improve_llm", "sequential", "sft+dpo"],
     ]
     assert "vs base (loop)" in out and "vs human (scorer)" in out
+    assert [r.split(" | ")[3] for r in rows] == ["yes"] * 4  # every cell's evaluation is complete and valid
     # the teacher: 45 initial + 3 x 45 sequential turns; the judge: pairs in both orders, 3 opponents x 15
     # dialogues per cell (pairs that repeat across cells, such as identical replies, come from the cache)
     assert server.statuses["200"] > 45 * 4 + 3 * 15 * 2
