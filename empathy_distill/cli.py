@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run without ZenML and write sft.parquet, dpo.parquet, bootstrap_log.parquet, report.json here")
     p.set_defaults(func=cmd_bootstrap)
 
-    p = sub.add_parser("calibrate", help="judges' pairwise accuracy vs human ratings (the scorer on held-out dialogues; LLM judges from --config)")
+    p = sub.add_parser("calibrate", help="judges' pairwise accuracy vs human ratings, as deployed (the scorer with its tie margin on held-out dialogues; LLM judges from --config)")
     p.add_argument("--data", required=True, help="a rated dialogue file, e.g. the LLMs-vs-Humans CSV")
     p.add_argument("--format", default="auto", choices=FORMAT_CHOICES)
     p.add_argument("--folds", type=int, default=5, help="held-out dialogue groups (default 5)")

@@ -39,11 +39,11 @@ def distill(
     3. ``bootstrap_responses``: the teacher rewrites (improvement methods; none for ``direct``).
     4. ``build_training_sets``: SFT rows and DPO pairs.
     5. ``validate_training_sets``: GX suite over both sets, quarantine, leakage check.
-    6. ``prepare_student``: the base model (the offline tiny student is built here).
+    6. ``prepare_student``: the base model (the offline tiny student is built here, untouched by any training target).
     7. ``train_sft``: LoRA SFT (skipped when ``training.stages`` is ``dpo``).
     8. ``train_dpo``: DPO from the SFT adapter (skipped when ``training.stages`` is ``sft``).
     9. ``generate_responses``: base and tuned replies to the test prompts.
-    10. ``evaluate_responses``: pairwise judging in both orders, win rates with CIs, the report.
+    10. ``evaluate_responses``: pairwise judging in both orders, win rates with Wilson intervals, validity, the report.
     """
     dialogues, sft_train, dpo_train = bootstrap_stage(data, validation, bootstrap, teacher, source_fingerprint, prompt_hash)
     base = prepare_student(dialogues, sft_train, dpo_train, student=student)
