@@ -191,10 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         return args.func(args)
-    except (InputError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except (JudgeError, StepFailed) as exc:
+    except (InputError, ConfigError, JudgeError, StepFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except TeacherError as exc:

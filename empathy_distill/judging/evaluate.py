@@ -68,7 +68,6 @@ class LLMJudge:
     name: str = "llm"
     on_error: str = "fail"
     request_errors: int = 0
-    last_error: str = ""
 
     def verdicts(self, situations, utterances, first, second):
         system = load_template("judge_system")
@@ -86,13 +85,11 @@ class LLMJudge:
         results = asyncio.run(run())
         failed = [r for r in results if not r.ok]
         self.request_errors += len(failed)
-        if failed:
-            self.last_error = failed[-1].error or ""
-            if self.on_error == "fail":
-                raise JudgeError(
-                    f"judge '{self.name}': {len(failed)} of {len(results)} requests failed ({self.last_error}); "
-                    "set evaluation.on_judge_error=continue to record them as invalid instead"
-                )
+        if failed and self.on_error == "fail":
+            raise JudgeError(
+                f"judge '{self.name}': {len(failed)} of {len(results)} requests failed ({failed[-1].error}); "
+                "set evaluation.on_judge_error=continue to record them as invalid instead"
+            )
         return [parse_verdict(r.text) if r.ok else None for r in results]
 
 
@@ -104,7 +101,7 @@ def judge_both_orders(judge: PairJudge, frame: pd.DataFrame, candidate: str, opp
 
 
 def evaluate(frame: pd.DataFrame, judges: Sequence[PairJudge], opponents: dict[str, str], candidate: str = "tuned_response",
-             max_invalid_fraction: float = 0.1) -> dict[str, Any]:
+             max_invalid_fraction: float = 0.1, skipped_opponents: Sequence[str] = ()) -> dict[str, Any]:
     """The full report for ``candidate`` against each opponent column, by each judge.
 
     Args:
@@ -113,6 +110,7 @@ def evaluate(frame: pd.DataFrame, judges: Sequence[PairJudge], opponents: dict[s
         opponents: report label -> column, e.g. ``{"base": "base_response", "human": "ref_human"}``.
         candidate: the column of the model under test.
         max_invalid_fraction: above this share of invalid comparisons a (judge, opponent) is not valid.
+        skipped_opponents: configured opponents the data has no responses for (they make the report not valid).
     """
     results: dict[str, Any] = {"candidate": candidate, "ci_method": CI_METHOD, "comparisons": []}
     for label, column in opponents.items():
@@ -128,7 +126,6 @@ def evaluate(frame: pd.DataFrame, judges: Sequence[PairJudge], opponents: dict[s
                 "opponent": label,
                 "judge": judge.name,
                 **stats.as_dict(),
-                "invalid_fraction": stats.invalid / stats.n if stats.n else float("nan"),
                 "request_errors": getattr(judge, "request_errors", 0) - errors_before,
                 "position_consistency": position_consistency(pairs),
                 "length_controlled_win_rate": length_controlled_win_rate(outcomes, length_diff),
@@ -141,7 +138,8 @@ def evaluate(frame: pd.DataFrame, judges: Sequence[PairJudge], opponents: dict[s
             for j in range(i + 1, len(names)):
                 results.setdefault("agreement", []).append({"opponent": label, "judges": [names[i], names[j]], "kappa": cohen_kappa(by_judge[names[i]], by_judge[names[j]])})
     results["max_invalid_fraction"] = max_invalid_fraction
-    return mark_validity(results, max_invalid_fraction)
+    results["skipped_opponents"] = list(skipped_opponents)
+    return mark_validity(results, max_invalid_fraction, skipped_opponents)
 
 
 def mark_validity(report: dict[str, Any], max_invalid_fraction: float, skipped_opponents: Sequence[str] = ()) -> dict[str, Any]:
@@ -251,9 +249,7 @@ def run_evaluation(generations: pd.DataFrame, dialogues: pd.DataFrame, cfg) -> d
     skipped = [o for o in cfg.opponents if o not in opponents]
     if skipped:
         logger.warning("no responses for opponents %s in this data; skipped", skipped)
-    report = evaluate(frame, build_judges(cfg, dialogues), opponents, max_invalid_fraction=cfg.max_invalid_fraction)
-    report["skipped_opponents"] = skipped
-    mark_validity(report, cfg.max_invalid_fraction, skipped)
+    report = evaluate(frame, build_judges(cfg, dialogues), opponents, max_invalid_fraction=cfg.max_invalid_fraction, skipped_opponents=skipped)
     report["test_dialogues"] = len(frame)
     return report
 
@@ -266,16 +262,13 @@ def calibrate_judge(table: pd.DataFrame, judge: PairJudge, max_pairs: int = 500,
     orders, so accuracy = its win rate with the judge's own ties (its ``tie`` verdicts and
     inconsistent orders) counted half; invalid verdicts are excluded and counted.
     """
-    rated = table[table["rating"].notna()]
-    pairs = []
-    for dialogue_id, group in rated.groupby("dialogue_id"):
-        recs = group[["response", "rating", "situation", "utterance"]].to_numpy()
-        for i in range(len(recs)):
-            for j in range(i + 1, len(recs)):
-                if recs[i][1] != recs[j][1]:
-                    hi, lo = (recs[i], recs[j]) if recs[i][1] > recs[j][1] else (recs[j], recs[i])
-                    pairs.append({"dialogue_id": dialogue_id, "situation": hi[2], "utterance": hi[3], "higher": hi[0], "lower": lo[0]})
-    frame = pd.DataFrame(pairs)
+    from empathy_distill.judging.scorer import rated_pairs
+
+    rated = table[table["rating"].notna()].reset_index(drop=True)
+    pairs = rated_pairs(rated)
+    higher, lower = rated.iloc[pairs[:, 0]].reset_index(drop=True), rated.iloc[pairs[:, 1]].reset_index(drop=True)
+    frame = pd.DataFrame({"dialogue_id": higher["dialogue_id"], "situation": higher["situation"], "utterance": higher["utterance"],
+                          "higher": higher["response"], "lower": lower["response"]})
     if len(frame) > max_pairs:
         frame = frame.sample(n=max_pairs, random_state=seed).reset_index(drop=True)
     report = evaluate(frame, [judge], {"lower_rated": "lower"}, candidate="higher")

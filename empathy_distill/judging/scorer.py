@@ -222,43 +222,33 @@ def calibrate(table: pd.DataFrame, folds: int = 5, margin: float = DEFAULT_MARGI
     rows["fold"] = rows["dialogue_id"].map(group_of)
     rows["words"] = rows["response"].str.split().str.len()
     encoder = Encoder()
-    per_fold, all_diff, all_ties, all_len, all_len_ties = [], [], [], [], []
+    per_fold, diffs, ties, length_diffs = [], [], [], []
     for fold in range(folds):
         train, test = rows[rows["fold"] != fold], rows[rows["fold"] == fold].reset_index(drop=True)
         scorer = EmpathyScorer.fit(list(train["context"]), list(train["response"]), list(train["rating"].astype(float)), l2, margin, encoder)
         score = scorer.score(list(test["context"]), list(test["response"]))
-        pairs = rated_pairs(test)
-        diff = score[pairs[:, 0]] - score[pairs[:, 1]] if len(pairs) else np.zeros(0)
-        ties = np.array([v == "tie" for v in scorer.verdict_from_diff(diff)], dtype=bool)
         words = test["words"].to_numpy(dtype=float)
-        length_diff = words[pairs[:, 0]] - words[pairs[:, 1]] if len(pairs) else np.zeros(0)
-        per_fold.append({
-            "fold": fold,
-            "dialogues": int(test["dialogue_id"].nunique()),
-            "pairs": int(len(pairs)),
-            "scorer_accuracy": round(pair_accuracy(diff, ties), 4),
-            "scorer_tie_rate": round(float(ties.mean()) if len(ties) else float("nan"), 4),
-            "length_baseline_accuracy": round(pair_accuracy(length_diff, length_diff == 0), 4),
-            "length_tie_rate": round(float((length_diff == 0).mean()) if len(pairs) else float("nan"), 4),
-        })
-        all_diff.append(diff)
-        all_ties.append(ties)
-        all_len.append(length_diff)
-        all_len_ties.append(length_diff == 0)
-    diff, ties, length_diff, length_ties = (np.concatenate(x) for x in (all_diff, all_ties, all_len, all_len_ties))
+        pairs = rated_pairs(test)
+        diffs.append(score[pairs[:, 0]] - score[pairs[:, 1]])
+        ties.append(np.array([v == "tie" for v in scorer.verdict_from_diff(diffs[-1])], dtype=bool))
+        length_diffs.append(words[pairs[:, 0]] - words[pairs[:, 1]])
+        per_fold.append({"fold": fold, "dialogues": int(test["dialogue_id"].nunique()), **_figures(diffs[-1], ties[-1], length_diffs[-1])})
+    overall = _figures(np.concatenate(diffs), np.concatenate(ties), np.concatenate(length_diffs))
+    return {"judge": "scorer", "encoder": ENCODER_NAME, "features": FEATURES, "l2": l2, "margin": margin, "folds": folds,
+            "dialogues": int(len(ids)), "rated_responses": int(len(rows)), **overall, "per_fold": per_fold}
+
+
+def _figures(diff: np.ndarray, ties: np.ndarray, length_diff: np.ndarray) -> dict:
+    """Pairs, the scorer's accuracy and tie rate, and the length baseline's, on the same pairs."""
+    length_ties = length_diff == 0
+
+    def rate(flags: np.ndarray) -> float:
+        return round(float(flags.mean()), 4) if len(flags) else float("nan")
+
     return {
-        "judge": "scorer",
-        "encoder": ENCODER_NAME,
-        "features": FEATURES,
-        "l2": l2,
-        "margin": margin,
-        "folds": folds,
-        "dialogues": int(len(ids)),
-        "rated_responses": int(len(rows)),
         "pairs": int(len(diff)),
         "scorer_accuracy": round(pair_accuracy(diff, ties), 4),
-        "scorer_tie_rate": round(float(ties.mean()) if len(ties) else float("nan"), 4),
+        "scorer_tie_rate": rate(ties),
         "length_baseline_accuracy": round(pair_accuracy(length_diff, length_ties), 4),
-        "length_tie_rate": round(float(length_ties.mean()) if len(length_ties) else float("nan"), 4),
-        "per_fold": per_fold,
+        "length_tie_rate": rate(length_ties),
     }

@@ -100,7 +100,8 @@ def build_warmup_corpus(dialogues: pd.DataFrame, training_sets: Iterable[pd.Data
     bad = {norm_units[i] for i in _containing(norm_units, long_excluded)} | (set(norm_units) & excluded)
 
     def ok(text: str) -> bool:
-        return bool(normalize(text)) and normalize(text) not in bad
+        norm = normalize(text)
+        return bool(norm) and norm not in bad
 
     chats, units, dropped = [], [], 0
     for situation, utterance in zip(contexts["situation"], contexts["utterance"]):
