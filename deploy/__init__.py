@@ -1,1 +1,1 @@
-"""Serving the champion adapter (MLflow model server; vLLM with LoRA on GPUs)."""
+"""Serving the champion: MLflow's model server on loopback (see server.py) and, on GPUs, vLLM (see README.md)."""

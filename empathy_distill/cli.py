@@ -7,6 +7,12 @@
     empathy-distill evaluate --config configs/demo.yaml  # re-judge the latest generations
     empathy-distill ablation --config configs/ablation.yaml
     empathy-distill run --config configs/demo.yaml [--set key=value ...] [--no-cache]
+    empathy-distill promote --version N [--force --reason TEXT]   # manual, still gated
+    empathy-distill rollback                                       # champion back to the previous holder
+    empathy-distill lineage models:/empathy-student@champion [--json]
+    empathy-distill serve [--model URI] [--port P]
+    empathy-distill retrain --config C [--force]                   # runs only when an input changed
+    empathy-distill schedule --config C                            # crontab line / systemd timer for retrain
 
 Bad input ends with one line ``error: ...`` on stderr and exit code 2.
 """
@@ -123,6 +129,60 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    from empathy_distill.config import load_config
+    from pipelines.registry_ops import promote
+
+    code, lines = promote(load_config(args.config, args.set), str(args.version), force=args.force, reason=args.reason or "")
+    for line in lines:
+        print(line)
+    return code
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from empathy_distill.config import load_config
+    from pipelines.registry_ops import rollback
+
+    for line in rollback(load_config(args.config, args.set), reason=args.reason or ""):
+        print(line)
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from empathy_distill.config import load_config
+    from pipelines.registry_ops import lineage
+
+    for line in lineage(load_config(args.config, args.set), args.model, args.json):
+        print(line)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from empathy_distill.config import load_config
+    from pipelines.registry_ops import serve
+
+    config = load_config(args.config, args.set)
+    return serve(config, args.model, args.host, args.port or config.registry.deploy.port)
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from empathy_distill.config import load_config
+    from pipelines.registry_ops import retrain
+
+    for line in retrain(load_config(args.config, args.set), force=args.force, enable_cache=not args.no_cache):
+        print(line)
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from empathy_distill.config import load_config
+    from pipelines.registry_ops import schedule_lines
+
+    for line in schedule_lines(load_config(args.config, args.set), args.config):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="empathy-distill", description="Distil empathy from a teacher LLM into a small student.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -173,6 +233,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--no-cache", action="store_true", help="disable ZenML step caching for this run")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("promote", help="make a registered version champion through the promotion gate (--force overrides it, recorded)")
+    p.add_argument("--version", required=True, type=int, help="registered model version")
+    p.add_argument("--force", action="store_true", help="promote even when the gate refuses (needs --reason)")
+    p.add_argument("--reason", default=None, help="why (recorded in the promotion history)")
+    p.add_argument("--config", default=None, help="YAML config: registry.model_name, registry.policy")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("rollback", help="move champion back to the version that held it before (recorded)")
+    p.add_argument("--reason", default=None)
+    p.add_argument("--config", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("lineage", help="audit a version: MLflow run, ZenML run, data, prompts, teacher, training, judges, promotions")
+    p.add_argument("model", help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    p.add_argument("--json", action="store_true", help="the whole chain as JSON")
+    p.add_argument("--config", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_lineage)
+
+    p = sub.add_parser("serve", help="serve a registered version with MLflow's model server (default: the champion)")
+    p.add_argument("--model", default=None, help="models:/NAME@ALIAS or models:/NAME/VERSION (default: models:/<registry.model_name>@champion)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=None, help="default: registry.deploy.port (5005)")
+    p.add_argument("--config", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("retrain", help="run the distill pipeline only when its inputs differ from the champion's (what a schedule calls)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--force", action="store_true", help="run even when nothing changed")
+    p.add_argument("--no-cache", action="store_true")
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("schedule", help="print the crontab line and systemd timer that call `retrain` on schedule.cron (local stack)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_schedule)
     return parser
 
 

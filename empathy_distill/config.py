@@ -242,8 +242,9 @@ class EvaluationConfig(Strict):
 
     judges: list[JudgeConfig] = [JudgeConfig()]
     """Every judge sees every pair in both orders; two or more give Cohen's kappa."""
-    opponents: list[Literal["base", "human", "llm"]] = ["base", "human", "llm"]
-    """base: the student without its adapter; human: the recorded human reply; llm: a recorded LLM reply."""
+    opponents: list[Literal["base", "human", "llm", "champion"]] = ["base", "human", "llm", "champion"]
+    """base: the student without its adapter; human: the recorded human reply; llm: a recorded LLM reply;
+    champion: the registry's current champion answering the same prompts (judged only while one exists)."""
     reference_llm: str = "chatgpt"
     """The recorded source used as the llm opponent."""
     max_invalid_fraction: float = Field(0.1, ge=0.0, le=1.0)
@@ -275,6 +276,62 @@ class TrackingConfig(Strict):
     """MLflow experiment; default: the pipeline's name."""
 
 
+class GateRule(Strict):
+    """One condition of the promotion gate, checked for every judge: ``<bound> <op> <threshold>`` vs one opponent."""
+
+    opponent: Literal["base", "human", "llm", "champion"]
+    bound: Literal["ci_low", "win_rate", "ci_high"] = "ci_low"
+    """ci_low: the 95% Wilson lower bound (the default: the challenger must win beyond doubt);
+    ci_high: the upper bound (only "not shown to lose")."""
+    op: Literal[">", ">="] = ">"
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+
+    def describe(self) -> str:
+        return f"vs {self.opponent}: {self.bound} {self.op} {self.threshold:g}"
+
+
+class PromotionPolicy(Strict):
+    """When a challenger becomes ``champion``: a valid, complete evaluation that clears every rule."""
+
+    rules: list[GateRule] = [GateRule(opponent="base", bound="ci_low", op=">", threshold=0.5),
+                             GateRule(opponent="champion", bound="ci_low", op=">=", threshold=0.45)]
+    """Rules vs champion apply while a champion exists; the challenger must have been judged against that very version."""
+    first_champion_rules: list[GateRule] | None = None
+    """Rules while no champion exists yet (None: ``rules`` without the champion ones)."""
+    min_valid_comparisons: int = Field(30, ge=1)
+    """Per judge and ruled opponent: fewer valid (non-invalid) comparisons than this never promotes."""
+
+
+class DeployConfig(Strict):
+    """The local model server that the ``deploy`` step (re)starts after a promotion."""
+
+    enabled: bool = False
+    """Off by default: a pipeline run then leaves no server behind; ``empathy-distill serve`` starts one by hand."""
+    host: str = "127.0.0.1"
+    port: int = Field(5005, ge=1, le=65535)
+    state_dir: str = ".cache/deploy"
+    """Where the running server's pid, URL and version are recorded (so the next deploy can stop it)."""
+    ready_timeout_s: float = Field(120.0, gt=0)
+
+
+class RegistryConfig(Strict):
+    """MLflow model registry: registration, the promotion gate, the promotion history and deployment."""
+
+    model_name: str = Field("empathy-student", min_length=1)
+    """Registered model name in MLflow (and the ZenML Model of the pipeline)."""
+    policy: PromotionPolicy = PromotionPolicy()
+    history_path: str | None = None
+    """SQLite file of the promotion history and its lock; None: ``promotions.sqlite`` beside the MLflow store."""
+    deploy: DeployConfig = DeployConfig()
+
+
+class ScheduleConfig(Strict):
+    """Scheduled retraining."""
+
+    cron: str | None = None
+    """e.g. ``0 3 * * 1``: a ZenML Schedule on orchestrators that support one; on the local stack use ``empathy-distill schedule``."""
+
+
 class DistillConfig(Strict):
     """The whole run: one section per stage."""
 
@@ -290,6 +347,8 @@ class DistillConfig(Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     ablation: AblationConfig = AblationConfig()
     tracking: TrackingConfig = TrackingConfig()
+    registry: RegistryConfig = RegistryConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -33,8 +33,32 @@ def redacted(tree: Any) -> Any:
     return tree
 
 
-def log_ingest(report: dict[str, Any], quarantine_jsonl: str, prefix: str = "ingest") -> None:
-    """Logs an ingestion report: params, counts as metrics, report and quarantine as artifacts."""
+def log_dataset(table: Any, name: str, source: str, digest: str, context: str) -> None:
+    """The table as an MLflow dataset input of the active run (its page lists it under Datasets)."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return
+    mlflow.log_input(mlflow.data.from_pandas(table, source=source, name=name, digest=digest[:36]), context=context)
+
+
+def run_description(evaluation: dict[str, Any], reports: dict[str, Any], registration: dict[str, Any]) -> str:
+    """One paragraph for the top of the MLflow run page: what was trained on what, what it scored, what was registered."""
+    ingest, boot, sets = reports["ingest"], reports["bootstrap"], reports["training_sets"]
+    figures = "; ".join(f"vs {c['opponent']} ({c['judge']}) {c['win_rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]" for c in evaluation["comparisons"])
+    return (
+        f"Distilled on {ingest['dialogues_kept']} dialogues from `{ingest['data_path']}` (data hash {ingest['data_hash'][:19]}, "
+        f"{ingest['rows_quarantined']} rows quarantined) with method {boot.get('method')}/{boot.get('strategy', 'none')}: "
+        f"{sets['sft_rows']} SFT rows, {sets['dpo_pairs']} DPO pairs. "
+        f"Evaluation on {evaluation.get('test_dialogues', '?')} test dialogues is {'valid' if evaluation.get('valid') else 'NOT valid'} "
+        f"(win rates of the tuned student, 95% {evaluation.get('ci_method', 'wilson')} intervals): {figures}. "
+        f"Registered as `{registration['model']}` version {registration['version']} (alias challenger); "
+        f"audit with `empathy-distill lineage models:/{registration['model']}/{registration['version']}`."
+    )
+
+
+def log_ingest(report: dict[str, Any], quarantine_jsonl: str, prefix: str = "ingest", table: Any = None) -> None:
+    """Logs an ingestion report: params, counts as metrics, report and quarantine as artifacts, the kept rows as a dataset."""
     import mlflow
 
     if mlflow.active_run() is None:
@@ -66,6 +90,8 @@ def log_ingest(report: dict[str, Any], quarantine_jsonl: str, prefix: str = "ing
     mlflow.log_metrics(metrics)
     mlflow.log_dict(report, f"{prefix}/report.json")
     mlflow.log_text(quarantine_jsonl, f"{prefix}/quarantine.jsonl")
+    if table is not None:
+        log_dataset(table, "dialogues", report["data_path"], report["data_hash"], context="ingest")
 
 
 def log_bootstrap(report: dict[str, Any], teacher_model: str | None) -> None:
@@ -94,8 +120,8 @@ def log_bootstrap(report: dict[str, Any], teacher_model: str | None) -> None:
     mlflow.log_dict(report, "bootstrap/report.json")
 
 
-def log_training_sets(report: dict[str, Any], quarantine_jsonl: str) -> None:
-    """Final SFT/DPO counts and the training-set quarantine."""
+def log_training_sets(report: dict[str, Any], quarantine_jsonl: str, sets: dict[str, Any] | None = None, source: str = "") -> None:
+    """Final SFT/DPO counts, the training-set quarantine, and each set as a dataset (digest = ``report[<name>_hash]``)."""
     import mlflow
 
     if mlflow.active_run() is None:
@@ -103,6 +129,8 @@ def log_training_sets(report: dict[str, Any], quarantine_jsonl: str) -> None:
     mlflow.log_metrics({f"training_sets.{k}": float(v) for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
     mlflow.log_dict(report, "training_sets/report.json")
     mlflow.log_text(quarantine_jsonl, "training_sets/quarantine.jsonl")
+    for name, table in (sets or {}).items():
+        log_dataset(table, name, source, report[f"{name}_hash"], context="training")
 
 
 def log_training_stage(result: Any, params: dict[str, Any], curve_keys: tuple[str, ...] = ("loss",)) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from empathy_distill.config import DistillConfig
 from empathy_distill.data.hashing import file_fingerprint
 from empathy_distill.datasets import lineage_prompt_hash
-from empathy_distill.errors import InputError, StepFailed
+from empathy_distill.errors import ConfigError, InputError, StepFailed
 from empathy_distill.tracking import redacted
 
 
@@ -38,18 +38,63 @@ def prepared(config: DistillConfig, needs_teacher: bool) -> DistillConfig:
             "student": config.student.model_copy(update={"cache_dir": absolute(config.student.cache_dir)}),
             "training": config.training.model_copy(update={"output_dir": absolute(config.training.output_dir)}),
             "evaluation": config.evaluation.model_copy(update={"cache_dir": absolute(config.evaluation.cache_dir)}),
+            "registry": config.registry.model_copy(update={
+                "history_path": absolute(config.registry.history_path) if config.registry.history_path else None,
+                "deploy": config.registry.deploy.model_copy(update={"state_dir": absolute(config.registry.deploy.state_dir)}),
+            }),
         }
     )
 
 
-def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True) -> list[str]:
+def git_commit() -> str:
+    """The code version: HEAD of this checkout, ``-dirty`` when it has uncommitted changes, ``unknown`` outside git."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def attach_schedule(config: DistillConfig):
+    """A ZenML ``Schedule`` for ``schedule.cron`` on an orchestrator that runs schedules; None without a cron.
+
+    Raises:
+        ConfigError: a cron on an orchestrator that cannot schedule (the local one): says what to do instead.
+    """
+    if not config.schedule.cron:
+        return None
+    from zenml.client import Client
+    from zenml.config.schedule import Schedule
+
+    orchestrator = Client().active_stack.orchestrator
+    if not orchestrator.config.is_schedulable:
+        raise ConfigError(
+            f"schedule.cron is set ('{config.schedule.cron}') but the orchestrator '{orchestrator.name}' ({orchestrator.flavor}) cannot run schedules: "
+            "run `empathy-distill schedule --config CONFIG` for a crontab line (or systemd timer) that calls `empathy-distill retrain`, "
+            "or use a stack whose orchestrator schedules (Kubeflow, Kubernetes, Vertex, SageMaker, AzureML, Airflow)"
+        )
+    return Schedule(cron_expression=config.schedule.cron)
+
+
+def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, scheduled: bool = True) -> list[str]:
     """Runs the ``distill`` or ``bootstrap`` pipeline; returns the summary lines.
+
+    Args:
+        scheduled: attach ``schedule.cron`` (``retrain``, itself the scheduled call, passes False).
 
     Raises:
         InputError: the data file is missing (checked before ZenML starts).
-        ConfigError: the active stack has no experiment tracker.
+        ConfigError: the active stack has no experiment tracker, or cannot run the configured schedule.
     """
+    from zenml import Model
     from zenml.client import Client
+
+    from empathy_distill.registry.inputs import input_hashes
+    from empathy_distill.registry.promotion import Promotions
 
     from pipelines.bootstrap import bootstrap
     from pipelines.distill import distill
@@ -69,11 +114,25 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True) ->
         "source_fingerprint": file_fingerprint(config.data.path),
         "prompt_hash": lineage_prompt_hash(config.bootstrap),
     }
+    options: dict = {}
+    champion = None
     if name == "distill":
-        params.update(student=config.student, training=config.training, generation=config.generation, evaluation=config.evaluation)
+        promotions = Promotions.local(tracking_uri, config.registry.history_path)
+        champion = promotions.alias(config.registry.model_name)
+        params.update(student=config.student, training=config.training, generation=config.generation, evaluation=config.evaluation,
+                      registry=config.registry, inputs=input_hashes(config, params["source_fingerprint"]), git_commit=git_commit(),
+                      champion_version=champion)
+        # one ZenML model version per run: the Model Control Plane's view of the same registered version
+        options["model"] = Model(name=config.registry.model_name, description="LoRA adapters of the empathy student, one version per distill run",
+                                 tags=[config.name])
+        schedule = attach_schedule(config) if scheduled else None
+        if schedule is not None:
+            options["schedule"] = schedule
     fn = {"distill": distill, "bootstrap": bootstrap}[name]
     with root_cause(run_name):
-        run = fn.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings)(**params)
+        run = fn.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings, **options)(**params)
+    if run is None:  # a schedule was registered with the orchestrator; nothing ran yet
+        return [f"scheduled: pipeline {name} with cron '{config.schedule.cron}' on the active stack's orchestrator"]
     run = Client().get_pipeline_run(run.id)
     ingest = run.steps["validate_dialogues"].outputs["ingest_report"][0].load()
     training = run.steps["validate_training_sets"].outputs["training_report"][0].load()
@@ -99,6 +158,7 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True) ->
         f"  MLflow UI:  {bin_dir / 'mlflow'} ui --backend-store-uri {tracking_uri}",
         f"  ZenML CLI:  {env}{bin_dir / 'zenml'} pipeline runs list --name {run.name}",
         f"  ZenML dashboard (optional, needs `pip install 'zenml[server]'`): {env}{bin_dir / 'zenml'} login --local",
+        *registry_lines(run, config, tracking_uri, bin_dir, env),
     ]
     return lines
 
@@ -220,6 +280,35 @@ def training_lines(run) -> list[str]:
             row = table.iloc[0]
             lines.append(f"  e.g. {row['user'].splitlines()[-1][:80]!r} -> tuned: {row['tuned_response'][:100]!r}")
     return lines
+
+
+def registry_lines(run, config: DistillConfig, tracking_uri: str, bin_dir: Path, env: str) -> list[str]:
+    """The registered version, the gate's decision, and the commands to serve, audit and roll back."""
+    if "register_model" not in run.steps:
+        return []
+    reg = run.steps["register_model"].outputs["registration"][0].load()
+    lines = [f"registered: {reg['uri']} (alias challenger), judged against champion: {_v(reg.get('champion_judged_against'))}"]
+    if "promote_model" in run.steps:
+        d = run.steps["promote_model"].outputs["promotion_decision"][0].load()
+        rules = "; ".join(d["figures"].get("rules", []))
+        if d["promoted"]:
+            lines.append(f"promotion: v{d['version']} PROMOTED to champion (was {_v(d['previous'])}); rules met: {rules}")
+        else:
+            lines.append(f"promotion: v{d['version']} not promoted (champion stays {_v(d['champion_after'])}): {'; '.join(d['reasons'])}")
+        lines.append(f"  decision #{d['seq']} recorded in the promotion history")
+    if "deploy_model" in run.steps:
+        dep = run.steps["deploy_model"].outputs["deployment"][0].load()
+        lines.append(f"deployed: v{dep['version']} at {dep['url']} (ready in {dep['ready_seconds']} s)" if dep["deployed"] else f"deploy: nothing new ({dep['reason']})")
+    cli = f"{env}{bin_dir / 'empathy-distill'}"
+    lines += ["Next:",
+              f"  serve the champion:   {cli} serve --port {config.registry.deploy.port}",
+              f"  audit its lineage:    {cli} lineage models:/{config.registry.model_name}@champion",
+              f"  roll back:            {cli} rollback"]
+    return lines
+
+
+def _v(version) -> str:
+    return f"v{version}" if version else "none"
 
 
 def resolved_config(config: DistillConfig) -> dict:

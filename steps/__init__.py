@@ -2,10 +2,13 @@
 
 from steps.bootstrap_responses import bootstrap_responses
 from steps.build_training_sets import build_training_sets
+from steps.deploy_model import deploy_model
 from steps.evaluate_responses import evaluate_responses
 from steps.generate_responses import generate_responses
 from steps.ingest_dialogues import ingest_dialogues
 from steps.prepare_student import prepare_student
+from steps.promote_model import promote_model
+from steps.register_model import register_model
 from steps.summarize_ablation import summarize_ablation
 from steps.train_dpo import train_dpo
 from steps.train_sft import train_sft
@@ -15,10 +18,13 @@ from steps.validate_training_sets import validate_training_sets
 __all__ = [
     "bootstrap_responses",
     "build_training_sets",
+    "deploy_model",
     "evaluate_responses",
     "generate_responses",
     "ingest_dialogues",
     "prepare_student",
+    "promote_model",
+    "register_model",
     "summarize_ablation",
     "train_dpo",
     "train_sft",

@@ -8,17 +8,26 @@ from zenml import step
 
 from empathy_distill.config import GenerationSettings, StudentConfig
 from empathy_distill.training.adapter import Adapter
-from empathy_distill.training.generate import generate_base_and_tuned, prompts_for_test_split
+from empathy_distill.training.generate import champion_replies, generate_base_and_tuned, prompts_for_test_split
 from materializers import DialogueTableMaterializer
 
 
 @step(experiment_tracker=True, output_materializers={"generations": DialogueTableMaterializer})
 def generate_responses(
-    student_base: str, dialogues: pd.DataFrame, generation: GenerationSettings, student: StudentConfig, adapter: Optional[Adapter] = None
+    student_base: str, dialogues: pd.DataFrame, generation: GenerationSettings, student: StudentConfig, adapter: Optional[Adapter] = None,
+    champion: Optional[dict[str, str]] = None,
 ) -> Annotated[pd.DataFrame, "generations"]:
-    """One row per test dialogue: prompt, base and tuned replies, and the recorded responses to compare with."""
+    """One row per test dialogue: prompt, base and tuned replies, the champion's (when one exists), and the recorded responses.
+
+    Args:
+        champion: ``{"model", "version"}`` of the registry's champion: it answers the same prompts
+            with the same settings, loaded as it is served (the registered pyfunc model).
+    """
     prompts = prompts_for_test_split(dialogues, generation.max_prompts)
     out = generate_base_and_tuned(student_base, adapter.path if adapter else None, prompts, student, generation)
+    if champion:
+        out["champion_response"] = champion_replies(f"models:/{champion['model']}/{champion['version']}", prompts, generation)
+        out["champion_version"] = str(champion["version"])
     recorded = dialogues[dialogues["split"] == "test"].pivot_table(index="dialogue_id", columns="source", values="response", aggfunc="first")
     recorded.columns = [f"ref_{c}" for c in recorded.columns]
     table = prompts.merge(out, on="dialogue_id").merge(recorded, left_on="dialogue_id", right_index=True, how="left").astype("string")

@@ -25,7 +25,7 @@ def validate_dialogues(
 ]:
     """Keeps valid rows, quarantines the rest with a reason, and fails when nothing is kept."""
     result = validate(raw_rows, rejected_records, read_info, data, validation)
-    log_ingest(result.report, quarantine_jsonl(result.quarantine))
+    log_ingest(result.report, quarantine_jsonl(result.quarantine), table=result.table)
     log_metadata({k: v for k, v in result.report.items() if isinstance(v, (int, str))})
     require_rows(result)
     return result.table, result.quarantine, result.report

@@ -6,6 +6,7 @@ import pandas as pd
 from zenml import log_metadata, step
 
 from empathy_distill.config import BootstrapConfig, ValidationConfig
+from empathy_distill.data.hashing import table_digest
 from empathy_distill.data.ingest import quarantine_jsonl
 from empathy_distill.tracking import log_training_sets
 from empathy_distill.validation import validate_training_set
@@ -26,6 +27,7 @@ def validate_training_sets(
     dpo_pairs: pd.DataFrame,
     bootstrap: BootstrapConfig,
     validation: ValidationConfig,
+    data_path: str = "",
 ) -> tuple[
     Annotated[pd.DataFrame, "sft_train"],
     Annotated[pd.DataFrame, "dpo_train"],
@@ -46,6 +48,8 @@ def validate_training_sets(
         "quarantine_reasons": dict(sft.reasons + dpo.reasons),
         "test_leakage": int((sft.reasons + dpo.reasons).get("test_leakage", 0)),
     }
-    log_training_sets(report, quarantine_jsonl(quarantine))
+    report.update(sft_train_hash=table_digest(sft.kept), dpo_train_hash=table_digest(dpo.kept))
+    # a set's source is the data file it was built from
+    log_training_sets(report, quarantine_jsonl(quarantine), {"sft_train": sft.kept, "dpo_train": dpo.kept}, source=data_path)
     log_metadata({k: v for k, v in report.items() if isinstance(v, int)})
     return sft.kept, dpo.kept, quarantine, report

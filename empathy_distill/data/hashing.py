@@ -55,3 +55,15 @@ def file_fingerprint(path: str | Path) -> str:
         except OSError:
             digest.update(b"<unreadable>")
     return "sha256:" + digest.hexdigest()
+
+
+def table_digest(table: pd.DataFrame) -> str:
+    """sha256 over every column of a table, rows in any order (training sets have other columns than dialogues)."""
+    rows = sorted(
+        hashlib.sha256(json.dumps([_canonical(v) for v in row], ensure_ascii=True, default=str, separators=(",", ":")).encode()).hexdigest()
+        for row in table[sorted(table.columns)].itertuples(index=False, name=None)
+    )
+    outer = hashlib.sha256(",".join(sorted(table.columns)).encode())
+    for h in rows:
+        outer.update(h.encode())
+    return "sha256:" + outer.hexdigest()

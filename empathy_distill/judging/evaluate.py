@@ -215,7 +215,7 @@ def save_report(report: dict[str, Any], folder: str | Path) -> dict[str, Path]:
     return paths
 
 
-OPPONENT_COLUMNS = {"base": "base_response", "human": "ref_human"}
+OPPONENT_COLUMNS = {"base": "base_response", "human": "ref_human", "champion": "champion_response"}
 
 
 def build_judges(cfg, dialogues: pd.DataFrame) -> list[PairJudge]:
@@ -246,11 +246,14 @@ def run_evaluation(generations: pd.DataFrame, dialogues: pd.DataFrame, cfg) -> d
     frame = evaluation_frame(generations, dialogues)
     columns = {**OPPONENT_COLUMNS, "llm": f"ref_{cfg.reference_llm}"}
     opponents = {o: columns[o] for o in cfg.opponents if columns[o] in frame.columns}
-    skipped = [o for o in cfg.opponents if o not in opponents]
+    # no champion yet is not a gap in the data: the first registered version has nothing to beat
+    skipped = [o for o in cfg.opponents if o not in opponents and o != "champion"]
     if skipped:
         logger.warning("no responses for opponents %s in this data; skipped", skipped)
     report = evaluate(frame, build_judges(cfg, dialogues), opponents, max_invalid_fraction=cfg.max_invalid_fraction, skipped_opponents=skipped)
     report["test_dialogues"] = len(frame)
+    champion = frame["champion_version"].dropna().unique() if "champion_version" in frame.columns else []
+    report["champion_version"] = str(champion[0]) if len(champion) else None
     return report
 
 

@@ -74,3 +74,14 @@ def generate_base_and_tuned(base_model: str, adapter_dir: str | None, prompts: p
             base = generate(model, tokenizer, chats, settings, desc="generate base")
         tuned = generate(model, tokenizer, chats, settings, desc="generate tuned")
     return pd.DataFrame({"dialogue_id": prompts["dialogue_id"].to_numpy(), "base_response": base, "tuned_response": tuned}).astype("string")
+
+
+def champion_replies(model_uri: str, prompts: pd.DataFrame, settings: GenerationSettings) -> list[str]:
+    """A registered version's replies to the prompts, through its pyfunc model (as the model server runs it)."""
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    chats = [[{"role": "system", "content": s}, {"role": "user", "content": u}] for s, u in zip(prompts["system"], prompts["user"])]
+    params = settings.model_dump(include={"max_new_tokens", "temperature", "top_p", "no_repeat_ngram_size"})
+    out = model.predict(pd.DataFrame({"messages": chats}), params=params)
+    return [str(r) for r in out["response"]]

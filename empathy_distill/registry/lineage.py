@@ -1,0 +1,174 @@
+"""Lineage: the tags a registered version carries, and the audit that walks them back to the data.
+
+A version's tags name everything it came from (data hash, prompt hash, teacher and cost,
+judges and figures, adapter hash, code commit, the ZenML run and model version, the MLflow
+run, the input hashes of the retrain gate). :func:`audit` follows them: version -> MLflow
+run (its logged reports and resolved config) -> ZenML run and model version -> data ->
+prompts -> teacher -> training -> evaluation -> every promotion decision that touched the
+version. Whatever cannot be found is listed under ``missing``, never skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from empathy_distill.registry.inputs import PARTS
+
+LINEAGE_TAGS = ("data_path", "data_hash", "prompt_hash", "method", "strategy", "teacher_model", "teacher_requests", "teacher_cost_usd",
+                "judges", "eval_valid", "adapter_hash", "base_model", "git_commit", "zenml_run_id", "zenml_run_name",
+                "zenml_model_version_id", "zenml_model_version", "mlflow_run_id", "champion_judged_against")
+
+
+def version_tags(*, ingest: dict[str, Any], bootstrap: dict[str, Any], teacher_model: str | None, evaluation: dict[str, Any],
+                 adapter_hash: str, base_model: str, git_commit: str, zenml: dict[str, str], mlflow_run_id: str,
+                 inputs: dict[str, str]) -> dict[str, str]:
+    """Every lineage tag of a new version, as strings (MLflow tag values)."""
+    usage = bootstrap.get("teacher_usage") or {}
+    tags = {
+        "lineage.data_path": ingest["data_path"],
+        "lineage.data_hash": ingest["data_hash"],
+        "lineage.prompt_hash": bootstrap.get("prompt_hash", ""),
+        "lineage.method": bootstrap.get("method", ""),
+        "lineage.strategy": bootstrap.get("strategy", "none"),
+        "lineage.teacher_model": teacher_model or "none (method direct)",
+        "lineage.teacher_requests": str(usage.get("requests", bootstrap.get("teacher_requests", 0))),
+        "lineage.teacher_cost_usd": f"{float(usage.get('cost_usd', 0.0)):.4f}",
+        "lineage.judges": ",".join(sorted({c["judge"] for c in evaluation["comparisons"]})),
+        "lineage.eval_valid": str(bool(evaluation.get("valid"))).lower(),
+        "lineage.adapter_hash": adapter_hash,
+        "lineage.base_model": base_model,
+        "lineage.git_commit": git_commit,
+        "lineage.zenml_run_id": zenml.get("run_id", ""),
+        "lineage.zenml_run_name": zenml.get("run_name", ""),
+        "lineage.zenml_model_version_id": zenml.get("model_version_id", ""),
+        "lineage.zenml_model_version": zenml.get("model_version", ""),
+        "lineage.mlflow_run_id": mlflow_run_id,
+        "lineage.champion_judged_against": evaluation.get("champion_version") or "none",
+    }
+    for c in evaluation["comparisons"]:
+        tags[f"eval.{c['opponent']}.{c['judge']}"] = f"{c['win_rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}] n={c['n']} invalid={c['invalid']}"
+    tags.update({f"inputs.{k}": v for k, v in inputs.items()})
+    return tags
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` -> (name, version, alias).
+
+    Raises:
+        ValueError: anything else.
+    """
+    match = re.fullmatch(r"models:/([^/@]+)(?:@([\w-]+)|/(\d+))", uri.strip())
+    if not match:
+        raise ValueError(f"'{uri}' is not models:/NAME@ALIAS or models:/NAME/VERSION")
+    return match.group(1), match.group(3), match.group(2)
+
+
+def audit(client: Any, history: Any, uri: str) -> dict[str, Any]:
+    """The whole chain for one version or alias (see the module docstring).
+
+    Raises:
+        ValueError: a malformed URI, or no such version or alias.
+    """
+    from mlflow.exceptions import MlflowException
+
+    name, version, alias = parse_model_uri(uri)
+    try:
+        mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise ValueError(f"{uri}: not found in the registry ({exc.message.splitlines()[0]})") from None
+    tags = dict(mv.tags)
+    missing = [f"version tag lineage.{t}" for t in LINEAGE_TAGS if f"lineage.{t}" not in tags]
+    aliases = list(getattr(mv, "aliases", []) or [])
+    out: dict[str, Any] = {
+        "uri": uri,
+        "version": {"name": name, "version": str(mv.version), "aliases": aliases, "created": mv.creation_timestamp, "source": mv.source,
+                    "run_id": mv.run_id, "status": mv.status},
+    }
+    reports: dict[str, Any] = {}
+    run = None
+    if not mv.run_id:
+        missing.append("the MLflow run (the version names none)")
+    else:
+        try:
+            run = client.get_run(mv.run_id)
+        except MlflowException:
+            missing.append(f"MLflow run {mv.run_id} (deleted?)")
+    if run is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            for key, path in (("config", "config/resolved.json"), ("ingest", "ingest/report.json"), ("bootstrap", "bootstrap/report.json"),
+                              ("training_sets", "training_sets/report.json"), ("evaluation", "evaluation/evaluation.json"), ("promotion", "promotion/decision.json")):
+                try:
+                    reports[key] = json.loads(Path(client.download_artifacts(run.info.run_id, path, tmp)).read_text())
+                except Exception:
+                    missing.append(f"run artifact {path}")
+        out["mlflow_run"] = {"run_id": run.info.run_id, "run_name": run.info.run_name, "experiment_id": run.info.experiment_id,
+                             "status": run.info.status, "datasets": [{"name": d.dataset.name, "digest": d.dataset.digest, "source": d.dataset.source,
+                                                                     "context": next((t.value for t in d.tags if t.key == "mlflow.data.context"), None)}
+                                                                    for d in run.inputs.dataset_inputs]}
+    config = reports.get("config", {})
+    ingest = reports.get("ingest", {})
+    boot = reports.get("bootstrap", {})
+    usage = boot.get("teacher_usage") or {}
+    evaluation = reports.get("evaluation", {})
+    params = run.data.params if run is not None else {}
+    out["zenml"] = {"pipeline_run_id": tags.get("lineage.zenml_run_id"), "pipeline_run_name": tags.get("lineage.zenml_run_name"),
+                    "model_version_id": tags.get("lineage.zenml_model_version_id"), "model_version": tags.get("lineage.zenml_model_version")}
+    out["data"] = {"path": tags.get("lineage.data_path", ingest.get("data_path")), "hash": tags.get("lineage.data_hash", ingest.get("data_hash")),
+                   "format": ingest.get("format"), "rows_kept": ingest.get("rows_kept"), "rows_quarantined": ingest.get("rows_quarantined"),
+                   "quarantine_reasons": ingest.get("quarantine_reasons"), "train_dialogues": ingest.get("train_dialogues"),
+                   "test_dialogues": ingest.get("test_dialogues")}
+    out["prompts"] = {"hash": tags.get("lineage.prompt_hash"), "method": tags.get("lineage.method"), "strategy": tags.get("lineage.strategy"),
+                      "all_templates_hash": tags.get("inputs.prompts")}
+    out["teacher"] = {"model": tags.get("lineage.teacher_model"), "requests": usage.get("requests", tags.get("lineage.teacher_requests")),
+                      "cost_usd": usage.get("cost_usd", tags.get("lineage.teacher_cost_usd")), "prompt_tokens": usage.get("prompt_tokens"),
+                      "completion_tokens": usage.get("completion_tokens")}
+    out["training"] = {"adapter_hash": tags.get("lineage.adapter_hash"), "base_model": tags.get("lineage.base_model"),
+                       "config": config.get("training"), "student": config.get("student"),
+                       "sets": reports.get("training_sets"),
+                       "stages": {k: v for k, v in params.items() if k.startswith(("sft.", "dpo."))}}
+    out["evaluation"] = {"judges": tags.get("lineage.judges", "").split(",") if tags.get("lineage.judges") else [],
+                         "valid": evaluation.get("valid", tags.get("lineage.eval_valid")), "invalid_reasons": evaluation.get("invalid_reasons"),
+                         "ci_method": evaluation.get("ci_method"), "champion_judged_against": tags.get("lineage.champion_judged_against"),
+                         "comparisons": [{k: c[k] for k in ("opponent", "judge", "win_rate", "ci_low", "ci_high", "wins", "ties", "losses", "invalid", "n")}
+                                         for c in evaluation.get("comparisons", [])]}
+    out["code"] = {"git_commit": tags.get("lineage.git_commit")}
+    out["inputs"] = {p: tags.get(f"inputs.{p}") for p in (*PARTS, "all")}
+    promotions = history.entries(name, str(mv.version)) if history is not None else []
+    out["promotions"] = promotions
+    if history is None:
+        missing.append("the promotion history (not reachable)")
+    out["missing"] = missing
+    return out
+
+
+def audit_lines(chain: dict[str, Any]) -> list[str]:
+    """The chain as text, one link per line, top to bottom."""
+    v, d, p, t, tr, e, z = (chain[k] for k in ("version", "data", "prompts", "teacher", "training", "evaluation", "zenml"))
+    run = chain.get("mlflow_run", {})
+    lines = [
+        f"{v['name']} v{v['version']}" + (f" (aliases: {', '.join(v['aliases'])})" if v["aliases"] else ""),
+        f"  MLflow run:   {run.get('run_id', '?')} ({run.get('run_name', '?')}); datasets: "
+        + (", ".join(f"{s['name']} [{s['context']}] {str(s['digest'])[:12]}" for s in run.get("datasets", [])) or "none"),
+        f"  ZenML:        pipeline run {z['pipeline_run_name'] or '?'} ({z['pipeline_run_id'] or '?'}), model version {z['model_version'] or '?'} ({z['model_version_id'] or '?'})",
+        f"  data:         {d['path']} hash {d['hash']}; rows kept {d['rows_kept']}, quarantined {d['rows_quarantined']} {d['quarantine_reasons'] or ''}".rstrip(),
+        f"  prompts:      {p['method']}/{p['strategy']} hash {p['hash']} (all templates {p['all_templates_hash']})",
+        f"  teacher:      {t['model']}, {t['requests']} requests, ${float(t['cost_usd'] or 0):.4f}",
+        f"  training:     adapter {tr['adapter_hash']} on base {tr['base_model']}",
+        f"  evaluation:   judges {', '.join(e['judges']) or '?'}; valid {e['valid']}; vs champion {e['champion_judged_against']}",
+    ]
+    for c in e["comparisons"]:
+        lines.append(f"                vs {c['opponent']:<8} {c['judge']}: {c['win_rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}] W/T/L {c['wins']}/{c['ties']}/{c['losses']}, invalid {c['invalid']}")
+    lines.append(f"  code:         git {chain['code']['git_commit']}")
+    if chain["promotions"]:
+        lines.append("  promotions:")
+        for h in chain["promotions"]:
+            lines.append(f"    #{h['seq']} {h['time']} {h['action']}: v{h['version']} {h['decision']} (champion v{h['previous']} -> v{h['champion_after']}, {h['status']})"
+                         + (f"; {'; '.join(h['reasons'])}" if h["reasons"] else ""))
+    else:
+        lines.append("  promotions:   none recorded")
+    lines.append("  missing:      " + ("; ".join(chain["missing"]) if chain["missing"] else "nothing"))
+    return lines

@@ -1,0 +1,142 @@
+"""The registered model: an MLflow pyfunc that answers chats with the base student plus its LoRA adapter.
+
+The adapter folder is an artifact of the model. The base is a reference in
+``model_config`` (a hub id or a folder), so a deployment can relocate it at load or
+serve time (``mlflow.pyfunc.load_model(uri, model_config={"base_model": ...})``,
+``SERVING_MODEL_CONFIG``); the offline ``tiny`` student, built from the data and found
+nowhere else, travels inside the model as a second artifact.
+
+Input: one chat per row, ``messages`` = ``[{"role": ..., "content": ...}, ...]``
+(a system message is added when absent: the one the student was trained with).
+Output: ``response``. Params: the generation settings. Malformed chats raise
+``MlflowException(INVALID_PARAMETER_VALUE)``, which the model server answers with 400.
+"""
+
+from __future__ import annotations
+
+import threading
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types.schema import Array, ColSpec, Object, ParamSchema, ParamSpec, Property, Schema
+
+ROLES = ("system", "user", "assistant")
+MAX_CHARS = 20_000  # a chat longer than this is refused, not truncated silently
+
+def signature(generation: dict[str, Any]) -> mlflow.models.ModelSignature:
+    """Chat in, ``response`` out; the generation settings as params whose defaults are the registered ones."""
+    g = {"max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0, "no_repeat_ngram_size": 0, **generation}
+    return mlflow.models.ModelSignature(
+        inputs=Schema([ColSpec(Array(Object([Property("role", "string"), Property("content", "string")])), "messages")]),
+        outputs=Schema([ColSpec("string", "response")]),
+        params=ParamSchema([ParamSpec("max_new_tokens", "long", int(g["max_new_tokens"])), ParamSpec("temperature", "double", float(g["temperature"])),
+                            ParamSpec("top_p", "double", float(g["top_p"])), ParamSpec("no_repeat_ngram_size", "long", int(g["no_repeat_ngram_size"]))]),
+    )
+
+
+def bad_request(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def check_chat(messages: Any, row: int) -> list[dict[str, str]]:
+    """A list of ``{role, content}`` with known roles, non-empty text and a user turn last; else a 400."""
+    if hasattr(messages, "tolist"):
+        messages = messages.tolist()
+    if not isinstance(messages, list) or not messages:
+        raise bad_request(f"row {row}: messages must be a non-empty list of {{role, content}}")
+    chat = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise bad_request(f"row {row}, message {i}: expected {{role: str, content: str}}")
+        if m["role"] not in ROLES:
+            raise bad_request(f"row {row}, message {i}: role '{m['role']}' is not one of {', '.join(ROLES)}")
+        if not m["content"].strip():
+            raise bad_request(f"row {row}, message {i}: empty content")
+        chat.append({"role": m["role"], "content": m["content"]})
+    if chat[-1]["role"] != "user":
+        raise bad_request(f"row {row}: the last message must be the user's")
+    if sum(len(m["content"]) for m in chat) > MAX_CHARS:
+        raise bad_request(f"row {row}: the chat is longer than {MAX_CHARS} characters")
+    return chat
+
+
+class StudentChatModel(mlflow.pyfunc.PythonModel):
+    """Base student + LoRA adapter, loaded once; generation serialized (one model, many server threads)."""
+
+    def load_context(self, context) -> None:
+        from peft import PeftModel
+
+        from empathy_distill.config import StudentConfig
+        from empathy_distill.training.student import load_student
+
+        cfg = dict(context.model_config or {})
+        base = context.artifacts["base"] if cfg.get("base_source") == "artifact" and "base" in context.artifacts else cfg["base_model"]
+        student = StudentConfig(model=str(base), chat_template=cfg.get("chat_template"), dtype=cfg.get("dtype", "auto"))
+        self.tokenizer, model = load_student(str(base), student)
+        import torch
+
+        if torch.cuda.is_available():
+            model = model.to("cuda")
+        self.model = PeftModel.from_pretrained(model, context.artifacts["adapter"])
+        self.system_prompt = cfg.get("system_prompt", "")
+        self.defaults = {k: cfg[k] for k in ("max_new_tokens", "temperature", "top_p", "no_repeat_ngram_size") if k in cfg}
+        self._lock = threading.Lock()
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        from empathy_distill.config import GenerationSettings
+        from empathy_distill.training.generate import generate
+
+        if not isinstance(model_input, pd.DataFrame) or "messages" not in model_input.columns:
+            raise bad_request("expected one chat per row in a 'messages' column")
+        chats = []
+        for row, messages in enumerate(model_input["messages"]):
+            chat = check_chat(messages, row)
+            if chat[0]["role"] != "system" and self.system_prompt:
+                chat = [{"role": "system", "content": self.system_prompt}, *chat]
+            chats.append(chat)
+        try:
+            settings = GenerationSettings(**{**self.defaults, **{k: v for k, v in (params or {}).items() if v is not None}}, batch_size=max(1, len(chats)))
+        except ValueError as exc:
+            raise bad_request(f"params: {exc}") from None
+        with self._lock:
+            replies = generate(self.model, self.tokenizer, chats, settings, desc="serve")
+        return pd.DataFrame({"response": replies})
+
+
+def pinned_requirements() -> list[str]:
+    """The serving environment: exact versions of what this process runs (no torchvision, no extras)."""
+    out = []
+    for name in ("mlflow", "torch", "transformers", "peft", "tokenizers", "pandas", "pydantic", "safetensors"):
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def log_student_model(adapter_dir: str, base_model: str, *, bundle_base: bool, chat_template: str | None, dtype: str,
+                      generation: dict[str, Any], system_prompt: str, model_name: str, tags: dict[str, str] | None = None):
+    """Logs the pyfunc model into the active run and registers a new version of ``model_name``.
+
+    Returns MLflow's ``ModelInfo`` (``registered_model_version``, ``model_id``, ``model_uri``).
+    """
+    artifacts = {"adapter": adapter_dir}
+    if bundle_base:
+        artifacts["base"] = base_model
+    model_config = {"base_model": base_model, "base_source": "artifact" if bundle_base else "reference", "chat_template": chat_template,
+                    "dtype": dtype, "system_prompt": system_prompt, **generation}
+    return mlflow.pyfunc.log_model(
+        name="student",
+        python_model=StudentChatModel(),
+        artifacts=artifacts,
+        model_config=model_config,
+        signature=signature(generation),
+        pip_requirements=pinned_requirements(),
+        registered_model_name=model_name,
+        tags=tags,
+        await_registration_for=0,
+    )

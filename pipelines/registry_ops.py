@@ -1,0 +1,210 @@
+"""The registry commands (promote, rollback, lineage, serve, retrain, schedule) on the active stack.
+
+The decisions themselves are core code (:mod:`empathy_distill.registry`); this layer
+finds the stack's MLflow store, mirrors champion moves into ZenML's Model Control
+Plane, and formats what the CLI prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from empathy_distill.config import DistillConfig
+from empathy_distill.errors import ConfigError
+
+
+def promotions(config: DistillConfig):
+    from empathy_distill.registry.promotion import Promotions
+    from pipelines.stack import mlflow_tracking_uri
+
+    history = str(Path(config.registry.history_path).resolve()) if config.registry.history_path else None
+    return Promotions.local(mlflow_tracking_uri(), history)
+
+
+def _version(p, model: str, version: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return p.client.get_model_version(model, version)
+    except MlflowException:
+        raise ConfigError(f"model '{model}' has no version {version}") from None
+
+
+def _evaluation_of(p, mv) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return json.loads(Path(p.client.download_artifacts(mv.run_id, "evaluation/evaluation.json", tmp)).read_text())
+        except Exception:
+            raise ConfigError(f"version {mv.version} has no evaluation report in its MLflow run {mv.run_id}: it cannot be gated") from None
+
+
+def sync_zenml_stage(p, model: str, version: str | None) -> str:
+    """Sets ZenML's production stage on the model version that produced ``version`` (archiving the previous one)."""
+    if version is None:
+        return "ZenML: no champion, stage unchanged"
+    zen_id = p.client.get_model_version(model, version).tags.get("lineage.zenml_model_version_id")
+    if not zen_id:
+        return f"ZenML: v{version} names no ZenML model version; stage unchanged"
+    from uuid import UUID
+
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    try:
+        Client().update_model_version(model_name_or_id=model, version_name_or_id=UUID(zen_id), stage=ModelStages.PRODUCTION, force=True)
+    except KeyError:
+        return f"ZenML: model version {zen_id} not found in this ZenML store; stage unchanged"
+    return f"ZenML: model version {zen_id} set to production"
+
+
+def decision_lines(entry: dict[str, Any]) -> list[str]:
+    head = (f"v{entry['version']} PROMOTED to champion (was {_v(entry['previous'])})" if entry["promoted"]
+            else f"v{entry['version']} not promoted; champion stays {_v(entry['champion_after'])}")
+    lines = [f"{entry['action']}: {head}; decision #{entry['seq']} recorded"]
+    lines += [f"  reason: {r}" for r in entry["reasons"]]
+    lines += [f"  repaired: {r}" for r in entry.get("repaired", [])]
+    return lines
+
+
+def promote(config: DistillConfig, version: str, force: bool = False, reason: str = "") -> tuple[int, list[str]]:
+    """A manual promotion: the same gate as the pipeline's; ``force`` overrides it and records why."""
+    from empathy_distill.registry.policy import gate
+
+    if force and not reason.strip():
+        raise ConfigError("--force needs --reason: the history records why the gate was overridden")
+    p = promotions(config)
+    model = config.registry.model_name
+    mv = _version(p, model, version)
+    champion = p.alias(model)
+    result = gate(_evaluation_of(p, mv), config.registry.policy, champion)
+    if force:
+        reasons = [f"forced: {reason}"] + [f"the gate said: {r}" for r in result["reasons"]]
+        entry = p.move_champion(model, version, expected=champion, promote=True, action="forced", reasons=reasons,
+                                figures={"checks": result["checks"], "rules": result["rules"]}, actor=f"cli:{_user()}")
+    else:
+        entry = p.move_champion(model, version, expected=champion, promote=result["passed"], action="manual", reasons=result["reasons"],
+                                figures={"checks": result["checks"], "rules": result["rules"]}, actor=f"cli:{_user()}")
+    lines = decision_lines(entry)
+    if entry["promoted"]:
+        lines.append(sync_zenml_stage(p, model, version))
+        return 0, lines
+    if not force and not result["passed"]:
+        lines.append(f"refused by the gate: `empathy-distill promote --version {version} --force --reason '...'` overrides it (recorded)")
+    return 1, lines
+
+
+def rollback(config: DistillConfig, reason: str = "") -> list[str]:
+    p = promotions(config)
+    entry = p.rollback(config.registry.model_name, actor=f"cli:{_user()}", reason=reason)
+    return [*decision_lines(entry), sync_zenml_stage(p, config.registry.model_name, entry["champion_after"])]
+
+
+def lineage(config: DistillConfig, uri: str, as_json: bool) -> list[str]:
+    from empathy_distill.registry.lineage import audit, audit_lines
+
+    p = promotions(config)
+    try:
+        chain = audit(p.client, p.history, uri)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    zen = chain["zenml"]
+    if zen["pipeline_run_id"]:
+        from zenml.client import Client
+
+        try:
+            run = Client().get_pipeline_run(zen["pipeline_run_id"])
+            zen.update(pipeline=run.pipeline.name if run.pipeline else None, status=run.status.value,
+                       steps={n: s.status.value for n, s in run.steps.items()})
+        except KeyError:
+            chain["missing"].append(f"ZenML pipeline run {zen['pipeline_run_id']} (not in this ZenML store)")
+    if as_json:
+        return [json.dumps(chain, indent=2, default=str)]
+    return audit_lines(chain)
+
+
+def serve(config: DistillConfig, model: str | None, host: str, port: int) -> int:
+    """Runs MLflow's model server in the foreground (replaces this process)."""
+    from deploy.server import serve_command, serve_env
+    from pipelines.stack import mlflow_tracking_uri
+
+    uri = model or f"models:/{config.registry.model_name}@champion"
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_tracking_uri()
+    p = promotions(config) if not os.environ.get("MLFLOW_TRACKING_URI") else None
+    if p is not None and uri.endswith("@champion") and p.alias(config.registry.model_name) is None:
+        raise ConfigError(f"model '{config.registry.model_name}' has no champion yet: promote a version first, or pass --model models:/NAME/VERSION")
+    cmd = serve_command(uri, host, port)
+    print(f"serving {uri} at http://{host}:{port} (POST /invocations, GET /health); Ctrl-C stops", file=sys.stderr, flush=True)
+    os.execve(cmd[0], cmd, serve_env(tracking_uri))
+    return 0  # not reached
+
+
+def retrain(config: DistillConfig, force: bool = False, enable_cache: bool = True) -> list[str]:
+    """Runs the distill pipeline only when an input differs from what the champion was trained on."""
+    from empathy_distill.data.hashing import file_fingerprint
+    from empathy_distill.registry.inputs import changed_parts, input_hashes
+    from pipelines.runner import prepared, run_pipeline
+
+    p = promotions(config)
+    model = config.registry.model_name
+    champion = p.alias(model)
+    ready = prepared(config, needs_teacher=False)
+    now = input_hashes(ready, file_fingerprint(ready.data.path))
+    if champion is None:
+        why = f"no champion of '{model}' yet"
+    else:
+        tags = p.client.get_model_version(model, champion).tags
+        changed = changed_parts(now, {k.split(".", 1)[1]: v for k, v in tags.items() if k.startswith("inputs.")})
+        if not changed and not force:
+            return [f"retrain: nothing changed since champion v{champion} (inputs {now['all'][:19]}): no run"]
+        why = f"changed since champion v{champion}: {', '.join(changed)}" if changed else f"nothing changed since champion v{champion}, --force"
+    return [f"retrain: {why}: running", *run_pipeline("distill", config, enable_cache=enable_cache, scheduled=False)]
+
+
+def schedule_lines(config: DistillConfig, config_path: str) -> list[str]:
+    """The crontab line and a systemd timer that call ``retrain`` on ``schedule.cron`` (the local stack runs no schedules)."""
+    if not config.schedule.cron:
+        raise ConfigError(f"{config_path}: schedule.cron is not set (e.g. --set schedule.cron='0 3 * * 1')")
+    cron = config.schedule.cron.split()
+    if len(cron) != 5:
+        raise ConfigError(f"schedule.cron '{config.schedule.cron}': expected five fields (minute hour day month weekday)")
+    repo = Path.cwd().resolve()
+    cli = Path(sys.executable).parent / "empathy-distill"
+    zen = os.environ.get("ZENML_CONFIG_PATH")
+    env = f"ZENML_CONFIG_PATH={shlex.quote(zen)} " if zen else ""
+    cfg = shlex.quote(str(Path(config_path).resolve()))
+    command = f"cd {shlex.quote(str(repo))} && {env}{cli} retrain --config {cfg} >> {shlex.quote(str(repo / 'retrain.log'))} 2>&1"
+    return [
+        "# crontab -e, then add (runs only when an input changed since the champion):",
+        f"{config.schedule.cron} {command}",
+        "",
+        "# or a systemd user timer: ~/.config/systemd/user/empathy-retrain.{service,timer}",
+        "[Service]", "Type=oneshot", f"WorkingDirectory={repo}", *([f"Environment=ZENML_CONFIG_PATH={zen}"] if zen else []),
+        f"ExecStart={cli} retrain --config {cfg}",
+        "[Timer]", f"OnCalendar={cron_to_oncalendar(cron)}", "Persistent=true",
+        "# systemctl --user enable --now empathy-retrain.timer",
+    ]
+
+
+def cron_to_oncalendar(fields: list[str]) -> str:
+    """Five cron fields as a systemd OnCalendar value (numbers, lists, ranges, * and */N steps)."""
+    minute, hour, day, month, weekday = (f.replace("*/", "0/") for f in fields[:2]), None, None, None, None
+    minute, hour = minute
+    day, month, weekday = (f.replace("*/", "1/") for f in fields[2:4]), None, fields[4]
+    day, month = day
+    days = {"0": "Sun", "1": "Mon", "2": "Tue", "3": "Wed", "4": "Thu", "5": "Fri", "6": "Sat", "7": "Sun"}
+    wd = "" if weekday == "*" else ",".join(days.get(w, w) for w in weekday.split(",")) + " "
+    return f"{wd}*-{month}-{day} {hour}:{minute}:00"
+
+
+def _v(version) -> str:
+    return f"v{version}" if version else "none"
+
+
+def _user() -> str:
+    return os.environ.get("USER") or "unknown"

@@ -1,0 +1,43 @@
+"""Step: the promotion gate (never cached): the policy decides, ``champion`` moves under lock with compare-and-set."""
+
+from typing import Annotated, Any, Optional
+
+import mlflow
+from zenml import get_step_context, log_metadata, step
+from zenml.enums import ModelStages
+
+from empathy_distill.config import RegistryConfig
+from empathy_distill.registry.policy import gate
+from empathy_distill.registry.promotion import Promotions
+
+
+@step(experiment_tracker=True, enable_cache=False)
+def promote_model(
+    registration: dict[str, Any], evaluation_report: dict[str, Any], registry: RegistryConfig, champion_version: Optional[str] = None
+) -> Annotated[dict[str, Any], "promotion_decision"]:
+    """Applies ``registry.policy`` to the evaluation; every decision is appended to the promotion history.
+
+    Args:
+        registration: the version registered by this run.
+        evaluation_report: its evaluation (validity, win rates with Wilson intervals).
+        registry: the policy and where the history lives.
+        champion_version: the champion when this run started (the one generation answered with);
+            the move only happens if it still holds ``champion`` (compare-and-set).
+    """
+    ctx = get_step_context()
+    result = gate(evaluation_report, registry.policy, champion_version)
+    promotions = Promotions.local(mlflow.get_tracking_uri(), registry.history_path)
+    entry = promotions.move_champion(registry.model_name, registration["version"], expected=champion_version, promote=result["passed"],
+                                     action="gate", reasons=result["reasons"], figures={"checks": result["checks"], "rules": result["rules"]},
+                                     actor=f"zenml:{ctx.pipeline_run.name}")
+    if entry["promoted"] and ctx.model is not None:
+        ctx.model.set_stage(ModelStages.PRODUCTION, force=True)  # ZenML archives the previous production version
+    mlflow.log_dict(entry, "promotion/decision.json")
+    mlflow.set_tags({"promotion.decision": entry["decision"], "promotion.champion_after": str(entry["champion_after"]),
+                     "promotion.reasons": ("; ".join(entry["reasons"]) or "all rules met")[:5000]})
+    metadata = {"decision": entry["decision"], "champion_after": str(entry["champion_after"]), "reasons": "; ".join(entry["reasons"]) or "all rules met",
+                "rules": "; ".join(result["rules"]), "history_seq": entry["seq"]}
+    log_metadata(metadata)
+    if ctx.model is not None:
+        log_metadata({"promotion": metadata}, infer_model=True)
+    return entry
