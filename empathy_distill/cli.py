@@ -37,6 +37,7 @@ def _quiet_env() -> None:
         "ZENML_ANALYTICS_OPT_IN": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "GX_ANALYTICS_ENABLED": "false",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # one bar per artifact download: noise in every registry command
     }.items():
         os.environ.setdefault(key, value)
 

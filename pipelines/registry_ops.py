@@ -19,12 +19,18 @@ from empathy_distill.config import DistillConfig
 from empathy_distill.errors import ConfigError
 
 
-def promotions(config: DistillConfig):
-    from empathy_distill.registry.promotion import Promotions
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set (as for MLflow's own CLI), else the active ZenML stack's tracker."""
     from pipelines.stack import mlflow_tracking_uri
 
+    return os.environ.get("MLFLOW_TRACKING_URI") or mlflow_tracking_uri()
+
+
+def promotions(config: DistillConfig):
+    from empathy_distill.registry.promotion import Promotions
+
     history = str(Path(config.registry.history_path).resolve()) if config.registry.history_path else None
-    return Promotions.local(mlflow_tracking_uri(), history)
+    return Promotions.local(tracking_uri(), history)
 
 
 def _version(p, model: str, version: str):
@@ -130,17 +136,23 @@ def lineage(config: DistillConfig, uri: str, as_json: bool) -> list[str]:
 
 def serve(config: DistillConfig, model: str | None, host: str, port: int) -> int:
     """Runs MLflow's model server in the foreground (replaces this process)."""
-    from deploy.server import serve_command, serve_env
-    from pipelines.stack import mlflow_tracking_uri
+    from deploy.server import port_free, serve_command, serve_env
+    from empathy_distill.registry.lineage import parse_model_uri
 
     uri = model or f"models:/{config.registry.model_name}@champion"
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_tracking_uri()
-    p = promotions(config) if not os.environ.get("MLFLOW_TRACKING_URI") else None
-    if p is not None and uri.endswith("@champion") and p.alias(config.registry.model_name) is None:
-        raise ConfigError(f"model '{config.registry.model_name}' has no champion yet: promote a version first, or pass --model models:/NAME/VERSION")
+    try:
+        name, version, alias = parse_model_uri(uri)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    p = promotions(config)
+    found = p.alias(name, alias) if alias else (version if _exists(p, name, version) else None)
+    if found is None:
+        raise ConfigError(f"{uri}: no such version or alias in the registry at {tracking_uri()}" + (" (promote a version first)" if alias == "champion" else ""))
+    if not port_free(host, port):
+        raise ConfigError(f"port {port} on {host} is in use: pass --port")
     cmd = serve_command(uri, host, port)
-    print(f"serving {uri} at http://{host}:{port} (POST /invocations, GET /health); Ctrl-C stops", file=sys.stderr, flush=True)
-    os.execve(cmd[0], cmd, serve_env(tracking_uri))
+    print(f"serving {uri} (v{found}) at http://{host}:{port} (POST /invocations, GET /health); Ctrl-C stops", file=sys.stderr, flush=True)
+    os.execve(cmd[0], cmd, serve_env(tracking_uri()))
     return 0  # not reached
 
 
@@ -200,6 +212,16 @@ def cron_to_oncalendar(fields: list[str]) -> str:
     days = {"0": "Sun", "1": "Mon", "2": "Tue", "3": "Wed", "4": "Thu", "5": "Fri", "6": "Sat", "7": "Sun"}
     wd = "" if weekday == "*" else ",".join(days.get(w, w) for w in weekday.split(",")) + " "
     return f"{wd}*-{month}-{day} {hour}:{minute}:00"
+
+
+def _exists(p, name: str, version: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        p.client.get_model_version(name, version)
+        return True
+    except MlflowException:
+        return False
 
 
 def _v(version) -> str:

@@ -269,7 +269,7 @@ def training_lines(run) -> list[str]:
                      f"95% {report.get('ci_method', 'wilson')} intervals):")
         for c in report["comparisons"]:
             lines.append(
-                f"  vs {c['opponent']:<6} judge {c['judge']}: win rate {c['win_rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}], "
+                f"  vs {c['opponent']:<8} judge {c['judge']}: win rate {c['win_rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}], "
                 f"W/T/L {c['wins']}/{c['ties']}/{c['losses']}, invalid {c['invalid']}, consistency {c['position_consistency']:.2f}, "
                 f"LC win rate {c['length_controlled_win_rate']:.3f}"
             )

@@ -166,9 +166,13 @@ def audit_lines(chain: dict[str, Any]) -> list[str]:
     if chain["promotions"]:
         lines.append("  promotions:")
         for h in chain["promotions"]:
-            lines.append(f"    #{h['seq']} {h['time']} {h['action']}: v{h['version']} {h['decision']} (champion v{h['previous']} -> v{h['champion_after']}, {h['status']})"
+            lines.append(f"    #{h['seq']} {h['time']} {h['action']}: v{h['version']} {h['decision']} (champion {_v(h['previous'])} -> {_v(h['champion_after'])}, {h['status']})"
                          + (f"; {'; '.join(h['reasons'])}" if h["reasons"] else ""))
     else:
         lines.append("  promotions:   none recorded")
     lines.append("  missing:      " + ("; ".join(chain["missing"]) if chain["missing"] else "nothing"))
     return lines
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version else "none"

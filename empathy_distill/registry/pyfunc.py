@@ -15,6 +15,7 @@ Output: ``response``. Params: the generation settings. Malformed chats raise
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -26,6 +27,8 @@ from mlflow.types.schema import Array, ColSpec, Object, ParamSchema, ParamSpec, 
 
 ROLES = ("system", "user", "assistant")
 MAX_CHARS = 20_000  # a chat longer than this is refused, not truncated silently
+MAX_NEW_TOKENS = 1024
+MAX_ROWS = 64  # chats per request
 
 def signature(generation: dict[str, Any]) -> mlflow.models.ModelSignature:
     """Chat in, ``response`` out; the generation settings as params whose defaults are the registered ones."""
@@ -92,6 +95,8 @@ class StudentChatModel(mlflow.pyfunc.PythonModel):
 
         if not isinstance(model_input, pd.DataFrame) or "messages" not in model_input.columns:
             raise bad_request("expected one chat per row in a 'messages' column")
+        if len(model_input) > MAX_ROWS:
+            raise bad_request(f"{len(model_input)} chats in one request; at most {MAX_ROWS}")
         chats = []
         for row, messages in enumerate(model_input["messages"]):
             chat = check_chat(messages, row)
@@ -101,7 +106,9 @@ class StudentChatModel(mlflow.pyfunc.PythonModel):
         try:
             settings = GenerationSettings(**{**self.defaults, **{k: v for k, v in (params or {}).items() if v is not None}}, batch_size=max(1, len(chats)))
         except ValueError as exc:
-            raise bad_request(f"params: {exc}") from None
+            raise bad_request(f"params: {' '.join(str(exc).split())}") from None
+        if settings.max_new_tokens > MAX_NEW_TOKENS:
+            raise bad_request(f"params: max_new_tokens {settings.max_new_tokens} is above {MAX_NEW_TOKENS}")
         with self._lock:
             replies = generate(self.model, self.tokenizer, chats, settings, desc="serve")
         return pd.DataFrame({"response": replies})
@@ -131,7 +138,7 @@ def log_student_model(adapter_dir: str, base_model: str, *, bundle_base: bool, c
                     "dtype": dtype, "system_prompt": system_prompt, **generation}
     return mlflow.pyfunc.log_model(
         name="student",
-        python_model=StudentChatModel(),
+        python_model=str(Path(__file__).with_name("model_code.py")),  # code, not a pickle: loads with the installed package
         artifacts=artifacts,
         model_config=model_config,
         signature=signature(generation),

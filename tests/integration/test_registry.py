@@ -1,0 +1,265 @@
+"""Promotion under lock with compare-and-set, crash repair, rollback, racing promoters; the registered model served.
+
+Everything runs against a real MLflow store (SQLite in tmp_path) and real processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from empathy_distill.registry.promotion import CRASH_ENV, Promotions, check_chain
+from tests.conftest import REPO
+
+MODEL = "empathy-student"
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """An MLflow store with five versions of MODEL (no weights needed to move aliases) and its promotion history."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(MODEL)
+    for _ in range(5):
+        client.create_model_version(MODEL, source=str(tmp_path))
+    return uri, Promotions.local(uri)
+
+
+def test_promotion_moves_champion_and_records_every_decision(registry):
+    uri, p = registry
+    first = p.move_champion(MODEL, "1", expected=None, promote=True, action="gate")
+    assert first["promoted"] and first["previous"] is None and p.alias(MODEL) == "1"
+    refused = p.move_champion(MODEL, "2", expected="1", promote=False, action="gate", reasons=["vs base: ci_low > 0.5 not met"])
+    assert not refused["promoted"] and refused["champion_after"] == "1" and p.alias(MODEL) == "1"
+    tags = p.client.get_model_version(MODEL, "2").tags
+    assert tags["promotion.last_decision"] == "not promoted" and tags["promotion.last_reasons"] == "vs base: ci_low > 0.5 not met"
+    second = p.move_champion(MODEL, "3", expected="1", promote=True, action="manual")
+    assert second["previous"] == "1" and p.alias(MODEL) == "3"
+    entries = p.history.entries(MODEL)
+    assert [(e["version"], e["decision"]) for e in entries] == [("1", "promoted"), ("2", "not promoted"), ("3", "promoted")]
+    assert check_chain(entries, p.alias(MODEL)) == []
+
+
+def test_compare_and_set_refuses_a_decision_made_against_another_champion(registry):
+    _, p = registry
+    p.move_champion(MODEL, "1", expected=None, promote=True, action="gate")
+    p.move_champion(MODEL, "2", expected="1", promote=True, action="gate")
+    # a run that started while v1 was champion and judged against it must not overwrite v2
+    stale = p.move_champion(MODEL, "3", expected="1", promote=True, action="gate")
+    assert not stale["promoted"] and p.alias(MODEL) == "2"
+    assert stale["reasons"] == ["stale: champion moved from v1 to v2 since this decision was made; nothing changed"]
+
+
+def test_rollback_walks_back_through_the_holders(registry):
+    from empathy_distill.errors import ConfigError
+
+    _, p = registry
+    with pytest.raises(ConfigError, match="has no champion"):
+        p.rollback(MODEL)
+    for version, expected in (("1", None), ("2", "1"), ("3", "2")):
+        p.move_champion(MODEL, version, expected=expected, promote=True, action="gate")
+    assert p.rollback(MODEL, reason="complaints")["champion_after"] == "2" and p.alias(MODEL) == "2"
+    assert p.rollback(MODEL)["champion_after"] == "1" and p.alias(MODEL) == "1"  # a second rollback goes further back
+    with pytest.raises(ConfigError, match="no earlier champion"):
+        p.rollback(MODEL)
+    entries = p.history.entries(MODEL)
+    assert [e["action"] for e in entries] == ["gate", "gate", "gate", "rollback", "rollback"]
+    assert entries[3]["reasons"] == ["rollback from v3: complaints"]
+    assert check_chain(entries, p.alias(MODEL)) == []
+
+
+PROMOTE_IN_CHILD = """
+import sys
+from empathy_distill.registry.promotion import Promotions
+p = Promotions.local(sys.argv[1])
+p.move_champion("empathy-student", sys.argv[2], expected=p.alias("empathy-student"), promote=True, action="manual")
+"""
+
+
+@pytest.mark.parametrize("stage, alias_after, status", [("after_alias", "2", "done"), ("before_alias", "1", "aborted")])
+def test_a_crash_mid_promotion_is_repaired_by_the_next_one(registry, stage, alias_after, status):
+    uri, p = registry
+    p.move_champion(MODEL, "1", expected=None, promote=True, action="gate")
+    env = {**os.environ, CRASH_ENV: stage, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", PROMOTE_IN_CHILD, uri, "2"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 137, proc.stderr  # died like kill -9: no cleanup ran
+    assert p.alias(MODEL) == alias_after
+    assert p.history.entries(MODEL)[-1]["status"] == "pending"
+    assert check_chain(p.history.entries(MODEL), p.alias(MODEL)) != []  # the crash left it inconsistent
+    nxt = p.move_champion(MODEL, "3", expected=alias_after, promote=True, action="gate")
+    assert nxt["repaired"] and nxt["promoted"]
+    entries = p.history.entries(MODEL)
+    assert entries[1]["status"] == status
+    assert check_chain(entries, p.alias(MODEL)) == []
+
+
+def test_an_alias_moved_outside_the_tool_is_recorded_not_overwritten(registry):
+    _, p = registry
+    p.move_champion(MODEL, "1", expected=None, promote=True, action="gate")
+    p.client.set_registered_model_alias(MODEL, "champion", "4")  # someone used the MLflow UI
+    entry = p.move_champion(MODEL, "2", expected="1", promote=True, action="gate")
+    assert not entry["promoted"] and p.alias(MODEL) == "4"
+    assert entry["repaired"] == ["alias moved outside the tool: v1 -> v4 recorded"]
+    assert check_chain(p.history.entries(MODEL), "4") == []
+
+
+RACER = """
+import random, sys
+from empathy_distill.registry.promotion import Promotions
+p = Promotions.local(sys.argv[1])
+rng = random.Random(int(sys.argv[2]))
+moved = 0
+for i in range(int(sys.argv[3])):
+    seen = p.alias("empathy-student")          # read ...
+    target = str(rng.randint(1, 5))
+    e = p.move_champion("empathy-student", target, expected=seen, promote=True, action="manual", actor=f"racer{sys.argv[2]}")  # ... check-and-set
+    moved += e["promoted"]
+print(moved)
+"""
+
+
+def test_two_processes_racing_50_promotions_each_stay_consistent(registry):
+    uri, p = registry
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, uri, str(seed), "50"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for seed in (1, 2)]
+    outs = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    entries = p.history.entries(MODEL)
+    assert len(entries) == 100 and {e["actor"] for e in entries} == {"racer1", "racer2"}
+    assert all(e["status"] == "done" for e in entries)
+    assert check_chain(entries, p.alias(MODEL)) == []
+    moved = sum(int(o[0]) for o in outs)
+    assert moved == sum(e["promoted"] for e in entries) and moved > 10
+    print(f"race: 100 decisions, {moved} moves, {sum('stale' in ' '.join(e['reasons']) for e in entries)} refused as stale")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def post(url: str, payload, timeout: float = 60) -> tuple[int, dict]:
+    data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+@pytest.fixture
+def champion_model(tmp_path):
+    """A tiny base + LoRA adapter registered as the real pyfunc model, holding champion."""
+    import mlflow
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from empathy_distill.registry.pyfunc import log_student_model
+    from tests.tiny_model import build_tiny_chat_model
+
+    base = build_tiny_chat_model(tmp_path / "base")
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    peft.save_pretrained(tmp_path / "adapter")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run():
+            info = log_student_model(str(tmp_path / "adapter"), str(base), bundle_base=True, chat_template=None, dtype="float32",
+                                     generation={"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "no_repeat_ngram_size": 3},
+                                     system_prompt="Answer kindly.", model_name=MODEL)
+    finally:
+        mlflow.set_tracking_uri(None)
+    Promotions.local(uri).move_champion(MODEL, str(info.registered_model_version), expected=None, promote=True, action="manual")
+    return uri
+
+
+def test_the_registered_model_loads_offline_and_relocates_its_base(champion_model, tmp_path):
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri(champion_model)
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+        chat = pd.DataFrame({"messages": [[{"role": "user", "content": "I did not get the job."}]]})
+        out = model.predict(chat)
+        # the base can be pointed elsewhere at load time (a deployment with its own copy)
+        moved = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion", model_config={"base_source": "reference", "base_model": str(tmp_path / "base")})
+        assert moved.predict(chat)["response"].tolist() == out["response"].tolist()
+        meta = model.metadata
+        assert [i["name"] for i in meta.get_input_schema().to_dict()] == ["messages"]
+        assert {p.name: p.default for p in meta.get_params_schema().params}["max_new_tokens"] == 8
+        reqs = (Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL}@champion")) / "requirements.txt").read_text()
+        assert "torch==" in reqs and "peft==" in reqs and "torchvision" not in reqs
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_serve_answers_chats_refuses_malformed_ones_and_holds_under_load(champion_model, tmp_path):
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": champion_model, "PYTHONPATH": str(REPO), "ZENML_CONFIG_PATH": str(tmp_path / "zen")}
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "empathy_distill.cli", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        from deploy.server import wait_ready
+
+        ready = wait_ready(url, 120, proc)
+        chat = {"dataframe_records": [{"messages": [{"role": "user", "content": "My exam went badly and I feel awful."}]}], "params": {"max_new_tokens": 6}}
+        status, body = post(url + "/invocations", chat)
+        assert status == 200 and isinstance(body["predictions"][0]["response"], str)
+        bad = {
+            "not json": "{oops",
+            "no messages": {"dataframe_records": [{"text": "hi"}]},
+            "unknown role": {"dataframe_records": [{"messages": [{"role": "bot", "content": "hi"}]}]},
+            "empty content": {"dataframe_records": [{"messages": [{"role": "user", "content": "  "}]}]},
+            "assistant last": {"dataframe_records": [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}]},
+            "oversized chat": {"dataframe_records": [{"messages": [{"role": "user", "content": "word " * 5000}]}]},
+            "too many tokens": {**chat, "params": {"max_new_tokens": 100000}},
+            "wrong param type": {**chat, "params": {"max_new_tokens": "lots"}},
+        }
+        for name, payload in bad.items():
+            status, body = post(url + "/invocations", payload)
+            assert 400 <= status < 500, (name, status, body)
+        # 200 requests, 8 at a time: none fails, the server is still up
+        def one(i: int) -> tuple[int, float]:
+            start = time.perf_counter()
+            code, _ = post(url + "/invocations", {"dataframe_records": [{"messages": [{"role": "user", "content": f"Day {i} was hard."}]}], "params": {"max_new_tokens": 6}})
+            return code, time.perf_counter() - start
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(one, range(200)))
+        errors = sum(code != 200 for code, _ in results)
+        latencies = sorted(t for _, t in results)
+        p50, p99 = statistics.median(latencies) * 1000, latencies[int(0.99 * len(latencies)) - 1] * 1000
+        print(f"serve: ready in {ready:.1f} s; 200 requests at concurrency 8: {errors} errors, p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+        assert errors == 0
+        assert proc.poll() is None and urllib.request.urlopen(url + "/health", timeout=5).status == 200
+    finally:
+        from deploy.server import stop
+
+        stop(proc.pid)
+        log.close()
+
+
+def test_serve_without_a_champion_is_one_clear_line(tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}", "PYTHONPATH": str(REPO), "ZENML_CONFIG_PATH": str(tmp_path / "zen")}
+    proc = subprocess.run([sys.executable, "-m", "empathy_distill.cli", "serve", "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: models:/{MODEL}@champion: no such version or alias in the registry")

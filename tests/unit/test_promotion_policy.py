@@ -1,0 +1,100 @@
+"""The promotion gate: Wilson bounds against the policy, validity, completeness, the champion it was judged against."""
+
+from __future__ import annotations
+
+import math
+
+from empathy_distill.config import GateRule, PromotionPolicy
+from empathy_distill.judging.stats import win_rate_ci
+from empathy_distill.registry.policy import gate
+
+
+def comparison(opponent: str, wins: int, ties: int, losses: int, invalid: int = 0, judge: str = "scorer") -> dict:
+    """A comparison entry as evaluate() writes it, from outcome counts (the real interval code)."""
+    outcomes = [1.0] * wins + [0.5] * ties + [0.0] * losses + [None] * invalid
+    return {"opponent": opponent, "judge": judge, **win_rate_ci(outcomes).as_dict()}
+
+
+def report(*comparisons: dict, valid: bool = True, champion: str | None = None) -> dict:
+    return {"valid": valid, "invalid_reasons": [] if valid else ["base/scorer: 9 of 40 comparisons invalid (22% > 10%)"],
+            "comparisons": list(comparisons), "champion_version": champion}
+
+
+POLICY = PromotionPolicy(min_valid_comparisons=30)
+
+
+def test_a_clear_winner_passes_and_the_figures_are_recorded():
+    r = report(comparison("base", 30, 4, 6), comparison("champion", 22, 8, 10), champion="3")
+    result = gate(r, POLICY, champion_version="3")
+    assert result["passed"], result["reasons"]
+    base = next(c for c in result["checks"] if c["rule"].startswith("vs base"))
+    assert base["value"] > 0.5 and base["value"] == r["comparisons"][0]["ci_low"]
+    assert {c["rule"] for c in result["checks"]} == {"vs base: ci_low > 0.5", "vs champion: ci_low >= 0.45"}
+
+
+def test_a_point_estimate_above_half_is_not_enough():
+    # 24 wins of 40 is a 0.6 win rate, but its lower bound is below 0.5
+    r = report(comparison("base", 24, 0, 16))
+    result = gate(r, POLICY, champion_version=None)
+    assert r["comparisons"][0]["win_rate"] == 0.6 and r["comparisons"][0]["ci_low"] < 0.5
+    assert not result["passed"]
+    assert result["reasons"] == [f"vs base: ci_low > 0.5 not met by judge scorer: ci_low = {r['comparisons'][0]['ci_low']:.3f}"]
+
+
+def test_a_loser_fails_on_the_champion_rule():
+    r = report(comparison("base", 35, 0, 5), comparison("champion", 10, 5, 25), champion="2")
+    result = gate(r, POLICY, champion_version="2")
+    assert not result["passed"]
+    assert len(result["reasons"]) == 1 and result["reasons"][0].startswith("vs champion: ci_low >= 0.45 not met")
+
+
+def test_an_invalid_evaluation_never_passes_even_with_winning_figures():
+    r = report(comparison("base", 38, 0, 2), valid=False)
+    result = gate(r, POLICY, champion_version=None)
+    assert not result["passed"]
+    assert result["reasons"][0].startswith("evaluation not valid: base/scorer: 9 of 40")
+
+
+def test_too_few_valid_comparisons_never_pass():
+    r = report(comparison("base", 12, 0, 0, invalid=1))  # 12/12 wins: lower bound 0.76, but only 12 valid
+    result = gate(r, POLICY, champion_version=None)
+    assert not result["passed"]
+    assert result["reasons"] == ["vs base/scorer: 12 valid comparisons, fewer than 30"]
+
+
+def test_every_judge_must_pass():
+    r = report(comparison("base", 35, 0, 5, judge="scorer"), comparison("base", 20, 0, 20, judge="gpt"))
+    result = gate(r, POLICY, champion_version=None)
+    assert not result["passed"] and [c["passed"] for c in result["checks"]] == [True, False]
+
+
+def test_a_ruled_opponent_that_was_not_judged_fails():
+    r = report(comparison("base", 35, 0, 5))
+    result = gate(r, POLICY, champion_version="4")  # a champion exists, but nobody judged against it
+    assert not result["passed"]
+    assert "judged against champion (none), but v4 holds champion now: re-evaluate against it" in result["reasons"]
+    assert "vs champion: ci_low >= 0.45: not judged" in result["reasons"]
+
+
+def test_figures_against_another_champion_are_stale():
+    r = report(comparison("base", 35, 0, 5), comparison("champion", 30, 5, 5), champion="4")
+    result = gate(r, POLICY, champion_version="5")
+    assert not result["passed"]
+    assert result["reasons"] == ["judged against champion v4, but v5 holds champion now: re-evaluate against it"]
+
+
+def test_first_champion_rules_apply_only_while_there_is_none():
+    loose = PromotionPolicy(min_valid_comparisons=10, first_champion_rules=[GateRule(opponent="base", bound="ci_high", op=">=", threshold=0.5)])
+    r = report(comparison("base", 4, 0, 11))  # the demo's first run: 0.267 [0.109, 0.520]
+    assert math.isclose(r["comparisons"][0]["ci_high"], 0.5195, abs_tol=1e-3)
+    assert gate(r, loose, champion_version=None)["passed"]
+    # the same figures once a champion exists: the production rules, unchanged
+    later = gate(report(comparison("base", 4, 0, 11), comparison("champion", 4, 0, 11), champion="1"), loose, champion_version="1")
+    assert not later["passed"] and later["rules"] == ["vs base: ci_low > 0.5", "vs champion: ci_low >= 0.45"]
+    # and a first version that clearly loses to base is refused even by the loose rule
+    assert not gate(report(comparison("base", 1, 0, 14)), loose, champion_version=None)["passed"]
+
+
+def test_default_first_champion_rules_drop_only_the_champion_rule():
+    result = gate(report(comparison("base", 35, 0, 5)), POLICY, champion_version=None)
+    assert result["passed"] and result["rules"] == ["vs base: ci_low > 0.5"]
