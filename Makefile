@@ -21,7 +21,7 @@ export ZENML_LOGGING_VERBOSITY ?= WARN
 DEMO_CONFIG ?= configs/demo.yaml
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean
+.PHONY: demo demo-retrain test install clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/empathy-distill init
 	$(BIN)/empathy-distill run --config $(DEMO_CONFIG)
+
+# A second demo on refreshed data: a new version, judged against the champion; the gate decides.
+demo-retrain: $(STAMP)
+	$(BIN)/python data/sample/revise_ratings.py data/sample/dialogues.csv .cache/refreshed.csv
+	$(BIN)/empathy-distill retrain --config $(DEMO_CONFIG) --set data.path=.cache/refreshed.csv
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

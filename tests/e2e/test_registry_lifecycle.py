@@ -6,7 +6,7 @@ One ZenML store and MLflow store under tmp_path, the sample data, and a changed 
 
 from __future__ import annotations
 
-import csv
+import importlib.util
 import json
 import re
 import subprocess
@@ -27,16 +27,11 @@ LINEAGE_TAGS = ("data_path", "data_hash", "prompt_hash", "method", "strategy", "
                 "zenml_model_version", "mlflow_run_id", "champion_judged_against")
 
 
-def refreshed_copy(src: Path, dst: Path) -> Path:
-    """The sample with the human ratings of its first eight dialogues revised (a new annotation pass)."""
-    rows = list(csv.DictReader(src.open(newline="")))
-    for row in rows[:8]:
-        row["rating_human"] = "2" if row["rating_human"] == "3" else "3"
-    with dst.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return dst
+def revise_ratings():
+    spec = importlib.util.spec_from_file_location("revise_ratings", REPO / "data" / "sample" / "revise_ratings.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def zenml_stage(tmp_path: Path, model_version_id: str) -> str:
@@ -110,7 +105,7 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):  # noqa:
         # 3. retrain: nothing changed -> no run; changed data -> a new version judged against the champion
         same = zen("retrain", "--config", DEMO, "--set", f"data.path={SAMPLE_DATA}").stdout
         assert "retrain: nothing changed since champion v1 (inputs sha256:" in same and "pipeline run" not in same
-        changed = refreshed_copy(SAMPLE_DATA, tmp_path / "refreshed.csv")
+        changed = revise_ratings().revise(SAMPLE_DATA, tmp_path / "refreshed.csv")  # what `make demo-retrain` trains on
         second = zen("retrain", "--config", DEMO, "--set", f"data.path={changed}", *deploy).stdout
         assert "retrain: changed since champion v1: data: running" in second, second
         assert "registered: models:/empathy-student/2 (alias challenger), judged against champion: v1" in second

@@ -263,3 +263,32 @@ def test_serve_without_a_champion_is_one_clear_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "empathy_distill.cli", "serve", "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: models:/{MODEL}@champion: no such version or alias in the registry")
+
+
+def test_deploy_switches_to_the_new_version_then_stops_the_old_server(champion_model, tmp_path):
+    import mlflow
+
+    from deploy.server import deploy, live, stop
+
+    client = mlflow.MlflowClient(tracking_uri=champion_model, registry_uri=champion_model)
+    v1 = client.get_model_version(MODEL, "1")
+    mlflow.set_tracking_uri(champion_model)  # the source (a logged model) resolves against the global URI
+    try:
+        client.create_model_version(MODEL, source=v1.source, run_id=v1.run_id, model_id=v1.model_id)  # a second version to switch to
+    finally:
+        mlflow.set_tracking_uri(None)
+    port = free_port()
+    state = tmp_path / "deploy"
+    first = deploy(MODEL, "1", champion_model, "127.0.0.1", port, state)
+    try:
+        assert first["version"] == "1" and live(state)["pid"] == first["pid"]
+        second = deploy(MODEL, "2", champion_model, "127.0.0.1", port, state)
+        assert second["port"] != first["port"] and second["model_uri"] == f"models:/{MODEL}/2"
+        assert second["stopped_previous"] == {"version": "1", "url": first["url"], "was_running": True}
+        assert urllib.request.urlopen(second["url"] + "/health", timeout=5).status == 200
+        with pytest.raises(OSError):
+            urllib.request.urlopen(first["url"] + "/health", timeout=5)
+        assert live(state)["version"] == "2"
+    finally:
+        for record in (first, live(state)):
+            stop(record["pid"])
