@@ -81,6 +81,10 @@ def stop(pid: int, timeout_s: float = 15.0) -> bool:
         return False
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        try:  # reap it when it is our own child (else it lingers as a zombie and looks alive)
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
