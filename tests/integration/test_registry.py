@@ -292,3 +292,17 @@ def test_deploy_switches_to_the_new_version_then_stops_the_old_server(champion_m
     finally:
         for record in (first, live(state)):
             stop(record["pid"])
+
+
+def test_lineage_of_a_version_registered_by_hand_says_what_is_missing(registry):
+    from empathy_distill.registry.lineage import audit, audit_lines
+
+    _, p = registry
+    chain = audit(p.client, p.history, f"models:/{MODEL}/2")  # created without a run or any lineage tag
+    assert chain["version"]["version"] == "2"
+    assert "version tag lineage.data_hash" in chain["missing"] and "the MLflow run (the version names none)" in chain["missing"]
+    assert audit_lines(chain)[-1].startswith("  missing:      version tag lineage.data_path; ")
+    with pytest.raises(ValueError, match="not found in the registry"):
+        audit(p.client, p.history, f"models:/{MODEL}@champion")  # no champion yet
+    with pytest.raises(ValueError, match="is not models:/NAME@ALIAS or models:/NAME/VERSION"):
+        audit(p.client, p.history, "runs:/abc/model")
