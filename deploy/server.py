@@ -65,6 +65,14 @@ def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen | None = None)
     raise RuntimeError(f"the model server at {url} did not answer {READY_PATH} within {timeout_s:.0f} s")
 
 
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + READY_PATH, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
 def start(model_uri: str, tracking_uri: str, host: str, port: int, log_path: Path) -> subprocess.Popen:
     """A detached server (its own session, so it outlives the step that started it)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,7 @@ def distill(
     10. ``evaluate_responses``: pairwise judging in both orders, win rates with Wilson intervals, validity, the report.
     11. ``register_model``: a new version of ``registry.model_name`` (alias challenger) with its lineage tags.
     12. ``promote_model``: the gate of ``registry.policy``; champion moves under lock with compare-and-set (never cached).
-    13. ``deploy_model``: with ``registry.deploy.enabled``, the new champion is served and the old server stopped.
+    13. ``deploy_model``: with ``registry.deploy.enabled``, the champion is served (a new one beside the old server, which is then stopped).
     """
     dialogues, sft_train, dpo_train, reports = bootstrap_stage(data, validation, bootstrap, teacher, source_fingerprint, prompt_hash)
     base = prepare_student(dialogues, sft_train, dpo_train, student=student)

@@ -298,7 +298,7 @@ def registry_lines(run, config: DistillConfig, tracking_uri: str, bin_dir: Path,
         lines.append(f"  decision #{d['seq']} recorded in the promotion history")
     if "deploy_model" in run.steps:
         dep = run.steps["deploy_model"].outputs["deployment"][0].load()
-        lines.append(f"deployed: v{dep['version']} at {dep['url']} (ready in {dep['ready_seconds']} s)" if dep["deployed"] else f"deploy: nothing new ({dep['reason']})")
+        lines.append(f"deployed: v{dep['version']} at {dep['url']} (ready in {dep['ready_seconds']} s)" if dep["deployed"] else f"deploy: nothing to do ({dep['reason']})")
     cli = f"{env}{bin_dir / 'empathy-distill'}"
     lines += ["Next:",
               f"  serve the champion:   {cli} serve --port {config.registry.deploy.port}",
