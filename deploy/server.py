@@ -37,7 +37,9 @@ def serve_env(tracking_uri: str) -> dict[str, str]:
 
 
 def port_free(host: str, port: int) -> bool:
+    """Nobody listens there. SO_REUSEADDR as uvicorn binds: a closed connection in TIME_WAIT does not make a port busy."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
             return True

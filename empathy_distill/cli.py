@@ -97,7 +97,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from pipelines.stack import ensure_local_stack
 
-    for line in ensure_local_stack(stack_name=args.stack):
+    for line in ensure_local_stack(stack_name=args.stack, tracking_uri=args.tracking_uri):
         print(line)
     return 0
 
@@ -191,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="set up the local ZenML stack with the MLflow tracker and registry (idempotent)")
     p.add_argument("--stack", default="empathy-local", help="stack name (default: empathy-local)")
+    p.add_argument("--tracking-uri", default=None, help="a shared MLflow tracking server, e.g. http://mlflow.internal:5000 "
+                   "(credentials from MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN); default: the embedded store")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("ingest", help="read, validate and split a dialogue file")

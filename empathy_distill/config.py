@@ -320,8 +320,10 @@ class RegistryConfig(Strict):
     model_name: str = Field("empathy-student", min_length=1)
     """Registered model name in MLflow (and the ZenML Model of the pipeline)."""
     policy: PromotionPolicy = PromotionPolicy()
-    history_path: str | None = None
-    """SQLite file of the promotion history and its lock; None: ``promotions.sqlite`` beside the MLflow store."""
+    history: str | None = None
+    """Where the promotion history and its lock live: a file path (SQLite + a file lock: one machine), or
+    ``postgresql://user@host:port/db`` (a table + an advisory lock: every machine that promotes).
+    None: ``promotions.sqlite`` beside a local MLflow store (a tracking server needs one named)."""
     deploy: DeployConfig = DeployConfig()
 
 

@@ -29,8 +29,7 @@ def tracking_uri() -> str:
 def promotions(config: DistillConfig):
     from empathy_distill.registry.promotion import Promotions
 
-    history = str(Path(config.registry.history_path).resolve()) if config.registry.history_path else None
-    return Promotions.local(tracking_uri(), history)
+    return Promotions.open(tracking_uri(), config.registry.history)
 
 
 def _version(p, model: str, version: str):

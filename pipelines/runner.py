@@ -39,11 +39,18 @@ def prepared(config: DistillConfig, needs_teacher: bool) -> DistillConfig:
             "training": config.training.model_copy(update={"output_dir": absolute(config.training.output_dir)}),
             "evaluation": config.evaluation.model_copy(update={"cache_dir": absolute(config.evaluation.cache_dir)}),
             "registry": config.registry.model_copy(update={
-                "history_path": absolute(config.registry.history_path) if config.registry.history_path else None,
+                "history": history_location(config.registry.history),
                 "deploy": config.registry.deploy.model_copy(update={"state_dir": absolute(config.registry.deploy.state_dir)}),
             }),
         }
     )
+
+
+def history_location(history: str | None) -> str | None:
+    """A file path made absolute; a database URL as it is."""
+    if history is None or "://" in history:
+        return history
+    return str(Path(history).resolve())
 
 
 def git_commit() -> str:
@@ -117,7 +124,7 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
     options: dict = {}
     champion = None
     if name == "distill":
-        promotions = Promotions.local(tracking_uri, config.registry.history_path)
+        promotions = Promotions.open(tracking_uri, config.registry.history)
         champion = promotions.alias(config.registry.model_name)
         params.update(student=config.student, training=config.training, generation=config.generation, evaluation=config.evaluation,
                       registry=config.registry, inputs=input_hashes(config, params["source_fingerprint"]), git_commit=git_commit(),

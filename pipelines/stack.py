@@ -1,4 +1,4 @@
-"""The local ZenML stack: default orchestrator and artifact store, MLflow tracker and registry.
+"""The ZenML stack: default orchestrator and artifact store, MLflow tracker and registry (embedded or a server).
 
 ``empathy-distill init`` calls :func:`ensure_local_stack`. It is idempotent: each
 piece is looked up first and only created when missing, and every line it returns
@@ -19,13 +19,60 @@ REGISTRY_NAME = "empathy-mlflow-registry"
 STACK_NAME = "empathy-local"
 
 
+AUTH_SECRET = "empathy-mlflow-auth"
+
+
+def tracker_configuration(tracking_uri: str | None) -> tuple[dict[str, str], list[str]]:
+    """The MLflow tracker's configuration for a tracking URI (None: the embedded store), and what was done.
+
+    A tracking server's credentials come from MLflow's own variables at ``init`` time
+    (``MLFLOW_TRACKING_USERNAME`` + ``MLFLOW_TRACKING_PASSWORD``, or ``MLFLOW_TRACKING_TOKEN``)
+    and go into a ZenML secret; the component holds only ``{{secret.key}}`` references.
+
+    Raises:
+        ConfigError: a server URI without credentials in the environment.
+    """
+    import os
+
+    if not tracking_uri:
+        return {}, []
+    if not tracking_uri.startswith(("http://", "https://")):
+        return {"tracking_uri": tracking_uri}, []
+    user, password, token = (os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"))
+    if user and password:
+        values, refs = {"username": user, "password": password}, {"tracking_username": "username", "tracking_password": "password"}
+    elif token:
+        values, refs = {"token": token}, {"tracking_token": "token"}
+    else:
+        raise ConfigError(f"the MLflow server at {tracking_uri} needs credentials: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                          "(or MLFLOW_TRACKING_TOKEN) for this command; they are stored as a ZenML secret, never in a config")
+    from zenml.client import Client
+
+    client = Client()
+    try:
+        client.get_secret(AUTH_SECRET, allow_partial_name_match=False)
+        client.update_secret(AUTH_SECRET, add_or_update_values=values)
+        line = f"secret '{AUTH_SECRET}': updated from the environment"
+    except KeyError:
+        client.create_secret(AUTH_SECRET, values=values)
+        line = f"secret '{AUTH_SECRET}': created from the environment"
+    return {"tracking_uri": tracking_uri, **{k: f"{{{{{AUTH_SECRET}.{v}}}}}" for k, v in refs.items()}}, [line]
+
+
 def ensure_local_stack(
     stack_name: str = STACK_NAME,
     tracker_name: str = TRACKER_NAME,
     registry_name: str = REGISTRY_NAME,
     repo_root: str | Path | None = None,
+    tracking_uri: str | None = None,
 ) -> list[str]:
-    """Creates what is missing and activates the stack; returns one line per item."""
+    """Creates what is missing and activates the stack; returns one line per item.
+
+    Args:
+        tracking_uri: a shared MLflow tracking server (``http://host:5000``) for the tracker and
+            registry; None keeps the embedded store (SQLite inside ZenML's local artifact store).
+            Given again with another value, the existing tracker is re-pointed.
+    """
     from zenml.client import Client
     from zenml.enums import StackComponentType
 
@@ -39,17 +86,24 @@ def ensure_local_stack(
         lines.append(f"ZenML repository: found at {found_root}")
 
     client = Client()
-    for name, ctype, flavor in (
-        (tracker_name, StackComponentType.EXPERIMENT_TRACKER, "mlflow"),
-        (registry_name, StackComponentType.MODEL_REGISTRY, "mlflow"),
+    tracker_config, secret_lines = tracker_configuration(tracking_uri)
+    lines += secret_lines
+    for name, ctype, flavor, config in (
+        (tracker_name, StackComponentType.EXPERIMENT_TRACKER, "mlflow", tracker_config),
+        (registry_name, StackComponentType.MODEL_REGISTRY, "mlflow", {}),
     ):
         label = ctype.value.replace("_", " ")
         try:
-            client.get_stack_component(ctype, name_id_or_prefix=name, allow_name_prefix_match=False)
-            lines.append(f"{label} '{name}': found")
+            found = client.get_stack_component(ctype, name_id_or_prefix=name, allow_name_prefix_match=False)
+            current = found.configuration.get("tracking_uri") if ctype == StackComponentType.EXPERIMENT_TRACKER else None
+            if ctype == StackComponentType.EXPERIMENT_TRACKER and tracking_uri is not None and current != tracking_uri:
+                client.update_stack_component(name, ctype, configuration=config)
+                lines.append(f"{label} '{name}': found, pointed at {tracking_uri}")
+            else:
+                lines.append(f"{label} '{name}': found")
         except KeyError:
-            client.create_stack_component(name=name, flavor=flavor, component_type=ctype, configuration={})
-            lines.append(f"{label} '{name}': registered (flavor {flavor})")
+            client.create_stack_component(name=name, flavor=flavor, component_type=ctype, configuration=config)
+            lines.append(f"{label} '{name}': registered (flavor {flavor}" + (f", {tracking_uri})" if tracking_uri else ")"))
 
     try:
         stack = client.get_stack(stack_name, allow_name_prefix_match=False)
@@ -101,4 +155,6 @@ def mlflow_tracking_uri() -> str:
             f"the active ZenML stack '{Client().active_stack_model.name}' has no experiment tracker; "
             "run `empathy-distill init` first"
         )
+    if not tracker.config.is_local:
+        tracker.configure_mlflow()  # a server: its credentials, from the ZenML secret, for this process's MLflow client
     return tracker.get_tracking_uri()

@@ -26,7 +26,7 @@ def promote_model(
     """
     ctx = get_step_context()
     result = gate(evaluation_report, registry.policy, champion_version)
-    promotions = Promotions.local(mlflow.get_tracking_uri(), registry.history_path)
+    promotions = Promotions.open(mlflow.get_tracking_uri(), registry.history)
     entry = promotions.move_champion(registry.model_name, registration["version"], expected=champion_version, promote=result["passed"],
                                      action="gate", reasons=result["reasons"], figures={"checks": result["checks"], "rules": result["rules"]},
                                      actor=f"zenml:{ctx.pipeline_run.name}")

@@ -15,9 +15,11 @@ alias did move and marks it ``aborted`` when it did not. Every decision is kept,
 or not; the chain (each move's ``previous`` = the prior move's ``champion_after``, the last
 one = the alias) is what :func:`check_chain` verifies.
 
-The lock and the history sit behind two small interfaces; here a file lock and SQLite
-(one machine, the embedded store). A shared tracking server needs both in a database
-every machine sees.
+The lock and the history sit behind two small interfaces: a file lock and SQLite for one
+machine (the embedded store), or a PostgreSQL advisory lock and table for every machine
+that promotes against a shared tracking server (``registry.history: postgresql://...``).
+An advisory lock belongs to its connection: a promoter killed while holding it releases
+it with its connection, so a crash never leaves the registry locked.
 """
 
 from __future__ import annotations
@@ -116,18 +118,106 @@ class SQLiteHistory:
         return out
 
 
+class PostgresHistory:
+    """The promotion history in a PostgreSQL table (``promotions``), created on first use."""
+
+    def __init__(self, url: str):
+        self.url = url
+        with self._cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS promotions (seq BIGSERIAL PRIMARY KEY, model TEXT NOT NULL, version TEXT, "
+                        "status TEXT NOT NULL, entry JSONB NOT NULL)")
+
+    @contextmanager
+    def _cursor(self):
+        """One transaction on a fresh connection, closed after (psycopg2's ``with`` commits but does not close)."""
+        db = self._connect()
+        try:
+            with db, db.cursor() as cur:
+                yield cur
+        finally:
+            db.close()
+
+    def _connect(self):
+        import psycopg2
+
+        try:
+            return psycopg2.connect(self.url, connect_timeout=10)
+        except psycopg2.OperationalError as exc:
+            raise ConfigError(f"promotion history {_safe(self.url)}: cannot connect: {' '.join(str(exc).split())}") from None
+
+    def append(self, entry: dict[str, Any]) -> int:
+        with self._cursor() as cur:
+            cur.execute("INSERT INTO promotions (model, version, status, entry) VALUES (%s, %s, %s, %s) RETURNING seq",
+                        (entry["model"], entry.get("version"), entry["status"], json.dumps(entry, default=str)))
+            return int(cur.fetchone()[0])
+
+    def set_status(self, seq: int, status: str, note: str = "") -> None:
+        patch = {"status": status} | ({"note": note} if note else {})
+        with self._cursor() as cur:
+            cur.execute("UPDATE promotions SET status = %s, entry = entry || %s::jsonb WHERE seq = %s", (status, json.dumps(patch), seq))
+
+    def entries(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
+        with self._cursor() as cur:
+            cur.execute("SELECT seq, entry FROM promotions WHERE model = %s ORDER BY seq", (model,))
+            rows = cur.fetchall()
+        out = [e | {"seq": s} for s, e in rows]
+        if version is not None:
+            out = [e for e in out if version in (e.get("version"), e.get("previous"), e.get("champion_after"))]
+        return out
+
+
+class PostgresLock:
+    """A session-level advisory lock: exclusive across machines, released if its holder dies."""
+
+    KEY = 0x656D7061  # one lock per history database
+
+    def __init__(self, url: str, timeout_s: float = 120.0):
+        self.url = url
+        self.timeout_s = timeout_s
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        import psycopg2
+
+        db = psycopg2.connect(self.url, connect_timeout=10)
+        db.autocommit = True
+        try:
+            with db.cursor() as cur:
+                deadline = time.monotonic() + self.timeout_s
+                while True:
+                    cur.execute("SELECT pg_try_advisory_lock(%s)", (self.KEY,))
+                    if cur.fetchone()[0]:
+                        break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"promotion lock in {_safe(self.url)} held for more than {self.timeout_s:.0f} s")
+                    time.sleep(0.01)
+                try:
+                    yield
+                finally:
+                    cur.execute("SELECT pg_advisory_unlock(%s)", (self.KEY,))
+        finally:
+            db.close()
+
+
+def _safe(url: str) -> str:
+    """A database URL without its password, for messages."""
+    parsed = urlparse(url)
+    return url.replace(f":{parsed.password}@", ":***@") if parsed.password else url
+
+
 def default_history_path(tracking_uri: str) -> Path:
     """``promotions.sqlite`` beside a local MLflow store (sqlite:/// or a file store).
 
     Raises:
-        ConfigError: a remote tracking server: name ``registry.history_path`` (a location every promoter shares).
+        ConfigError: a remote tracking server: name ``registry.history`` (a database every promoter reaches).
     """
     parsed = urlparse(tracking_uri)
     if parsed.scheme == "sqlite":
         return Path(unquote(parsed.path)).parent / "promotions.sqlite"
     if parsed.scheme in ("", "file"):
         return Path(unquote(parsed.path)) / "promotions.sqlite"
-    raise ConfigError(f"tracking URI {tracking_uri} is not a local store: set registry.history_path to a promotion history every promoter shares")
+    raise ConfigError(f"tracking URI {tracking_uri} is a server, not a local store: set registry.history to a database every promoter reaches "
+                      "(postgresql://user@host:port/db)")
 
 
 class Promotions:
@@ -139,11 +229,15 @@ class Promotions:
         self.lock = lock
 
     @classmethod
-    def local(cls, tracking_uri: str, history_path: str | None = None) -> Promotions:
+    def open(cls, tracking_uri: str, history: str | None = None) -> Promotions:
+        """The registry at ``tracking_uri`` with its history: a PostgreSQL URL, a SQLite file, or (None) one beside a local store."""
         import mlflow
 
-        path = Path(history_path) if history_path else default_history_path(tracking_uri)
-        return cls(mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), SQLiteHistory(path), FileLock(path.with_suffix(".lock")))
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        if history and history.startswith(("postgresql://", "postgres://")):
+            return cls(client, PostgresHistory(history), PostgresLock(history))
+        path = Path(history) if history else default_history_path(tracking_uri)
+        return cls(client, SQLiteHistory(path), FileLock(path.with_suffix(".lock")))
 
     def alias(self, model: str, alias: str = CHAMPION) -> str | None:
         """The version an alias points at, or None (no such alias or model)."""

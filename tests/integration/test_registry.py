@@ -5,6 +5,7 @@ Everything runs against a real MLflow store (SQLite in tmp_path) and real proces
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -14,137 +15,172 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from empathy_distill.registry.promotion import CRASH_ENV, Promotions, check_chain
 from tests.conftest import REPO
+from tests.services import mlflow_server, postgres_database, postgres_reason
 
 MODEL = "empathy-student"
 
 
-@pytest.fixture
-def registry(tmp_path):
-    """An MLflow store with five versions of MODEL (no weights needed to move aliases) and its promotion history."""
+@dataclass
+class Registry:
+    uri: str
+    history: str | None
+    p: Promotions
+    model: str
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory):
+    """An MLflow tracking server on a PostgreSQL database of its own (module-wide; each test uses its own model and history)."""
+    reason = postgres_reason()
+    if reason:
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp("server")
+    with postgres_database("ed_mlflow") as backend, mlflow_server(backend, folder / "artifacts", folder / "server.log") as url:
+        yield url
+
+
+@pytest.fixture(params=["embedded", "server"])
+def registry(request, tmp_path):
+    """Five versions of a model (no weights: moving aliases needs none) and its promotion history and lock.
+
+    embedded: the SQLite MLflow store, the history beside it, a file lock.
+    server: the tracking server on PostgreSQL, the history in a PostgreSQL database, an advisory lock.
+    """
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model(MODEL)
-    for _ in range(5):
-        client.create_model_version(MODEL, source=str(tmp_path))
-    return uri, Promotions.local(uri)
+    if request.param == "embedded":
+        uri, history, model = f"sqlite:///{tmp_path / 'mlflow.db'}", None, MODEL
+        context = contextlib.nullcontext(None)
+    else:
+        uri, model = request.getfixturevalue("tracking_server"), f"{MODEL}-{uuid.uuid4().hex[:8]}"
+        context = postgres_database("ed_history")
+    with context as history_db:
+        history = history_db or history
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.create_registered_model(model)
+        for _ in range(5):
+            client.create_model_version(model, source="s3://empathy-tests/no-weights")  # a server refuses local paths
+        yield Registry(uri, history, Promotions.open(uri, history), model)
 
 
 def test_promotion_moves_champion_and_records_every_decision(registry):
-    uri, p = registry
-    first = p.move_champion(MODEL, "1", expected=None, promote=True, action="gate")
-    assert first["promoted"] and first["previous"] is None and p.alias(MODEL) == "1"
-    refused = p.move_champion(MODEL, "2", expected="1", promote=False, action="gate", reasons=["vs base: ci_low > 0.5 not met"])
-    assert not refused["promoted"] and refused["champion_after"] == "1" and p.alias(MODEL) == "1"
-    tags = p.client.get_model_version(MODEL, "2").tags
+    p, model = registry.p, registry.model
+    first = p.move_champion(model, "1", expected=None, promote=True, action="gate")
+    assert first["promoted"] and first["previous"] is None and p.alias(model) == "1"
+    refused = p.move_champion(model, "2", expected="1", promote=False, action="gate", reasons=["vs base: ci_low > 0.5 not met"])
+    assert not refused["promoted"] and refused["champion_after"] == "1" and p.alias(model) == "1"
+    tags = p.client.get_model_version(model, "2").tags
     assert tags["promotion.last_decision"] == "not promoted" and tags["promotion.last_reasons"] == "vs base: ci_low > 0.5 not met"
-    second = p.move_champion(MODEL, "3", expected="1", promote=True, action="manual")
-    assert second["previous"] == "1" and p.alias(MODEL) == "3"
-    entries = p.history.entries(MODEL)
+    second = p.move_champion(model, "3", expected="1", promote=True, action="manual")
+    assert second["previous"] == "1" and p.alias(model) == "3"
+    entries = p.history.entries(model)
     assert [(e["version"], e["decision"]) for e in entries] == [("1", "promoted"), ("2", "not promoted"), ("3", "promoted")]
-    assert check_chain(entries, p.alias(MODEL)) == []
+    assert check_chain(entries, p.alias(model)) == []
 
 
 def test_compare_and_set_refuses_a_decision_made_against_another_champion(registry):
-    _, p = registry
-    p.move_champion(MODEL, "1", expected=None, promote=True, action="gate")
-    p.move_champion(MODEL, "2", expected="1", promote=True, action="gate")
+    p, model = registry.p, registry.model
+    p.move_champion(model, "1", expected=None, promote=True, action="gate")
+    p.move_champion(model, "2", expected="1", promote=True, action="gate")
     # a run that started while v1 was champion and judged against it must not overwrite v2
-    stale = p.move_champion(MODEL, "3", expected="1", promote=True, action="gate")
-    assert not stale["promoted"] and p.alias(MODEL) == "2"
+    stale = p.move_champion(model, "3", expected="1", promote=True, action="gate")
+    assert not stale["promoted"] and p.alias(model) == "2"
     assert stale["reasons"] == ["stale: champion moved from v1 to v2 since this decision was made; nothing changed"]
 
 
 def test_rollback_walks_back_through_the_holders(registry):
     from empathy_distill.errors import ConfigError
 
-    _, p = registry
+    p, model = registry.p, registry.model
     with pytest.raises(ConfigError, match="has no champion"):
-        p.rollback(MODEL)
+        p.rollback(model)
     for version, expected in (("1", None), ("2", "1"), ("3", "2")):
-        p.move_champion(MODEL, version, expected=expected, promote=True, action="gate")
-    assert p.rollback(MODEL, reason="complaints")["champion_after"] == "2" and p.alias(MODEL) == "2"
-    assert p.rollback(MODEL)["champion_after"] == "1" and p.alias(MODEL) == "1"  # a second rollback goes further back
+        p.move_champion(model, version, expected=expected, promote=True, action="gate")
+    assert p.rollback(model, reason="complaints")["champion_after"] == "2" and p.alias(model) == "2"
+    assert p.rollback(model)["champion_after"] == "1" and p.alias(model) == "1"  # a second rollback goes further back
     with pytest.raises(ConfigError, match="no earlier champion"):
-        p.rollback(MODEL)
-    entries = p.history.entries(MODEL)
+        p.rollback(model)
+    entries = p.history.entries(model)
     assert [e["action"] for e in entries] == ["gate", "gate", "gate", "rollback", "rollback"]
     assert entries[3]["reasons"] == ["rollback from v3: complaints"]
-    assert check_chain(entries, p.alias(MODEL)) == []
+    assert check_chain(entries, p.alias(model)) == []
 
 
 PROMOTE_IN_CHILD = """
 import sys
 from empathy_distill.registry.promotion import Promotions
-p = Promotions.local(sys.argv[1])
-p.move_champion("empathy-student", sys.argv[2], expected=p.alias("empathy-student"), promote=True, action="manual")
+uri, model, version, history = sys.argv[1:5]
+p = Promotions.open(uri, history or None)
+p.move_champion(model, version, expected=p.alias(model), promote=True, action="manual")
 """
 
 
 @pytest.mark.parametrize("stage, alias_after, status", [("after_alias", "2", "done"), ("before_alias", "1", "aborted")])
 def test_a_crash_mid_promotion_is_repaired_by_the_next_one(registry, stage, alias_after, status):
-    uri, p = registry
-    p.move_champion(MODEL, "1", expected=None, promote=True, action="gate")
+    p, model = registry.p, registry.model
+    p.move_champion(model, "1", expected=None, promote=True, action="gate")
     env = {**os.environ, CRASH_ENV: stage, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", PROMOTE_IN_CHILD, uri, "2"], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", PROMOTE_IN_CHILD, registry.uri, model, "2", registry.history or ""], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 137, proc.stderr  # died like kill -9: no cleanup ran
-    assert p.alias(MODEL) == alias_after
-    assert p.history.entries(MODEL)[-1]["status"] == "pending"
-    assert check_chain(p.history.entries(MODEL), p.alias(MODEL)) != []  # the crash left it inconsistent
-    nxt = p.move_champion(MODEL, "3", expected=alias_after, promote=True, action="gate")
+    assert p.alias(model) == alias_after
+    assert p.history.entries(model)[-1]["status"] == "pending"
+    assert check_chain(p.history.entries(model), p.alias(model)) != []  # the crash left it inconsistent
+    nxt = p.move_champion(model, "3", expected=alias_after, promote=True, action="gate")
     assert nxt["repaired"] and nxt["promoted"]
-    entries = p.history.entries(MODEL)
+    entries = p.history.entries(model)
     assert entries[1]["status"] == status
-    assert check_chain(entries, p.alias(MODEL)) == []
+    assert check_chain(entries, p.alias(model)) == []
 
 
 def test_an_alias_moved_outside_the_tool_is_recorded_not_overwritten(registry):
-    _, p = registry
-    p.move_champion(MODEL, "1", expected=None, promote=True, action="gate")
-    p.client.set_registered_model_alias(MODEL, "champion", "4")  # someone used the MLflow UI
-    entry = p.move_champion(MODEL, "2", expected="1", promote=True, action="gate")
-    assert not entry["promoted"] and p.alias(MODEL) == "4"
+    p, model = registry.p, registry.model
+    p.move_champion(model, "1", expected=None, promote=True, action="gate")
+    p.client.set_registered_model_alias(model, "champion", "4")  # someone used the MLflow UI
+    entry = p.move_champion(model, "2", expected="1", promote=True, action="gate")
+    assert not entry["promoted"] and p.alias(model) == "4"
     assert entry["repaired"] == ["alias moved outside the tool: v1 -> v4 recorded"]
-    assert check_chain(p.history.entries(MODEL), "4") == []
+    assert check_chain(p.history.entries(model), "4") == []
 
 
 RACER = """
 import random, sys
 from empathy_distill.registry.promotion import Promotions
-p = Promotions.local(sys.argv[1])
-rng = random.Random(int(sys.argv[2]))
+uri, model, seed, n, history = sys.argv[1:6]
+p = Promotions.open(uri, history or None)
+rng = random.Random(int(seed))
 moved = 0
-for i in range(int(sys.argv[3])):
-    seen = p.alias("empathy-student")          # read ...
+for i in range(int(n)):
+    seen = p.alias(model)          # read ...
     target = str(rng.randint(1, 5))
-    e = p.move_champion("empathy-student", target, expected=seen, promote=True, action="manual", actor=f"racer{sys.argv[2]}")  # ... check-and-set
+    e = p.move_champion(model, target, expected=seen, promote=True, action="manual", actor=f"racer{seed}")  # ... check-and-set
     moved += e["promoted"]
 print(moved)
 """
 
 
 def test_two_processes_racing_50_promotions_each_stay_consistent(registry):
-    uri, p = registry
+    p, model = registry.p, registry.model
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, uri, str(seed), "50"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, registry.uri, model, str(seed), "50", registry.history or ""], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for seed in (1, 2)]
     outs = [proc.communicate(timeout=300) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], [o[1][-2000:] for o in outs]
-    entries = p.history.entries(MODEL)
+    entries = p.history.entries(model)
     assert len(entries) == 100 and {e["actor"] for e in entries} == {"racer1", "racer2"}
     assert all(e["status"] == "done" for e in entries)
-    assert check_chain(entries, p.alias(MODEL)) == []
+    assert check_chain(entries, p.alias(model)) == []
     moved = sum(int(o[0]) for o in outs)
     assert moved == sum(e["promoted"] for e in entries) and moved > 10
-    print(f"race: 100 decisions, {moved} moves, {sum('stale' in ' '.join(e['reasons']) for e in entries)} refused as stale")
+    print(f"race ({registry.p.history.__class__.__name__}, {registry.uri.split(':')[0]}): 100 decisions, {moved} moves, {sum('stale' in ' '.join(e['reasons']) for e in entries)} refused as stale")
 
 
 def free_port() -> int:
@@ -185,7 +221,7 @@ def champion_model(tmp_path):
                                      system_prompt="Answer kindly.", model_name=MODEL)
     finally:
         mlflow.set_tracking_uri(None)
-    Promotions.local(uri).move_champion(MODEL, str(info.registered_model_version), expected=None, promote=True, action="manual")
+    Promotions.open(uri).move_champion(MODEL, str(info.registered_model_version), expected=None, promote=True, action="manual")
     return uri
 
 
@@ -297,12 +333,12 @@ def test_deploy_switches_to_the_new_version_then_stops_the_old_server(champion_m
 def test_lineage_of_a_version_registered_by_hand_says_what_is_missing(registry):
     from empathy_distill.registry.lineage import audit, audit_lines
 
-    _, p = registry
-    chain = audit(p.client, p.history, f"models:/{MODEL}/2")  # created without a run or any lineage tag
+    p, model = registry.p, registry.model
+    chain = audit(p.client, p.history, f"models:/{model}/2")  # created without a run or any lineage tag
     assert chain["version"]["version"] == "2"
     assert "version tag lineage.data_hash" in chain["missing"] and "the MLflow run (the version names none)" in chain["missing"]
     assert audit_lines(chain)[-1].startswith("  missing:      version tag lineage.data_path; ")
     with pytest.raises(ValueError, match="not found in the registry"):
-        audit(p.client, p.history, f"models:/{MODEL}@champion")  # no champion yet
+        audit(p.client, p.history, f"models:/{model}@champion")  # no champion yet
     with pytest.raises(ValueError, match="is not models:/NAME@ALIAS or models:/NAME/VERSION"):
         audit(p.client, p.history, "runs:/abc/model")

@@ -1,0 +1,89 @@
+"""The machine's real services for tests: a throw-away PostgreSQL database, an MLflow tracking server on it.
+
+Tests that need PostgreSQL skip with the reason when 127.0.0.1:5432 does not answer.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+PG_ADMIN = os.environ.get("EMPATHY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres_reason() -> str | None:
+    """Why PostgreSQL cannot be used here, or None."""
+    try:
+        import psycopg2
+    except ImportError:
+        return "psycopg2 is not installed"
+    try:
+        psycopg2.connect(PG_ADMIN, connect_timeout=3).close()
+    except psycopg2.OperationalError as exc:
+        return f"PostgreSQL at {PG_ADMIN} is not reachable ({' '.join(str(exc).split())[:120]})"
+    return None
+
+
+needs_postgres = pytest.mark.skipif(postgres_reason() is not None, reason=postgres_reason() or "")
+
+
+@contextmanager
+def postgres_database(prefix: str = "ed_test"):
+    """A fresh database, dropped afterwards (even with connections still open)."""
+    import psycopg2
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(PG_ADMIN)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+ADMIN = ("admin", "empathy-tests-admin-pw")
+
+
+@contextmanager
+def mlflow_server(backend_store_uri: str, artifacts: Path, log: Path, auth: bool = False):
+    """``mlflow server`` on a free loopback port over ``backend_store_uri``, artifacts proxied to a folder.
+
+    With ``auth``, MLflow's basic-auth app guards it (users in a SQLite file beside the log; admin = :data:`ADMIN`).
+    """
+    from deploy.server import stop, wait_ready
+
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend_store_uri,
+           "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    if auth:
+        ini = log.with_name("basic_auth.ini")
+        ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{log.with_name('basic_auth.db')}\nadmin_username = {ADMIN[0]}\n"
+                       "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+        cmd += ["--app-name", "basic-auth"]
+        env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN[1])
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, 180, proc)
+        yield url
+    finally:
+        stop(proc.pid)
