@@ -26,6 +26,13 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or mlflow_tracking_uri()
 
 
+def mlflow_client():
+    import mlflow
+
+    uri = tracking_uri()
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def promotions(config: DistillConfig):
     from empathy_distill.registry.promotion import Promotions
 
@@ -143,7 +150,9 @@ def serve(config: DistillConfig, model: str | None, host: str, port: int) -> int
         name, version, alias = parse_model_uri(uri)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    p = promotions(config)
+    from empathy_distill.registry.promotion import Promotions
+
+    p = Promotions(mlflow_client(), history=None, lock=None)  # reading the registry needs no promotion history
     found = p.alias(name, alias) if alias else (version if _exists(p, name, version) else None)
     if found is None:
         raise ConfigError(f"{uri}: no such version or alias in the registry at {tracking_uri()}" + (" (promote a version first)" if alias == "champion" else ""))

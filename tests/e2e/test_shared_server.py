@@ -70,7 +70,7 @@ def test_pipeline_registry_and_serving_against_a_tracking_server_on_postgres(zen
 
         # serving the champion from the server's registry
         port = free_port()
-        env = {"ZENML_CONFIG_PATH": str(tmp_path / "zen"), "PYTHONPATH": str(REPO), "PATH": str(Path(sys.executable).parent),
+        env = {"ZENML_CONFIG_PATH": str(tmp_path / "zen"), "PYTHONPATH": str(REPO), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
                "ZENML_ANALYTICS_OPT_IN": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
         proc = subprocess.Popen([sys.executable, "-m", "empathy_distill.cli", "serve", "--port", str(port)], cwd=tmp_path / "work", env=env,
                                 stdout=open(tmp_path / "serve.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
