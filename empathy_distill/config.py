@@ -202,6 +202,9 @@ class TrainingConfig(Strict):
     gradient_checkpointing: bool = False
     """Trades compute for memory; pays off for models of 1B parameters and up."""
     seed: int = 0
+    num_processes: int = Field(1, ge=1)
+    """Processes that train each stage together inside its step (torchrun + DDP: one per GPU, gloo on CPU).
+    The global batch is batch_size x grad_accum x num_processes; exactly one adapter is saved."""
 
 
 class GenerationSettings(Strict):

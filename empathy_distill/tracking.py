@@ -147,7 +147,8 @@ def log_training_stage(result: Any, params: dict[str, Any], curve_keys: tuple[st
     stage = result.stage
     mlflow.log_params({f"{stage}.{k}": v for k, v in params.items()})
     mlflow.set_tags({f"{stage}.adapter_hash": result.hash_after, f"{stage}.adapter_changed": str(result.hash_before != result.hash_after)})
-    mlflow.log_metrics({f"{stage}.global_step": float(result.global_step), f"{stage}.rows": float(result.rows), f"{stage}.resumed_from_step": float(result.resumed_from_step)})
+    mlflow.log_metrics({f"{stage}.global_step": float(result.global_step), f"{stage}.rows": float(result.rows), f"{stage}.resumed_from_step": float(result.resumed_from_step),
+                        f"{stage}.processes": float(result.processes)})
     if result.eval_metrics:
         mlflow.log_metrics({f"{stage}.train_pairs.{k.replace('/', '.')}": v for k, v in result.eval_metrics.items()})
     with tempfile.TemporaryDirectory() as tmp:

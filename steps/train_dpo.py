@@ -9,7 +9,7 @@ from zenml.enums import ArtifactType
 from empathy_distill.config import StudentConfig, TrainingConfig
 from empathy_distill.tracking import log_training_stage
 from empathy_distill.training.adapter import Adapter
-from empathy_distill.training.dpo import train_dpo as run_dpo
+from empathy_distill.training.launch import train_stage
 from materializers import AdapterFolderMaterializer
 
 
@@ -18,7 +18,7 @@ def train_dpo(
     student_base: str, dpo_train: pd.DataFrame, training: TrainingConfig, student: StudentConfig, sft_adapter: Optional[Adapter] = None
 ) -> Annotated[Adapter, ArtifactConfig(name="dpo_adapter", artifact_type=ArtifactType.MODEL)]:
     """beta and loss from config; the reference is the frozen SFT adapter (see empathy_distill/training/dpo.py)."""
-    result = run_dpo(student_base, dpo_train, training, student, sft_adapter.path if sft_adapter else None)
+    result = train_stage("dpo", student_base, dpo_train, training, student, sft_adapter.path if sft_adapter else None)
     log_training_stage(
         result,
         {"learning_rate": training.dpo.learning_rate, "epochs": training.dpo.epochs, "batch_size": training.dpo.batch_size, "max_steps": training.dpo.max_steps,

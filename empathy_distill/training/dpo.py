@@ -45,7 +45,8 @@ def build_dpo_trainer(base_model: str, pairs: pd.DataFrame, cfg: TrainingConfig,
 
 def train_dpo(base_model: str, pairs: pd.DataFrame, cfg: TrainingConfig, student: StudentConfig, sft_adapter: str | None = None, data_hash: str = "") -> StageResult:
     """Trains the DPO adapter; raises :class:`AdapterUnchanged` when nothing moved."""
-    key = stage_key("dpo", base_model, sft_adapter, data_hash or pd.util.hash_pandas_object(pairs, index=False).sum(), cfg.dpo.model_dump(), cfg.lora.model_dump(), cfg.beta, cfg.loss_type, cfg.seed)
+    key = stage_key("dpo", base_model, sft_adapter, data_hash or pd.util.hash_pandas_object(pairs, index=False).sum(), cfg.dpo.model_dump(), cfg.lora.model_dump(), cfg.beta, cfg.loss_type, cfg.seed,
+                    *([cfg.num_processes] if cfg.num_processes > 1 else []))
     work = Path(cfg.output_dir) / f"dpo-{key}"
     adapter_dir = work / "adapter"
     if (done := StageResult.load(adapter_dir)) is not None:
@@ -60,8 +61,10 @@ def train_dpo(base_model: str, pairs: pd.DataFrame, cfg: TrainingConfig, student
     # implicit reward accuracy and margin on (up to 64 of) the training pairs, against the reference
     scored = trainer.evaluate(eval_dataset=dataset.select(range(min(len(dataset), 64))))
     eval_metrics = {k.removeprefix("eval_"): float(v) for k, v in scored.items() if k.startswith("eval_rewards/")}
-    trainer.model.save_pretrained(str(adapter_dir), selected_adapters=["default"])
-    tokenizer.save_pretrained(str(adapter_dir))
-    result = StageResult("dpo", str(adapter_dir), base_model, before, after, trainer.state.global_step, len(pairs), recorder.history, resumed, eval_metrics=eval_metrics)
-    result.save()
+    result = StageResult("dpo", str(adapter_dir), base_model, before, after, trainer.state.global_step, len(pairs), recorder.history, resumed, eval_metrics=eval_metrics,
+                         processes=trainer.args.world_size)
+    if trainer.is_world_process_zero():  # one adapter, however many processes trained it
+        trainer.model.save_pretrained(str(adapter_dir), selected_adapters=["default"])
+        tokenizer.save_pretrained(str(adapter_dir))
+        result.save()
     return result

@@ -37,6 +37,8 @@ class StageResult:
     resumed_from_step: int = 0
     reused: bool = False
     eval_metrics: dict[str, float] = field(default_factory=dict)
+    processes: int = 1
+    """How many processes trained it together (DDP world size)."""
 
     def save(self) -> None:
         (Path(self.adapter_dir) / "train_result.json").write_text(json.dumps(asdict(self), indent=2))
@@ -79,7 +81,8 @@ def train_sft(
 
     ``extra_callbacks`` are added to the trainer (tests use one to interrupt a run).
     """
-    key = stage_key("sft", base_model, data_hash or pd.util.hash_pandas_object(rows, index=False).sum(), cfg.sft.model_dump(), cfg.lora.model_dump(), cfg.seed)
+    key = stage_key("sft", base_model, data_hash or pd.util.hash_pandas_object(rows, index=False).sum(), cfg.sft.model_dump(), cfg.lora.model_dump(), cfg.seed,
+                    *([cfg.num_processes] if cfg.num_processes > 1 else []))
     work = Path(cfg.output_dir) / f"sft-{key}"
     adapter_dir = work / "adapter"
     if (done := StageResult.load(adapter_dir)) is not None:
@@ -93,8 +96,10 @@ def train_sft(
     trainer.train(resume_from_checkpoint=ckpt)
     after = adapter_hash(trainer.model)
     require_change("SFT", before, after)
-    trainer.model.save_pretrained(str(adapter_dir))
-    tokenizer.save_pretrained(str(adapter_dir))
-    result = StageResult("sft", str(adapter_dir), base_model, before, after, trainer.state.global_step, len(rows), recorder.history, resumed)
-    result.save()
+    result = StageResult("sft", str(adapter_dir), base_model, before, after, trainer.state.global_step, len(rows), recorder.history, resumed,
+                         processes=trainer.args.world_size)
+    if trainer.is_world_process_zero():  # one adapter, however many processes trained it
+        trainer.model.save_pretrained(str(adapter_dir))
+        tokenizer.save_pretrained(str(adapter_dir))
+        result.save()
     return result

@@ -190,3 +190,30 @@ def test_batched_greedy_generation_equals_one_at_a_time(world):
     single = generate(model, tokenizer, chats, GenerationSettings(max_new_tokens=24, batch_size=1))
     assert batched == single
     assert len(set(single)) > 1
+
+
+def test_two_processes_train_inside_the_step_like_one_with_the_same_global_batch(world):
+    """torchrun from inside the stage (gloo on CPU): SFT and DPO finish, one adapter, the same steps, the same loss level."""
+    from statistics import mean
+
+    from empathy_distill.training.launch import train_stage
+
+    def run(folder: str, processes: int, per_device: int):
+        settings = StageSettings(learning_rate=5e-3, epochs=1, batch_size=per_device, save_steps=1000)
+        cfg = TrainingConfig(output_dir=str(world["root"] / folder), sft=settings, dpo=settings.model_copy(update={"learning_rate": 1e-3}), num_processes=processes)
+        sft = train_stage("sft", world["base"], world["sets"].sft, cfg, world["student"])
+        dpo = train_stage("dpo", world["base"], world["sets"].dpo, cfg, world["student"], sft.adapter_dir)
+        return cfg, sft, dpo
+
+    _, one_sft, one_dpo = run("single", 1, 4)
+    cfg, two_sft, two_dpo = run("ddp", 2, 2)  # 2 processes x 2 = the same global batch of 4
+    assert (one_sft.processes, one_dpo.processes, two_sft.processes, two_dpo.processes) == (1, 1, 2, 2)
+    assert two_sft.global_step == one_sft.global_step == -(-len(world["sets"].sft) // 4)
+    assert two_dpo.global_step == one_dpo.global_step
+    adapters = sorted(p.parent.name for p in (world["root"] / "ddp").rglob("adapter_model.safetensors") if "checkpoint" not in str(p))
+    assert adapters == ["adapter", "adapter"] and len({two_sft.adapter_dir, two_dpo.adapter_dir}) == 2  # one per stage, saved once
+    assert two_sft.hash_after != two_sft.hash_before and two_dpo.eval_metrics["rewards/accuracies"] > 0.5
+    one_loss = mean(h["loss"] for h in one_sft.history if "loss" in h)
+    two_loss = mean(h["loss"] for h in two_sft.history if "loss" in h)
+    print(f"SFT mean loss: 1 process {one_loss:.3f}, 2 processes {two_loss:.3f}; steps {one_sft.global_step} / {two_sft.global_step}")
+    assert abs(one_loss - two_loss) / one_loss < 0.1
