@@ -57,17 +57,14 @@ def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen | None = None)
     while time.monotonic() - start < timeout_s:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the model server exited with code {proc.returncode} before answering {url}{READY_PATH}")
-        try:
-            with urllib.request.urlopen(url + READY_PATH, timeout=2) as resp:
-                if resp.status == 200:
-                    return time.monotonic() - start
-        except OSError:
-            pass
+        if healthy(url):
+            return time.monotonic() - start
         time.sleep(0.25)
     raise RuntimeError(f"the model server at {url} did not answer {READY_PATH} within {timeout_s:.0f} s")
 
 
 def healthy(url: str) -> bool:
+    """``url + /health`` answers 200 now."""
     try:
         with urllib.request.urlopen(url + READY_PATH, timeout=2) as resp:
             return resp.status == 200

@@ -42,6 +42,13 @@ def _quiet_env() -> None:
         os.environ.setdefault(key, value)
 
 
+def show(lines: Sequence[str], code: int = 0) -> int:
+    """Prints a command's lines to stdout; returns its exit code."""
+    for line in lines:
+        print(line)
+    return code
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from empathy_distill.config import load_config
     from empathy_distill.data.ingest import ingest, require_rows, write_outputs
@@ -60,18 +67,14 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     from empathy_distill.config import load_config
     from pipelines.runner import run_ablation
 
-    for line in run_ablation(load_config(args.config, args.set), enable_cache=not args.no_cache):
-        print(line)
-    return 0
+    return show(run_ablation(load_config(args.config, args.set), enable_cache=not args.no_cache))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from empathy_distill.config import load_config
     from pipelines.runner import run_evaluation_pipeline
 
-    for line in run_evaluation_pipeline(load_config(args.config, args.set), args.generations_version):
-        print(line)
-    return 0
+    return show(run_evaluation_pipeline(load_config(args.config, args.set), args.generations_version))
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -97,9 +100,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from pipelines.stack import ensure_local_stack
 
-    for line in ensure_local_stack(stack_name=args.stack, tracking_uri=args.tracking_uri):
-        print(line)
-    return 0
+    return show(ensure_local_stack(stack_name=args.stack, tracking_uri=args.tracking_uri))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -107,9 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.runner import run_pipeline
 
     config = load_config(args.config, args.set)
-    for line in run_pipeline("distill", config, enable_cache=not args.no_cache):
-        print(line)
-    return 0
+    return show(run_pipeline("distill", config, enable_cache=not args.no_cache))
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
@@ -119,9 +118,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     if args.out is None:
         from pipelines.runner import run_pipeline
 
-        for line in run_pipeline("bootstrap", config, enable_cache=not args.no_cache):
-            print(line)
-        return 0
+        return show(run_pipeline("bootstrap", config, enable_cache=not args.no_cache))
     # without ZenML: the same library calls, files in --out
     from empathy_distill.bootstrap_local import bootstrap_to_folder
 
@@ -135,27 +132,21 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from pipelines.registry_ops import promote
 
     code, lines = promote(load_config(args.config, args.set), str(args.version), force=args.force, reason=args.reason or "")
-    for line in lines:
-        print(line)
-    return code
+    return show(lines, code)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from empathy_distill.config import load_config
     from pipelines.registry_ops import rollback
 
-    for line in rollback(load_config(args.config, args.set), reason=args.reason or ""):
-        print(line)
-    return 0
+    return show(rollback(load_config(args.config, args.set), reason=args.reason or ""))
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
     from empathy_distill.config import load_config
     from pipelines.registry_ops import lineage
 
-    for line in lineage(load_config(args.config, args.set), args.model, args.json):
-        print(line)
-    return 0
+    return show(lineage(load_config(args.config, args.set), args.model, args.json))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -170,18 +161,14 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from empathy_distill.config import load_config
     from pipelines.registry_ops import retrain
 
-    for line in retrain(load_config(args.config, args.set), force=args.force, enable_cache=not args.no_cache):
-        print(line)
-    return 0
+    return show(retrain(load_config(args.config, args.set), force=args.force, enable_cache=not args.no_cache))
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     from empathy_distill.config import load_config
     from pipelines.registry_ops import schedule_lines
 
-    for line in schedule_lines(load_config(args.config, args.set), args.config):
-        print(line)
-    return 0
+    return show(schedule_lines(load_config(args.config, args.set), args.config))
 
 
 def build_parser() -> argparse.ArgumentParser:

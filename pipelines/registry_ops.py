@@ -17,6 +17,7 @@ from typing import Any
 
 from empathy_distill.config import DistillConfig
 from empathy_distill.errors import ConfigError
+from empathy_distill.registry.promotion import version_label as _v
 
 
 def tracking_uri() -> str:
@@ -231,9 +232,6 @@ def _exists(p, name: str, version: str) -> bool:
     except MlflowException:
         return False
 
-
-def _v(version) -> str:
-    return f"v{version}" if version else "none"
 
 
 def _user() -> str:

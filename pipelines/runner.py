@@ -10,6 +10,7 @@ from empathy_distill.config import DistillConfig
 from empathy_distill.data.hashing import file_fingerprint
 from empathy_distill.datasets import lineage_prompt_hash
 from empathy_distill.errors import ConfigError, InputError, StepFailed
+from empathy_distill.registry.promotion import version_label as _v
 from empathy_distill.tracking import redacted
 
 
@@ -313,9 +314,6 @@ def registry_lines(run, config: DistillConfig, tracking_uri: str, bin_dir: Path,
               f"  roll back:            {cli} rollback"]
     return lines
 
-
-def _v(version) -> str:
-    return f"v{version}" if version else "none"
 
 
 def resolved_config(config: DistillConfig) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from empathy_distill.registry.inputs import PARTS
+from empathy_distill.registry.promotion import version_label as _v
 
 LINEAGE_TAGS = ("data_path", "data_hash", "prompt_hash", "method", "strategy", "teacher_model", "teacher_requests", "teacher_cost_usd",
                 "judges", "eval_valid", "adapter_hash", "base_model", "git_commit", "zenml_run_id", "zenml_run_name",
@@ -173,6 +174,3 @@ def audit_lines(chain: dict[str, Any]) -> list[str]:
     lines.append("  missing:      " + ("; ".join(chain["missing"]) if chain["missing"] else "nothing"))
     return lines
 
-
-def _v(version: str | None) -> str:
-    return f"v{version}" if version else "none"

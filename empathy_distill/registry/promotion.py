@@ -54,6 +54,13 @@ class PromotionHistory(Protocol):
     def entries(self, model: str, version: str | None = None) -> list[dict[str, Any]]: ...
 
 
+def touching(entries: list[dict[str, Any]], version: str | None) -> list[dict[str, Any]]:
+    """The entries that decided on ``version`` or moved champion from or to it (all of them for None)."""
+    if version is None:
+        return entries
+    return [e for e in entries if version in (e.get("version"), e.get("previous"), e.get("champion_after"))]
+
+
 class FileLock:
     """``flock`` on a file: exclusive between processes on one machine (and between threads, one fd each)."""
 
@@ -112,10 +119,7 @@ class SQLiteHistory:
     def entries(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
         with self._connect() as db:
             rows = db.execute("SELECT seq, entry FROM promotions WHERE model = ? ORDER BY seq", (model,)).fetchall()
-        out = [json.loads(e) | {"seq": s} for s, e in rows]
-        if version is not None:
-            out = [e for e in out if version in (e.get("version"), e.get("previous"), e.get("champion_after"))]
-        return out
+        return touching([json.loads(e) | {"seq": s} for s, e in rows], version)
 
 
 class PostgresHistory:
@@ -160,10 +164,7 @@ class PostgresHistory:
         with self._cursor() as cur:
             cur.execute("SELECT seq, entry FROM promotions WHERE model = %s ORDER BY seq", (model,))
             rows = cur.fetchall()
-        out = [e | {"seq": s} for s, e in rows]
-        if version is not None:
-            out = [e for e in out if version in (e.get("version"), e.get("previous"), e.get("champion_after"))]
-        return out
+        return touching([e | {"seq": s} for s, e in rows], version)
 
 
 class PostgresLock:
@@ -374,8 +375,13 @@ def check_chain(entries: list[dict[str, Any]], alias: str | None) -> list[str]:
     return problems
 
 
+def version_label(version: str | None, missing: str = "none") -> str:
+    """``v3``, or ``missing`` when there is no version."""
+    return f"v{version}" if version else missing
+
+
 def _v(version: str | None) -> str:
-    return f"v{version}" if version is not None else "(none)"
+    return version_label(version, "(none)")
 
 
 def _crash_point(name: str) -> None:

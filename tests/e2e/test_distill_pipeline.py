@@ -7,10 +7,7 @@ process) points at tmp_path and nothing touches the user's stores.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,32 +15,8 @@ import pytest
 from tests.conftest import REPO, SAMPLE_DATA
 
 pytestmark = pytest.mark.e2e
-CLI = [sys.executable, "-m", "empathy_distill.cli"]
 # The sample through improve_llm + all_three: 2 teacher requests per train dialogue
 N_TEACHER_REQUESTS, N_SFT, N_DPO = 90, 24, 21
-
-
-@pytest.fixture
-def zen(tmp_path: Path):
-    env = {
-        **os.environ,
-        "ZENML_CONFIG_PATH": str(tmp_path / "zen"),
-        "ZENML_ANALYTICS_OPT_IN": "false",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "ZENML_LOGGING_VERBOSITY": "WARN",
-        "PYTHONPATH": str(REPO),
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
-    work = tmp_path / "work"
-    work.mkdir()
-
-    def run(*args: str, check: bool = True, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        proc = subprocess.run([*CLI, *args], cwd=work, env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
-        if check:
-            assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc
-
-    return run
 
 
 def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, SAMPLE_DATA
-from tests.e2e.test_distill_pipeline import zen  # noqa: F401  (the fixture)
-from tests.integration.test_registry import free_port
+from tests.services import free_port
 
 pytestmark = pytest.mark.e2e
 DEMO = str(REPO / "configs" / "demo.yaml")
@@ -41,7 +40,7 @@ def zenml_stage(tmp_path: Path, model_version_id: str) -> str:
     return subprocess.run([sys.executable, "-c", code, model_version_id], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path / "work").stdout.strip()
 
 
-def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):  # noqa: F811
+def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
     import mlflow
 
     zen("init")

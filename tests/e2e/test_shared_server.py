@@ -16,14 +16,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, SAMPLE_DATA
-from tests.e2e.test_distill_pipeline import zen  # noqa: F401  (the fixture)
 from tests.services import ADMIN, free_port, mlflow_server, postgres_database, postgres_reason
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(postgres_reason() is not None, reason=postgres_reason() or "")]
 DEMO = str(REPO / "configs" / "demo.yaml")
 
 
-def test_pipeline_registry_and_serving_against_a_tracking_server_on_postgres(zen, tmp_path, monkeypatch):  # noqa: F811
+def test_pipeline_registry_and_serving_against_a_tracking_server_on_postgres(zen, tmp_path, monkeypatch):
     import mlflow
 
     creds = {"MLFLOW_TRACKING_USERNAME": ADMIN[0], "MLFLOW_TRACKING_PASSWORD": ADMIN[1]}

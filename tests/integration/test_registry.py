@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import pytest
 
 from empathy_distill.registry.promotion import CRASH_ENV, Promotions, check_chain
 from tests.conftest import REPO
-from tests.services import mlflow_server, postgres_database, postgres_reason
+from tests.services import free_port, mlflow_server, postgres_database, postgres_reason
 
 MODEL = "empathy-student"
 
@@ -181,12 +180,6 @@ def test_two_processes_racing_50_promotions_each_stay_consistent(registry):
     moved = sum(int(o[0]) for o in outs)
     assert moved == sum(e["promoted"] for e in entries) and moved > 10
     print(f"race ({registry.p.history.__class__.__name__}, {registry.uri.split(':')[0]}): 100 decisions, {moved} moves, {sum('stale' in ' '.join(e['reasons']) for e in entries)} refused as stale")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def post(url: str, payload, timeout: float = 60) -> tuple[int, dict]:
