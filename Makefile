@@ -20,6 +20,8 @@ export ZENML_LOGGING_VERBOSITY ?= WARN
 
 DEMO_CONFIG ?= configs/demo.yaml
 PYTEST_ARGS ?=
+# test: pytest; server: a ZenML server and dashboard; kubeflow: kfp, for the Kubeflow compile check
+EXTRAS ?= test,server,kubeflow
 
 .PHONY: demo demo-retrain test install clean
 
@@ -27,7 +29,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[test]"
+	$(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -56,11 +56,11 @@ def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen | None = None)
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the model server exited with code {proc.returncode} before answering {url}{READY_PATH}")
+            raise RuntimeError(f"the server exited with code {proc.returncode} before answering {url}{READY_PATH}")
         if healthy(url):
             return time.monotonic() - start
         time.sleep(0.25)
-    raise RuntimeError(f"the model server at {url} did not answer {READY_PATH} within {timeout_s:.0f} s")
+    raise RuntimeError(f"the server at {url} did not answer {READY_PATH} within {timeout_s:.0f} s")
 
 
 def healthy(url: str) -> bool:

@@ -165,10 +165,18 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
         "Where to look:",
         f"  MLflow UI:  {bin_dir / 'mlflow'} ui --backend-store-uri {tracking_uri}",
         f"  ZenML CLI:  {env}{bin_dir / 'zenml'} pipeline runs list --name {run.name}",
-        f"  ZenML dashboard (optional, needs `pip install 'zenml[server]'`): {env}{bin_dir / 'zenml'} login --local",
+        f"  ZenML dashboard: {dashboard_hint(run, env, bin_dir)}",
         *registry_lines(run, config, tracking_uri, bin_dir, env),
     ]
     return lines
+
+
+def dashboard_hint(run, env: str, bin_dir: Path) -> str:
+    """The run's page on the connected ZenML server, or how to start a local one."""
+    from zenml.utils.dashboard_utils import get_run_url
+
+    url = get_run_url(run)
+    return url or f"{env}{bin_dir / 'zenml'} login --local (a local server with the dashboard; a team's: docs/production-stack.md)"
 
 
 def run_ablation(config: DistillConfig, enable_cache: bool = True) -> list[str]:
