@@ -100,7 +100,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from pipelines.stack import ensure_local_stack
 
-    return show(ensure_local_stack(stack_name=args.stack, tracking_uri=args.tracking_uri))
+    return show(ensure_local_stack(stack_name=args.stack, tracking_uri=args.tracking_uri, stack_file=args.stack_file))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stack", default="empathy-local", help="stack name (default: empathy-local)")
     p.add_argument("--tracking-uri", default=None, help="a shared MLflow tracking server, e.g. http://mlflow.internal:5000 "
                    "(credentials from MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN); default: the embedded store")
+    p.add_argument("--stack-file", default=None, help="register the stack a file describes, e.g. configs/stacks/kubeflow.yaml "
+                   "(needs --tracking-uri; set `stack:` in the run config to the same file)")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("ingest", help="read, validate and split a dialogue file")
@@ -260,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true")
     p.set_defaults(func=cmd_retrain)
 
-    p = sub.add_parser("schedule", help="print the crontab line and systemd timer that call `retrain` on schedule.cron (local stack)")
+    p = sub.add_parser("schedule", help="schedule.cron: the retrain pipeline as a recurring run where the orchestrator schedules (Kubeflow); "
+                       "else the crontab line and systemd timer that call `retrain`")
     p.add_argument("--config", required=True)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_schedule)

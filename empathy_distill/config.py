@@ -354,6 +354,9 @@ class DistillConfig(Strict):
     tracking: TrackingConfig = TrackingConfig()
     registry: RegistryConfig = RegistryConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    stack: str | None = None
+    """A stack file (configs/stacks/kubeflow.yaml): its run settings (image, per-step resources) apply to every
+    pipeline; ``empathy-distill init --stack-file`` registers the stack it describes. None: the stack as it is."""
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

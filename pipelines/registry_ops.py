@@ -188,12 +188,19 @@ def retrain(config: DistillConfig, force: bool = False, enable_cache: bool = Tru
 
 
 def schedule_lines(config: DistillConfig, config_path: str) -> list[str]:
-    """The crontab line and a systemd timer that call ``retrain`` on ``schedule.cron`` (the local stack runs no schedules)."""
+    """``schedule.cron`` for retraining: on an orchestrator that schedules, the ``retrain`` pipeline registered
+    with it; else the crontab line and a systemd timer that call ``retrain`` (the local stack runs no schedules)."""
+    from zenml.client import Client
+
     if not config.schedule.cron:
         raise ConfigError(f"{config_path}: schedule.cron is not set (e.g. --set schedule.cron='0 3 * * 1')")
     cron = config.schedule.cron.split()
     if len(cron) != 5:
         raise ConfigError(f"schedule.cron '{config.schedule.cron}': expected five fields (minute hour day month weekday)")
+    if Client().active_stack.orchestrator.config.is_schedulable:
+        from pipelines.runner import attach_schedule, prepared, schedule_retrain
+
+        return schedule_retrain(prepared(config, needs_teacher=False), attach_schedule(config))
     repo = Path.cwd().resolve()
     cli = Path(sys.executable).parent / "empathy-distill"
     zen = os.environ.get("ZENML_CONFIG_PATH")

@@ -88,6 +88,29 @@ def attach_schedule(config: DistillConfig):
     return Schedule(cron_expression=config.schedule.cron)
 
 
+def schedule_retrain(config: DistillConfig, schedule) -> list[str]:
+    """Registers the ``retrain`` pipeline with the orchestrator on ``schedule``.
+
+    Each tick runs the retrain gate at run time: the data fingerprint, the input hashes and the
+    champion are read then, not frozen at the time the schedule was made, and ``distill`` is
+    submitted only when an input differs from the champion's (what ``empathy-distill retrain`` does).
+    """
+    from zenml.client import Client
+
+    from pipelines import zenml_compat
+    from pipelines.retrain import retrain
+    from pipelines.stack import run_configuration
+
+    zenml_compat.apply()
+    run_config = run_configuration(config.stack)
+    options = {"step_configurations": run_config.steps} if run_config.steps else {}
+    retrain.with_options(schedule=schedule, run_name=f"retrain-{config.name}-{{date}}-{{time}}", settings=run_config.settings, **options)(
+        config=config)
+    stack = Client().active_stack_model
+    return [f"scheduled: the retrain pipeline on cron '{config.schedule.cron}' on stack '{stack.name}'; "
+            "each run starts distill only when an input differs from the champion's"]
+
+
 def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, scheduled: bool = True) -> list[str]:
     """Runs the ``distill`` or ``bootstrap`` pipeline; returns the summary lines.
 
@@ -106,12 +129,19 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
 
     from pipelines.bootstrap import bootstrap
     from pipelines.distill import distill
-    from pipelines.stack import mlflow_tracking_uri
+    from pipelines import zenml_compat
+    from pipelines.stack import mlflow_tracking_uri, run_configuration
 
+    zenml_compat.apply()
     config = prepared(config, needs_teacher=config.bootstrap.method != "direct")
+    run_config = run_configuration(config.stack)
+    if name == "distill" and scheduled:
+        schedule = attach_schedule(config)
+        if schedule is not None:
+            return schedule_retrain(config, schedule)
     tracking_uri = mlflow_tracking_uri()
     run_name = f"{name}-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
-    settings = {}
+    settings = dict(run_config.settings)
     if config.tracking.experiment:
         settings["experiment_tracker"] = {"experiment_name": config.tracking.experiment}
     params = {
@@ -122,7 +152,7 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
         "source_fingerprint": file_fingerprint(config.data.path),
         "prompt_hash": lineage_prompt_hash(config.bootstrap),
     }
-    options: dict = {}
+    options: dict = {"step_configurations": run_config.steps} if run_config.steps else {}
     champion = None
     if name == "distill":
         promotions = Promotions.open(tracking_uri, config.registry.history)
@@ -133,14 +163,15 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
         # one ZenML model version per run: the Model Control Plane's view of the same registered version
         options["model"] = Model(name=config.registry.model_name, description="LoRA adapters of the empathy student, one version per distill run",
                                  tags=[config.name])
-        schedule = attach_schedule(config) if scheduled else None
-        if schedule is not None:
-            options["schedule"] = schedule
     fn = {"distill": distill, "bootstrap": bootstrap}[name]
     with root_cause(run_name):
         run = fn.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings, **options)(**params)
-    if run is None:  # a schedule was registered with the orchestrator; nothing ran yet
-        return [f"scheduled: pipeline {name} with cron '{config.schedule.cron}' on the active stack's orchestrator"]
+    run = Client().get_pipeline_run(run.id)
+    if not run.status.is_finished:  # an orchestrator that returns once the run is submitted (Kubeflow with synchronous: false)
+        return [f"pipeline run: {run.name} submitted ({run.status.value}) to orchestrator '{Client().active_stack_model.name}'",
+                f"  follow it: {dashboard_hint(run, '', Path(sys.executable).parent)}",
+                "  it registers and gates its adapter in its last steps; then: empathy-distill lineage "
+                f"models:/{config.registry.model_name}@champion"]
     run = Client().get_pipeline_run(run.id)
     ingest = run.steps["validate_dialogues"].outputs["ingest_report"][0].load()
     training = run.steps["validate_training_sets"].outputs["training_report"][0].load()

@@ -11,6 +11,9 @@ next to the pipeline's own artifacts (so a test's ``ZENML_CONFIG_PATH`` in
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from empathy_distill.errors import ConfigError
 
@@ -59,12 +62,65 @@ def tracker_configuration(tracking_uri: str | None) -> tuple[dict[str, str], lis
     return {"tracking_uri": tracking_uri, **{k: f"{{{{{AUTH_SECRET}.{v}}}}}" for k, v in refs.items()}}, [line]
 
 
+class ComponentSpec(BaseModel):
+    """One stack component of a stack file: what ``zenml <type> register NAME --flavor F key=value`` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    flavor: str
+    configuration: dict[str, Any] = {}
+
+
+class RunSection(BaseModel):
+    """ZenML run settings: pipeline-wide ``settings`` and per-step ``steps.<name>.settings``."""
+
+    model_config = ConfigDict(extra="forbid")
+    settings: dict[str, Any] = {}
+    steps: dict[str, dict[str, Any]] = {}
+
+
+class StackFile(BaseModel):
+    """A stack file (``configs/stacks/*.yaml``): the components to register, and the run settings to apply.
+
+    ``run`` is a ZenML run configuration (``settings``, ``steps.<name>.settings``, as ``zenml pipeline run
+    --config`` takes it) applied to every pipeline on this stack: the image, per-step resources.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    components: dict[str, ComponentSpec]
+    run: RunSection = RunSection()
+
+
+def load_stack_file(path: str | Path) -> StackFile:
+    """Raises: ConfigError naming the file and what is wrong in it."""
+    import yaml
+    from pydantic import ValidationError
+
+    from zenml.enums import StackComponentType
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{file}: stack file not found")
+    try:
+        spec = StackFile.model_validate(yaml.safe_load(file.read_text()) or {})
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"{file}: not a stack file: {' '.join(str(exc).split())[:300]}") from None
+    allowed = {t.value for t in StackComponentType} - {"experiment_tracker", "model_registry"}
+    unknown = sorted(set(spec.components) - allowed)
+    if unknown:
+        raise ConfigError(f"{file}: components.{unknown[0]}: not a stack component type here (one of {', '.join(sorted(allowed))}; "
+                          "the MLflow tracker and registry come from --tracking-uri)")
+    return spec
+
+
 def ensure_local_stack(
     stack_name: str = STACK_NAME,
     tracker_name: str = TRACKER_NAME,
     registry_name: str = REGISTRY_NAME,
     repo_root: str | Path | None = None,
     tracking_uri: str | None = None,
+    stack_file: str | Path | None = None,
 ) -> list[str]:
     """Creates what is missing and activates the stack; returns one line per item.
 
@@ -72,10 +128,21 @@ def ensure_local_stack(
         tracking_uri: a shared MLflow tracking server (``http://host:5000``) for the tracker and
             registry; None keeps the embedded store (SQLite inside ZenML's local artifact store).
             Given again with another value, the existing tracker is re-pointed.
+        stack_file: a stack file whose components (orchestrator, artifact store, ...) replace the
+            local defaults; its ``name`` names the stack. Its remote components need a tracking server.
+
+    Raises:
+        ConfigError: a bad stack file, or a stack file without a tracking server.
     """
     from zenml.client import Client
     from zenml.enums import StackComponentType
 
+    spec = load_stack_file(stack_file) if stack_file else None
+    if spec is not None:
+        stack_name = spec.name
+        if not (tracking_uri or "").startswith(("http://", "https://")):
+            raise ConfigError(f"{stack_file}: its steps run away from this machine, so they need a shared MLflow tracking server: "
+                              "pass --tracking-uri https://... (docs/production-stack.md)")
     lines: list[str] = []
     root = Path(repo_root or Path.cwd()).resolve()
     found_root = Client.find_repository(root)
@@ -105,31 +172,37 @@ def ensure_local_stack(
             client.create_stack_component(name=name, flavor=flavor, component_type=ctype, configuration=config)
             lines.append(f"{label} '{name}': registered (flavor {flavor}" + (f", {tracking_uri})" if tracking_uri else ")"))
 
+    wanted = {StackComponentType.ORCHESTRATOR: "default", StackComponentType.ARTIFACT_STORE: "default",
+              StackComponentType.EXPERIMENT_TRACKER: tracker_name, StackComponentType.MODEL_REGISTRY: registry_name}
+    for kind, component in (spec.components.items() if spec else ()):
+        ctype = StackComponentType(kind)
+        wanted[ctype] = component.name
+        label = ctype.value.replace("_", " ")
+        try:
+            found = client.get_stack_component(ctype, name_id_or_prefix=component.name, allow_name_prefix_match=False)
+            if found.flavor_name != component.flavor:
+                raise ConfigError(f"{stack_file}: components.{kind}: '{component.name}' is registered with flavor '{found.flavor_name}', "
+                                  f"not '{component.flavor}': rename it in the file")
+            if {k: found.configuration.get(k) for k in component.configuration} != component.configuration:
+                client.update_stack_component(component.name, ctype, configuration=component.configuration)
+                lines.append(f"{label} '{component.name}': found, configuration updated")
+            else:
+                lines.append(f"{label} '{component.name}': found")
+        except KeyError:
+            client.create_stack_component(name=component.name, flavor=component.flavor, component_type=ctype,
+                                          configuration=component.configuration)
+            lines.append(f"{label} '{component.name}': registered (flavor {component.flavor})")
+
     try:
         stack = client.get_stack(stack_name, allow_name_prefix_match=False)
-        components = {t.value: [c.name for c in cs] for t, cs in stack.components.items()}
-        wanted = {"experiment_tracker": [tracker_name], "model_registry": [registry_name]}
-        if all(components.get(k) == v for k, v in wanted.items()):
+        components = {t: [c.name for c in cs] for t, cs in stack.components.items()}
+        if all(components.get(t) == [n] for t, n in wanted.items()):
             lines.append(f"stack '{stack_name}': found")
         else:
-            client.update_stack(
-                stack_name,
-                component_updates={
-                    StackComponentType.EXPERIMENT_TRACKER: [tracker_name],
-                    StackComponentType.MODEL_REGISTRY: [registry_name],
-                },
-            )
+            client.update_stack(stack_name, component_updates={t: [n] for t, n in wanted.items()})
             lines.append(f"stack '{stack_name}': found, components updated")
     except KeyError:
-        client.create_stack(
-            name=stack_name,
-            components={
-                StackComponentType.ORCHESTRATOR: "default",
-                StackComponentType.ARTIFACT_STORE: "default",
-                StackComponentType.EXPERIMENT_TRACKER: tracker_name,
-                StackComponentType.MODEL_REGISTRY: registry_name,
-            },
-        )
+        client.create_stack(name=stack_name, components=wanted)
         lines.append(f"stack '{stack_name}': registered")
 
     if client.active_stack_model.name == stack_name:
@@ -139,6 +212,24 @@ def ensure_local_stack(
         lines.append(f"active stack: set to '{stack_name}'")
     lines.append(f"MLflow tracking URI: {mlflow_tracking_uri()}")
     return lines
+
+
+def run_configuration(stack_file: str | Path | None) -> RunSection:
+    """The stack file's ZenML run settings, checked against the active stack (empty without a file).
+
+    Raises:
+        ConfigError: the active stack is not the one the file describes (``init --stack-file`` registers it).
+    """
+    if not stack_file:
+        return RunSection()
+    from zenml.client import Client
+
+    spec = load_stack_file(stack_file)
+    active = Client().active_stack_model.name
+    if active != spec.name:
+        raise ConfigError(f"stack is {stack_file} (stack '{spec.name}') but the active ZenML stack is '{active}': "
+                          f"run `empathy-distill init --stack-file {stack_file} --tracking-uri URI` first")
+    return spec.run
 
 
 def mlflow_tracking_uri() -> str:

@@ -9,6 +9,7 @@ from steps.ingest_dialogues import ingest_dialogues
 from steps.prepare_student import prepare_student
 from steps.promote_model import promote_model
 from steps.register_model import register_model
+from steps.retrain_gate import retrain_gate
 from steps.summarize_ablation import summarize_ablation
 from steps.train_dpo import train_dpo
 from steps.train_sft import train_sft
@@ -25,6 +26,7 @@ __all__ = [
     "prepare_student",
     "promote_model",
     "register_model",
+    "retrain_gate",
     "summarize_ablation",
     "train_dpo",
     "train_sft",

@@ -32,8 +32,8 @@ def zen(tmp_path: Path):
     work = tmp_path / "work"
     work.mkdir()
 
-    def run(*args: str, check: bool = True, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        proc = subprocess.run([*CLI, *args], cwd=work, env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
+    def run(*args: str, check: bool = True, extra_env: dict[str, str] | None = None, entry: list[str] | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*(entry or CLI), *args], cwd=work, env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
         if check:
             assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc
