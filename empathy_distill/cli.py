@@ -1,6 +1,7 @@
 """The ``empathy-distill`` command.
 
     empathy-distill init                               # local ZenML + MLflow stack, idempotent
+    empathy-distill init --stack-file configs/stacks/kubeflow.yaml --tracking-uri https://mlflow.internal
     empathy-distill ingest --data PATH [--format F] --out DIR
     empathy-distill bootstrap --config configs/paper.yaml [--set key=value ...] [--out DIR]
     empathy-distill calibrate --data PATH                # offline scorer vs human ratings
@@ -12,7 +13,7 @@
     empathy-distill lineage models:/empathy-student@champion [--json]
     empathy-distill serve [--model URI] [--port P]
     empathy-distill retrain --config C [--force]                   # runs only when an input changed
-    empathy-distill schedule --config C                            # crontab line / systemd timer for retrain
+    empathy-distill schedule --config C                            # retrain on a cron: the orchestrator's schedule, or a crontab line
 
 Bad input ends with one line ``error: ...`` on stderr and exit code 2.
 """

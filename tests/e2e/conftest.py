@@ -39,3 +39,4 @@ def zen(tmp_path: Path):
         return proc
 
     return run
+

@@ -104,6 +104,9 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
         # 3. retrain: nothing changed -> no run; changed data -> a new version judged against the champion
         same = zen("retrain", "--config", DEMO, "--set", f"data.path={SAMPLE_DATA}").stdout
         assert "retrain: nothing changed since champion v1 (inputs sha256:" in same and "pipeline run" not in same
+        # the same gate as the step a schedule runs (the retrain pipeline, here on the local orchestrator)
+        gate = zen(DEMO, str(SAMPLE_DATA), entry=[sys.executable, "-m", "tests.retrain_probe"]).stdout
+        assert "retrain: nothing changed since champion v1 (inputs sha256:" in gate and "distill runs: 1" in gate, gate
         changed = revise_ratings().revise(SAMPLE_DATA, tmp_path / "refreshed.csv")  # what `make demo-retrain` trains on
         second = zen("retrain", "--config", DEMO, "--set", f"data.path={changed}", *deploy).stdout
         assert "retrain: changed since champion v1: data: running" in second, second
