@@ -217,7 +217,7 @@ _JSONL_DIALOGUE_KEYS = ("dialogue_id", "situation", "utterance")
 
 
 def jsonl_rows(obj: Any, record: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Long rows from one object of the JSONL schema (nested or flat); see README."""
+    """Long rows from one object of the JSONL schema (nested or flat); see docs/data.md."""
     if not isinstance(obj, dict):
         return [], [reject(record, "invalid_json", f"line {record} is a JSON {type(obj).__name__}, not an object")]
     dialogue_id = clean_text(obj.get("dialogue_id"))

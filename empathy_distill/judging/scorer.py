@@ -12,7 +12,7 @@ strength on small data such as the demo's sample.
 Why this shape (5 held-out dialogue folds of the real file, pairwise accuracy): the
 last layer alone with ridge alpha 1 scored 0.559; every layer at alpha 100 scored
 about 0.597. A Bradley-Terry head on pair differences, an MLP head, TF-IDF n-grams,
-annotator effects and cross-encoded context all scored lower (see README).
+annotator effects and cross-encoded context all scored lower (see docs/evaluation.md).
 
 As a pairwise judge it prefers the response with the higher score and calls a tie
 when the scores differ by ``margin`` or less. It is deterministic, so both
