@@ -277,7 +277,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for module in ("transformers", "trl", "peft", "torch"):  # deprecation notices of dependencies, not ours
         warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+    # google-api-core (pulled in by kfp for the Kubeflow extra) announces its Python support policy on import
+    warnings.filterwarnings("ignore", message="You are using a Python version", category=FutureWarning)
     args = build_parser().parse_args(argv)
+    if not sys.stderr.isatty():  # no progress bars in logs: transformers' "Loading weights" bar, hub downloads
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # the trainers' dataset tokenizing maps
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    # ZenML's MLflow tracker tries to switch off autologging for every framework MLflow knows and warns for
+    # each one that is not installed (fastai), once per step: nothing to act on, as fastai is not used here
+    logging.getLogger("zenml.integrations.mlflow.experiment_trackers.mlflow_experiment_tracker").addFilter(
+        lambda record: "Failed to disable MLflow autologging" not in record.getMessage())
+    # MLflow announces at INFO that it creates the tables of a fresh SQLite store: the first run's two lines
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     for name in ("empathy_distill", "pipelines", "steps"):

@@ -39,7 +39,15 @@ def log_dataset(table: Any, name: str, source: str, digest: str, context: str) -
 
     if mlflow.active_run() is None:
         return
-    mlflow.log_input(mlflow.data.from_pandas(table, source=source, name=name, digest=digest[:36]), context=context)
+    import warnings
+
+    with warnings.catch_warnings():
+        # MLflow guesses a source class from the path string and warns that several match (a local file and
+        # an artifact path); the string is what the lineage needs either way.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        # int columns (turn indexes) cannot hold missing values: true, and nothing is missing in a validated table
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        mlflow.log_input(mlflow.data.from_pandas(table, source=source, name=name, digest=digest[:36]), context=context)
 
 
 def run_description(evaluation: dict[str, Any], reports: dict[str, Any], registration: dict[str, Any]) -> str:

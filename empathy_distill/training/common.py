@@ -52,7 +52,43 @@ def trainer_args(stage: StageSettings, cfg: TrainingConfig, output_dir: Path) ->
         "seed": cfg.seed,
         "disable_tqdm": not sys.stderr.isatty(),  # progress bars on a terminal, none in CI logs
         "dataloader_num_workers": 0,
+        "dataloader_pin_memory": _cuda(),  # pinning without a GPU only warns, once per epoch
     }
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def quiet_console(trainer) -> None:
+    """Keeps the trainer's per-step log dicts out of the console; every value still reaches MLflow.
+
+    Without a terminal, transformers' ``PrinterCallback`` prints each dict (a hundred lines per
+    stage); on a terminal, its progress bar writes them under itself. The bar stays on a terminal.
+    A compact line goes to the ``empathy_distill`` logger (shown with ``-v``) every tenth of the run.
+    """
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 - transformers' signature
+            pass
+
+    class EveryTenth(PrinterCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 - transformers' signature
+            every = max(1, (state.max_steps or 1) // 10)
+            if logs and "loss" in logs and (state.global_step % every == 0 or state.global_step == state.max_steps):
+                logger.info("step %d/%d loss %.4g lr %.3g", state.global_step, state.max_steps, float(logs["loss"]),
+                            float(logs.get("learning_rate", 0.0)))
+
+    handler = trainer.callback_handler
+    had_bar = any(isinstance(cb, ProgressCallback) for cb in handler.callbacks)
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if had_bar:
+        trainer.add_callback(BarOnly())
+    trainer.add_callback(EveryTenth())
 
 
 def metrics_recorder(prefix: str):

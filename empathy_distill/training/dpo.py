@@ -17,7 +17,7 @@ import pandas as pd
 
 from empathy_distill.config import StudentConfig, TrainingConfig
 from empathy_distill.datasets import to_conversational
-from empathy_distill.training.common import adapter_hash, lora_config, metrics_recorder, require_change, stage_key, trainer_args
+from empathy_distill.training.common import adapter_hash, lora_config, metrics_recorder, quiet_console, require_change, stage_key, trainer_args
 from empathy_distill.training.sft import StageResult, last_checkpoint
 from empathy_distill.training.student import load_student
 
@@ -40,6 +40,7 @@ def build_dpo_trainer(base_model: str, pairs: pd.DataFrame, cfg: TrainingConfig,
     args = DPOConfig(**trainer_args(cfg.dpo, cfg, output_dir), beta=cfg.beta, loss_type=[cfg.loss_type])
     recorder = metrics_recorder("dpo")
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config, callbacks=[recorder])
+    quiet_console(trainer)
     return trainer, recorder, dataset, tokenizer
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from empathy_distill.config import StudentConfig, TrainingConfig
 from empathy_distill.datasets import to_conversational
-from empathy_distill.training.common import adapter_hash, lora_config, metrics_recorder, require_change, stage_key, trainer_args
+from empathy_distill.training.common import adapter_hash, lora_config, metrics_recorder, quiet_console, require_change, stage_key, trainer_args
 from empathy_distill.training.student import load_student
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ def build_sft_trainer(base_model: str, rows: pd.DataFrame, cfg: TrainingConfig, 
     args = SFTConfig(**trainer_args(cfg.sft, cfg, output_dir), completion_only_loss=True)
     recorder = metrics_recorder("sft")
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(cfg.lora), callbacks=[recorder, *(extra_callbacks or [])])
+    quiet_console(trainer)
     return trainer, recorder, tokenizer
 
 

@@ -89,7 +89,7 @@ def pretrain(model, tokenizer, texts: list[str], cfg: TinyStudentConfig) -> list
         optim.step()
         sched.step()
         optim.zero_grad()
-        losses.append(float(loss))
+        losses.append(loss.item())
     model.eval()
     return losses
 

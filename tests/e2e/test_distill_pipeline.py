@@ -31,8 +31,15 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
         assert item in second
     assert "registered" not in second and "created" not in second
 
-    out = zen("run", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={SAMPLE_DATA}").stdout
+    proc = zen("run", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={SAMPLE_DATA}")
+    out = proc.stdout
     assert "(completed)" in out
+    # a quiet console in a log (no terminal): no progress bars, no per-step training dicts, no library notes
+    console = proc.stdout + proc.stderr
+    for noise in ("it/s]", "examples/s]", "{'loss'", "Failed to disable MLflow autologging", "An input example was not provided",
+                  "pin_memory", "can be interpreted in multiple ways", "Creating initial MLflow database tables"):
+        assert noise not in console, noise
+    assert len(console.splitlines()) < 45, console
     run_id = re.search(r"MLflow run: (\w+)", out).group(1)
     uri = re.search(r"--backend-store-uri (\S+)", out).group(1)
     assert uri.startswith("sqlite:///") and str(tmp_path) in uri
