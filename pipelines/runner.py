@@ -134,11 +134,11 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
 
     zenml_compat.apply()
     config = prepared(config, needs_teacher=config.bootstrap.method != "direct")
-    run_config = run_configuration(config.stack)
     if name == "distill" and scheduled:
         schedule = attach_schedule(config)
         if schedule is not None:
             return schedule_retrain(config, schedule)
+    run_config = run_configuration(config.stack)
     tracking_uri = mlflow_tracking_uri()
     run_name = f"{name}-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
     settings = dict(run_config.settings)
@@ -172,7 +172,6 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
                 f"  follow it: {dashboard_hint(run, '', Path(sys.executable).parent)}",
                 "  it registers and gates its adapter in its last steps; then: empathy-distill lineage "
                 f"models:/{config.registry.model_name}@champion"]
-    run = Client().get_pipeline_run(run.id)
     ingest = run.steps["validate_dialogues"].outputs["ingest_report"][0].load()
     training = run.steps["validate_training_sets"].outputs["training_report"][0].load()
     boot = run.steps["bootstrap_responses"].outputs["bootstrap_report"][0].load()

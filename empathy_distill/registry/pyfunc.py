@@ -142,18 +142,14 @@ def log_student_model(adapter_dir: str, base_model: str, *, bundle_base: bool, c
         # MLflow asks for an input example, which it would run through the model (loading the base and the
         # adapter) at logging time; the signature is explicit and the serving tests send real chats instead
         warnings.filterwarnings("ignore", message=".*An input example was not provided")  # MLflow colours the text
-        return _log_model(artifacts, model_config, generation, model_name, tags)
-
-
-def _log_model(artifacts: dict[str, str], model_config: dict[str, Any], generation: dict[str, Any], model_name: str, tags: dict[str, str] | None):
-    return mlflow.pyfunc.log_model(
-        name="student",
-        python_model=str(Path(__file__).with_name("model_code.py")),  # code, not a pickle: loads with the installed package
-        artifacts=artifacts,
-        model_config=model_config,
-        signature=signature(generation),
-        pip_requirements=pinned_requirements(),
-        registered_model_name=model_name,
-        tags=tags,
-        await_registration_for=0,
-    )
+        return mlflow.pyfunc.log_model(
+            name="student",
+            python_model=str(Path(__file__).with_name("model_code.py")),  # code, not a pickle: loads with the installed package
+            artifacts=artifacts,
+            model_config=model_config,
+            signature=signature(generation),
+            pip_requirements=pinned_requirements(),
+            registered_model_name=model_name,
+            tags=tags,
+            await_registration_for=0,
+        )
