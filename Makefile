@@ -23,7 +23,7 @@ PYTEST_ARGS ?=
 # test: pytest; server: a ZenML server and dashboard; kubeflow: kfp, for the Kubeflow compile check
 EXTRAS ?= test,server,kubeflow
 
-.PHONY: demo demo-retrain test install clean
+.PHONY: demo demo-retrain test lint install clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,14 +36,19 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/empathy-distill init
-	$(BIN)/empathy-distill run --config $(DEMO_CONFIG)
+	$(BIN)/empathy-distill distill --config $(DEMO_CONFIG)
 
 # A second demo on refreshed data: a new version, judged against the champion; the gate decides.
 demo-retrain: $(STAMP)
 	$(BIN)/python data/sample/revise_ratings.py data/sample/dialogues.csv .cache/refreshed.csv
 	$(BIN)/empathy-distill retrain --config $(DEMO_CONFIG) --set data.path=.cache/refreshed.csv
 
-test: $(STAMP)
+# ruff (configured in pyproject.toml, line length 120) before the suite: lint and format
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -13,12 +13,11 @@ def sample_world(cache_dir: Path, hidden: int = 64, layers: int = 2):
     """(table, training sets, student config, base model folder) built from data/sample."""
     from empathy_distill.config import BootstrapConfig, DataConfig, StudentConfig, TinyStudentConfig, ValidationConfig
     from empathy_distill.data.ingest import ingest
-    from empathy_distill.datasets import build_direct
-    from empathy_distill.training.student import prepare_tiny_student
+    from empathy_distill.stages import build_training_sets, student_stage
 
     path = ROOT / "data" / "sample" / "dialogues.csv"
     table = ingest(path, DataConfig(path=str(path)), ValidationConfig()).table
-    sets = build_direct(table, BootstrapConfig())
+    sets = build_training_sets(table, BootstrapConfig())
     student = StudentConfig(cache_dir=str(cache_dir), tiny=TinyStudentConfig(hidden_size=hidden, layers=layers))
-    folder, _ = prepare_tiny_student(table, [sets.sft, sets.dpo], student)
-    return table, sets, student, str(folder)
+    base, _ = student_stage(table, [sets.sft, sets.dpo], student)
+    return table, sets, student, base

@@ -34,7 +34,7 @@ def main() -> None:
     from peft import PeftModel
 
     from empathy_distill.config import GenerationSettings, StageSettings, TrainingConfig
-    from empathy_distill.datasets import user_turn
+    from empathy_distill.data.training_sets import user_turn
     from empathy_distill.prompts import load_template
     from empathy_distill.training.generate import generate
     from empathy_distill.training.sft import train_sft
@@ -43,12 +43,26 @@ def main() -> None:
     torch.manual_seed(0)
     work = Path(tempfile.mkdtemp(prefix="bench-gen-"))
     table, sets, student, base = sample_world(work / "students")
-    sft = train_sft(base, sets.sft, TrainingConfig(output_dir=str(work / "runs"), sft=StageSettings(learning_rate=1e-3, max_steps=20, batch_size=4)), student)
+    sft = train_sft(
+        base,
+        sets.sft,
+        TrainingConfig(
+            output_dir=str(work / "runs"), sft=StageSettings(learning_rate=1e-3, max_steps=20, batch_size=4)
+        ),
+        student,
+    )
     tokenizer, model = load_student(base, student)
     model = PeftModel.from_pretrained(model, sft.adapter_dir)
     system = load_template("student_system")
-    contexts = table.groupby("dialogue_id", sort=True).agg(situation=("situation", "first"), utterance=("utterance", "first")).head(args.prompts)
-    prompts = [[{"role": "system", "content": system}, {"role": "user", "content": user_turn(s, u)}] for s, u in zip(contexts.situation, contexts.utterance)]
+    contexts = (
+        table.groupby("dialogue_id", sort=True)
+        .agg(situation=("situation", "first"), utterance=("utterance", "first"))
+        .head(args.prompts)
+    )
+    prompts = [
+        [{"role": "system", "content": system}, {"role": "user", "content": user_turn(s, u)}]
+        for s, u in zip(contexts.situation, contexts.utterance)
+    ]
     # EOS is suppressed on both sides so each reply has exactly max_new_tokens tokens: equal work
     model.generation_config.min_new_tokens = args.max_new_tokens
     batched_cfg = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
@@ -66,8 +80,11 @@ def main() -> None:
     same = sum(a == b for a, b in zip(outputs["batched"], outputs["single"]))
     batched, single = min(times["batched"]), min(times["single"])
     tokens = len(prompts) * args.max_new_tokens
-    print(f"{len(prompts)} prompts x {args.max_new_tokens} new tokens: batched (batch {args.batch_size}) {batched:.2f} s = {tokens / batched:.0f} tok/s; "
-          f"one at a time {single:.2f} s = {tokens / single:.0f} tok/s")
+    print(
+        f"{len(prompts)} prompts x {args.max_new_tokens} new tokens: batched (batch {args.batch_size}) {batched:.2f} "
+        f"s = {tokens / batched:.0f} tok/s; "
+        f"one at a time {single:.2f} s = {tokens / single:.0f} tok/s"
+    )
     print(f"identical_outputs={same}/{len(prompts)}")
     if same != len(prompts):
         raise SystemExit("batched generation changed a reply: the speed-up does not count")

@@ -11,7 +11,8 @@ latency (mean 200 ms, sigma 0.6), as real endpoints jitter. In one run:
 Each timed phase runs twice and the faster run counts, so a warm-up hiccup does
 not decide the ratio. The last line is
 
-    ratio_vs_plain=<ours cold / reference throughput> ratio_vs_ideal=<ours cold / (concurrency / latency)> cache_speedup=<cold time / warm time>
+    ratio_vs_plain=<ours cold / reference throughput> ratio_vs_ideal=<ours cold / (concurrency / latency)>
+    cache_speedup=<cold time / warm time>
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from empathy_distill.teacher.openai_client import OpenAITeacher  # noqa: E402
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "empathy_distill.teacher.loopback", "--latency", str(latency), "--sigma", "0.6"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        [sys.executable, "-m", "empathy_distill.testing.loopback", "--latency", str(latency), "--sigma", "0.6"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
     line = proc.stdout.readline()
     url = re.search(r"(http://\S+)", line).group(1)
@@ -44,7 +47,10 @@ def start_server(latency: float) -> tuple[subprocess.Popen, str]:
 
 
 def messages(i: int) -> list[dict[str, str]]:
-    return [{"role": "system", "content": "You rewrite replies to be more empathetic."}, {"role": "user", "content": f"Request number {i}: make it kinder."}]
+    return [
+        {"role": "system", "content": "You rewrite replies to be more empathetic."},
+        {"role": "user", "content": f"Request number {i}: make it kinder."},
+    ]
 
 
 async def plain(url: str, n: int, concurrency: int) -> float:
@@ -55,7 +61,9 @@ async def plain(url: str, n: int, concurrency: int) -> float:
 
     async def one(i: int) -> str:
         async with sem:
-            resp = await client.chat.completions.create(model="loop", messages=messages(i), temperature=0.7, max_tokens=256)
+            resp = await client.chat.completions.create(
+                model="loop", messages=messages(i), temperature=0.7, max_tokens=256
+            )
             return resp.choices[0].message.content
 
     start = time.perf_counter()
@@ -97,14 +105,20 @@ def main() -> None:
             assert hits == n
             cold_times.append(cold)
             warm_times.append(warm)
-            print(f"run {rep + 1}: reference {ref_times[-1]:.2f} s, ours cold {cold:.2f} s, ours warm {warm:.3f} s", flush=True)
+            print(
+                f"run {rep + 1}: reference {ref_times[-1]:.2f} s, ours cold {cold:.2f} s, ours warm {warm:.3f} s",
+                flush=True,
+            )
     finally:
         server.terminate()
         server.wait(10)
     ref, cold, warm = min(ref_times), min(cold_times), min(warm_times)
     ideal = n / (c / args.latency)
     print(f"{n} requests, concurrency {c}, latency mean {args.latency * 1000:.0f} ms (log-normal, sigma 0.6)")
-    print(f"reference {n / ref:.0f} req/s, ours cold {n / cold:.0f} req/s, ours warm {n / warm:.0f} req/s, ideal {n / ideal:.0f} req/s")
+    print(
+        f"reference {n / ref:.0f} req/s, ours cold {n / cold:.0f} req/s, ours warm {n / warm:.0f} req/s, ideal "
+        f"{n / ideal:.0f} req/s"
+    )
     print(f"ratio_vs_plain={ref / cold:.3f} ratio_vs_ideal={ideal / cold:.3f} cache_speedup={cold / warm:.1f}")
 
 

@@ -26,7 +26,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from _common import ROOT, sample_world
+from _common import sample_world
 
 
 def plain_trl(base: str, sets, sft_steps: int, dpo_steps: int, out: Path, batch: int, lr: float) -> float:
@@ -35,7 +35,7 @@ def plain_trl(base: str, sets, sft_steps: int, dpo_steps: int, out: Path, batch:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-    from empathy_distill.datasets import to_conversational
+    from empathy_distill.data.training_sets import to_conversational
 
     start = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(base)
@@ -44,17 +44,35 @@ def plain_trl(base: str, sets, sft_steps: int, dpo_steps: int, out: Path, batch:
     import torch
 
     bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    common = dict(learning_rate=lr, per_device_train_batch_size=batch, max_length=256, logging_steps=1, save_steps=50, save_total_limit=2,
-                  report_to="none", seed=0, bf16=bf16,
-                  gradient_checkpointing=False)  # TRL defaults to True; ours runs with training.gradient_checkpointing=false
-    sft = SFTTrainer(model=model, args=SFTConfig(output_dir=str(out / "sft"), max_steps=sft_steps, completion_only_loss=True, **common),
-                     train_dataset=Dataset.from_list(to_conversational(sets.sft)), processing_class=tok, peft_config=lora)
+    common = dict(
+        learning_rate=lr,
+        per_device_train_batch_size=batch,
+        max_length=256,
+        logging_steps=1,
+        save_steps=50,
+        save_total_limit=2,
+        report_to="none",
+        seed=0,
+        bf16=bf16,
+        gradient_checkpointing=False,
+    )  # TRL defaults to True; ours runs with training.gradient_checkpointing=false
+    sft = SFTTrainer(
+        model=model,
+        args=SFTConfig(output_dir=str(out / "sft"), max_steps=sft_steps, completion_only_loss=True, **common),
+        train_dataset=Dataset.from_list(to_conversational(sets.sft)),
+        processing_class=tok,
+        peft_config=lora,
+    )
     sft.train()
     sft.model.save_pretrained(str(out / "sft_adapter"))
     base_model = AutoModelForCausalLM.from_pretrained(base)
     policy = PeftModel.from_pretrained(base_model, str(out / "sft_adapter"), is_trainable=True)
-    dpo = DPOTrainer(model=policy, args=DPOConfig(output_dir=str(out / "dpo"), max_steps=dpo_steps, beta=0.1, **common),
-                     train_dataset=Dataset.from_list(to_conversational(sets.dpo)), processing_class=tok)
+    dpo = DPOTrainer(
+        model=policy,
+        args=DPOConfig(output_dir=str(out / "dpo"), max_steps=dpo_steps, beta=0.1, **common),
+        train_dataset=Dataset.from_list(to_conversational(sets.dpo)),
+        processing_class=tok,
+    )
     dpo.train()
     dpo.model.save_pretrained(str(out / "dpo_adapter"), selected_adapters=["default"])
     return time.perf_counter() - start
@@ -66,8 +84,11 @@ def ours(base: str, sets, student, sft_steps: int, dpo_steps: int, out: Path, ba
     from empathy_distill.training.sft import train_sft
 
     start = time.perf_counter()
-    cfg = TrainingConfig(output_dir=str(out), sft=StageSettings(learning_rate=lr, batch_size=batch, max_steps=sft_steps),
-                         dpo=StageSettings(learning_rate=lr, batch_size=batch, max_steps=dpo_steps))
+    cfg = TrainingConfig(
+        output_dir=str(out),
+        sft=StageSettings(learning_rate=lr, batch_size=batch, max_steps=sft_steps),
+        dpo=StageSettings(learning_rate=lr, batch_size=batch, max_steps=dpo_steps),
+    )
     sft = train_sft(base, sets.sft, cfg, student)
     train_dpo(base, sets.dpo, cfg, student, sft.adapter_dir)
     return time.perf_counter() - start
@@ -106,10 +127,17 @@ ZENML_PROBE = textwrap.dedent(
 
 def zenml_step_overhead(n: int = 8) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "ZENML_CONFIG_PATH": tmp, "ZENML_ANALYTICS_OPT_IN": "false", "ZENML_LOGGING_VERBOSITY": "ERROR"}
+        env = {
+            **os.environ,
+            "ZENML_CONFIG_PATH": tmp,
+            "ZENML_ANALYTICS_OPT_IN": "false",
+            "ZENML_LOGGING_VERBOSITY": "ERROR",
+        }
         probe = Path(tmp) / "zenml_probe.py"  # ZenML needs a main module with a file as its source root
         probe.write_text(ZENML_PROBE.format(n=n))
-        proc = subprocess.run([sys.executable, str(probe)], cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, str(probe)], cwd=tmp, env=env, capture_output=True, text=True, timeout=600
+        )
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-2000:])
         return float(proc.stdout.strip().splitlines()[-1])
@@ -131,10 +159,15 @@ def main() -> None:
     # alternate the order so that neither side always runs on a cold machine
     t_plain_1 = plain_trl(base, sets, args.sft_steps, args.dpo_steps, work / "plain1", args.batch, lr)
     t_ours_1 = ours(base, sets, student, args.sft_steps, args.dpo_steps, work / "ours1", args.batch, lr)
-    t_ours_2 = ours(base, sets, student, args.sft_steps, args.dpo_steps, work / "ours2", args.batch, lr * 0.999)  # a new key: trains again
+    t_ours_2 = ours(
+        base, sets, student, args.sft_steps, args.dpo_steps, work / "ours2", args.batch, lr * 0.999
+    )  # a new key: trains again
     t_plain_2 = plain_trl(base, sets, args.sft_steps, args.dpo_steps, work / "plain2", args.batch, lr)
-    print(f"plain TRL: {t_plain_1:.1f} s, {t_plain_2:.1f} s; ours: {t_ours_1:.1f} s, {t_ours_2:.1f} s "
-          f"(SFT {args.sft_steps} + DPO {args.dpo_steps} steps, batch {args.batch}, student {base})", flush=True)
+    print(
+        f"plain TRL: {t_plain_1:.1f} s, {t_plain_2:.1f} s; ours: {t_ours_1:.1f} s, {t_ours_2:.1f} s "
+        f"(SFT {args.sft_steps} + DPO {args.dpo_steps} steps, batch {args.batch}, student {base})",
+        flush=True,
+    )
     step = zenml_step_overhead()
     print(f"ZenML fixed cost per step (no-op steps on a local store): {step:.2f} s")
     ratio = min(t_ours_1, t_ours_2) / min(t_plain_1, t_plain_2)

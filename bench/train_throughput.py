@@ -18,9 +18,31 @@ import json
 import time
 
 PRESETS = {
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, vocab_size=2000),
-    "llama-160m": dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=12, vocab_size=32000),
-    "llama-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True),
+    "tiny": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=2000,
+    ),
+    "llama-160m": dict(
+        hidden_size=768,
+        intermediate_size=2048,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        num_key_value_heads=12,
+        vocab_size=32000,
+    ),
+    "llama-1b": dict(
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+    ),
 }
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10G": 125e12}
 
@@ -76,12 +98,17 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     tokens = args.batch * args.seq * args.steps
     tok_s = tokens / elapsed
-    attn = 4 * config.num_hidden_layers * config.hidden_size * args.seq  # per token, forward+backward through activations
+    attn = (
+        4 * config.num_hidden_layers * config.hidden_size * args.seq
+    )  # per token, forward+backward through activations
     flops_per_token = 4 * n_params + attn
     name = torch.cuda.get_device_name() if cuda else "CPU"
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None) if cuda else None
     mfu = f"{tok_s * flops_per_token / peak:.3f}" if peak else "n/a (no GPU)" if not cuda else "n/a (unknown peak)"
-    print(f"shape {args.shape} ({n_params / 1e6:.1f}M parameters, {dtype}), batch {args.batch} x seq {args.seq}, {args.steps} timed steps on {name}")
+    print(
+        f"shape {args.shape} ({n_params / 1e6:.1f}M parameters, {dtype}), batch {args.batch} x seq {args.seq}, "
+        f"{args.steps} timed steps on {name}"
+    )
     print(f"tokens_per_s={tok_s:.1f} mfu={mfu}")
 
 

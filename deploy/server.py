@@ -9,6 +9,7 @@ waits until it answers ``/health``, records it as live, and only then stops the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,18 +27,38 @@ READY_PATH = "/health"
 def serve_command(model_uri: str, host: str, port: int, workers: int = 1) -> list[str]:
     """The command line (the venv's ``mlflow``; it execs ``uvicorn`` from the same bin folder)."""
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
-    return [mlflow_bin, "models", "serve", "-m", model_uri, "--env-manager", "local", "-h", host, "-p", str(port), "-w", str(workers)]
+    return [
+        mlflow_bin,
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "-h",
+        host,
+        "-p",
+        str(port),
+        "-w",
+        str(workers),
+    ]
 
 
 def serve_env(tracking_uri: str) -> dict[str, str]:
     """The server's environment: the registry to resolve ``models:/`` in, the venv's bin first on PATH."""
     bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri,
-            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    return {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_REGISTRY_URI": tracking_uri,
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
 
 
 def port_free(host: str, port: int) -> bool:
-    """Nobody listens there. SO_REUSEADDR as uvicorn binds: a closed connection in TIME_WAIT does not make a port busy."""
+    """Nobody listens there. SO_REUSEADDR as uvicorn binds: a closed connection in TIME_WAIT does not make a port
+    busy."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -76,8 +97,14 @@ def start(model_uri: str, tracking_uri: str, host: str, port: int, log_path: Pat
     """A detached server (its own session, so it outlives the step that started it)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen(serve_command(model_uri, host, port), env=serve_env(tracking_uri), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            serve_command(model_uri, host, port),
+            env=serve_env(tracking_uri),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def stop(pid: int, timeout_s: float = 15.0) -> bool:
@@ -88,19 +115,15 @@ def stop(pid: int, timeout_s: float = 15.0) -> bool:
         return False
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:  # reap it when it is our own child (else it lingers as a zombie and looks alive)
+        with contextlib.suppress(ChildProcessError):  # reap our own child (else it lingers as a zombie and looks alive)
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
             return True
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     return True
 
 
@@ -110,7 +133,15 @@ def live(state_dir: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def deploy(model_name: str, version: str, tracking_uri: str, host: str, port: int, state_dir: str | Path, ready_timeout_s: float = 120.0) -> dict[str, Any]:
+def deploy(
+    model_name: str,
+    version: str,
+    tracking_uri: str,
+    host: str,
+    port: int,
+    state_dir: str | Path,
+    ready_timeout_s: float = 120.0,
+) -> dict[str, Any]:
     """Serves ``models:/NAME/VERSION`` beside the live server, switches when ready, stops the old one.
 
     The version number (not the alias) is served, so the record says exactly what answers.
@@ -131,10 +162,23 @@ def deploy(model_name: str, version: str, tracking_uri: str, host: str, port: in
     except RuntimeError:
         stop(proc.pid)
         raise
-    record = {"url": url, "host": host, "port": chosen, "pid": proc.pid, "model_uri": uri, "model": model_name, "version": version,
-              "ready_seconds": round(ready_s, 2), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "log": str(state_dir / f"server-{chosen}.log")}
+    record = {
+        "url": url,
+        "host": host,
+        "port": chosen,
+        "pid": proc.pid,
+        "model_uri": uri,
+        "model": model_name,
+        "version": version,
+        "ready_seconds": round(ready_s, 2),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "log": str(state_dir / f"server-{chosen}.log"),
+    }
     (state_dir / "live.json").write_text(json.dumps(record, indent=2))
     if old is not None and old.get("pid") != proc.pid:
-        record["stopped_previous"] = {"version": old.get("version"), "url": old.get("url"), "was_running": stop(old["pid"])}
+        record["stopped_previous"] = {
+            "version": old.get("version"),
+            "url": old.get("url"),
+            "was_running": stop(old["pid"]),
+        }
     return record

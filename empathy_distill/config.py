@@ -7,12 +7,19 @@ the path of the offending key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from empathy_distill.data.schema import Format
 from empathy_distill.errors import ConfigError
+from empathy_distill.prompts import Strategy
+
+# Each list of choices is defined once, here or beside what it names (strategies with the prompt
+# templates, formats with the readers); code that needs the values uses typing.get_args.
+Method = Literal["direct", "improve_human", "improve_llm"]
+Opponent = Literal["base", "human", "llm", "champion"]
 
 
 class Strict(BaseModel):
@@ -37,7 +44,7 @@ class DataConfig(Strict):
 
     path: str = "data/sample/dialogues.csv"
     """A CSV or JSONL file, or a datasets save_to_disk folder; relative to the working folder."""
-    format: Literal["auto", "llms_vs_humans", "empathetic_dialogues", "jsonl", "hf_datasets"] = "auto"
+    format: Literal["auto"] | Format = "auto"
     """auto detects the format from the content."""
     split: SplitConfig = SplitConfig()
 
@@ -107,9 +114,9 @@ class TeacherConfig(Strict):
 class BootstrapConfig(Strict):
     """How training data is made: the method, the strategy and the set sizes."""
 
-    method: Literal["direct", "improve_human", "improve_llm"] = "direct"
+    method: Method = "direct"
     """direct: recorded responses rated high (no teacher); improve_*: the teacher rewrites."""
-    strategy: Literal["naive", "all_three", "identify_lacking", "cognitive", "affective", "compassionate", "sequential"] = "all_three"
+    strategy: Strategy = "all_three"
     """The improvement prompt (see empathy_distill/prompts)."""
     sft_dialogues: int = Field(950, ge=0)
     """Train dialogues for SFT (improvement methods); scaled down on smaller data."""
@@ -225,7 +232,8 @@ class JudgeEndpointConfig(TeacherConfig):
     """An LLM judge's endpoint: the teacher's settings, with a judge's own generation defaults."""
 
     temperature: float = Field(0.0, ge=0.0, le=2.0)
-    """NOTE: differs from the teacher's 0.7: a judge samples nothing, so position-consistency measures the judge, not sampling noise."""
+    """NOTE: differs from the teacher's 0.7: a judge samples nothing, so position-consistency measures the judge, not
+    sampling noise."""
     max_tokens: int = Field(256, ge=1)
     """Room for a short reasoning before the ``Verdict:`` line."""
 
@@ -237,7 +245,8 @@ class JudgeConfig(Strict):
     """Label in reports and metric names."""
     kind: Literal["scorer", "llm"] = "scorer"
     endpoint: JudgeEndpointConfig | None = None
-    """For kind llm: model, base_url, api_key_env, concurrency, cache, budget (the teacher client is reused; temperature 0 by default)."""
+    """For kind llm: model, base_url, api_key_env, concurrency, cache, budget (the teacher client is reused;
+    temperature 0 by default)."""
 
 
 class EvaluationConfig(Strict):
@@ -245,7 +254,7 @@ class EvaluationConfig(Strict):
 
     judges: list[JudgeConfig] = [JudgeConfig()]
     """Every judge sees every pair in both orders; two or more give Cohen's kappa."""
-    opponents: list[Literal["base", "human", "llm", "champion"]] = ["base", "human", "llm", "champion"]
+    opponents: list[Opponent] = list(get_args(Opponent))
     """base: the student without its adapter; human: the recorded human reply; llm: a recorded LLM reply;
     champion: the registry's current champion answering the same prompts (judged only while one exists)."""
     reference_llm: str = "chatgpt"
@@ -256,9 +265,11 @@ class EvaluationConfig(Strict):
     """fail: a judge request that failed after its retries ends the run with one error line;
     continue: it counts as invalid and the report says why it is not valid."""
     scorer_margin: float = Field(0.01, ge=0.0)
-    """The scorer calls a tie when its two scores (predicted ratings, 1-3) differ by this or less; calibrate uses the same."""
+    """The scorer calls a tie when its two scores (predicted ratings, 1-3) differ by this or less; calibrate uses the
+    same."""
     scorer_l2: float = Field(0.0125, gt=0.0)
-    """Ridge penalty of the scorer's head per training row (alpha = l2 x rows; 0.0125 is alpha 100 on the real file, the best measured)."""
+    """Ridge penalty of the scorer's head per training row (alpha = l2 x rows; 0.0125 is alpha 100 on the real file,
+    the best measured)."""
     cache_dir: str = ".cache/judges"
     """Fitted scorer heads, reused while their training rows are unchanged."""
 
@@ -266,8 +277,8 @@ class EvaluationConfig(Strict):
 class AblationConfig(Strict):
     """The grid: methods x strategies, each trained SFT-only and SFT+DPO, in one run."""
 
-    methods: list[Literal["direct", "improve_human", "improve_llm"]] = ["direct", "improve_human", "improve_llm"]
-    strategies: list[Literal["naive", "all_three", "identify_lacking", "cognitive", "affective", "compassionate", "sequential"]] = ["naive", "all_three"]
+    methods: list[Method] = list(get_args(Method))
+    strategies: list[Strategy] = ["naive", "all_three"]
     """Crossed with the improvement methods; direct has no strategy."""
     stages: list[Literal["sft", "sft+dpo"]] = ["sft", "sft+dpo"]
 
@@ -282,7 +293,7 @@ class TrackingConfig(Strict):
 class GateRule(Strict):
     """One condition of the promotion gate, checked for every judge: ``<bound> <op> <threshold>`` vs one opponent."""
 
-    opponent: Literal["base", "human", "llm", "champion"]
+    opponent: Opponent
     bound: Literal["ci_low", "win_rate", "ci_high"] = "ci_low"
     """ci_low: the 95% Wilson lower bound (the default: the challenger must win beyond doubt);
     ci_high: the upper bound (only "not shown to lose")."""
@@ -296,9 +307,12 @@ class GateRule(Strict):
 class PromotionPolicy(Strict):
     """When a challenger becomes ``champion``: a valid, complete evaluation that clears every rule."""
 
-    rules: list[GateRule] = [GateRule(opponent="base", bound="ci_low", op=">", threshold=0.5),
-                             GateRule(opponent="champion", bound="ci_low", op=">=", threshold=0.45)]
-    """Rules vs champion apply while a champion exists; the challenger must have been judged against that very version."""
+    rules: list[GateRule] = [
+        GateRule(opponent="base", bound="ci_low", op=">", threshold=0.5),
+        GateRule(opponent="champion", bound="ci_low", op=">=", threshold=0.45),
+    ]
+    """Rules vs champion apply while a champion exists; the challenger must have been judged against that very
+    version."""
     first_champion_rules: list[GateRule] | None = None
     """Rules while no champion exists yet (None: ``rules`` without the champion ones)."""
     min_valid_comparisons: int = Field(30, ge=1)
@@ -334,7 +348,8 @@ class ScheduleConfig(Strict):
     """Scheduled retraining."""
 
     cron: str | None = None
-    """e.g. ``0 3 * * 1``: a ZenML Schedule on orchestrators that support one; on the local stack use ``empathy-distill schedule``."""
+    """e.g. ``0 3 * * 1``: a ZenML Schedule on orchestrators that support one; on the local stack use
+    ``empathy-distill schedule``."""
 
 
 class DistillConfig(Strict):
@@ -382,22 +397,40 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def read_tree(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file as a mapping, with ``extends: <file>`` (relative to this one) merged under it: mappings
+    merge key by key, any other value (lists included) replaces the base's."""
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    base = tree.pop("extends", None)
+    if base is None:
+        return tree
+    base_path = (path.parent / str(base)).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise ConfigError(f"{path}: extends {base}: a config cannot extend itself")
+    return _merged(read_tree(base_path, (*seen, path.resolve())), tree)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DistillConfig:
-    """Reads a YAML config (or the defaults) and applies ``key=value`` overrides.
+    """Reads a YAML config (or the defaults), with the file it ``extends``, and applies ``key=value`` overrides.
 
     Raises:
         ConfigError: unreadable YAML, an unknown key or a value of the wrong type.
     """
-    tree: dict[str, Any] = {}
-    if path is not None:
-        try:
-            tree = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
+    tree = read_tree(Path(path)) if path is not None else {}
     for item in overrides or []:
         key, value = parse_override(item)
         _set_dotted(tree, key, value)

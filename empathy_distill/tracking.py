@@ -24,10 +24,7 @@ def looks_secret(name: str) -> bool:
 def redacted(tree: Any) -> Any:
     """A copy of a config tree without values whose key looks secret (``*_env`` names stay)."""
     if isinstance(tree, dict):
-        return {
-            k: ("<redacted>" if looks_secret(k) else redacted(v))
-            for k, v in tree.items()
-        }
+        return {k: ("<redacted>" if looks_secret(k) else redacted(v)) for k, v in tree.items()}
     if isinstance(tree, list):
         return [redacted(v) for v in tree]
     return tree
@@ -51,14 +48,21 @@ def log_dataset(table: Any, name: str, source: str, digest: str, context: str) -
 
 
 def run_description(evaluation: dict[str, Any], reports: dict[str, Any], registration: dict[str, Any]) -> str:
-    """One paragraph for the top of the MLflow run page: what was trained on what, what it scored, what was registered."""
+    """One paragraph for the top of the MLflow run page: what was trained on what, what it scored, what was
+    registered."""
     ingest, boot, sets = reports["ingest"], reports["bootstrap"], reports["training_sets"]
-    figures = "; ".join(f"vs {c['opponent']} ({c['judge']}) {c['win_rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]" for c in evaluation["comparisons"])
+    figures = "; ".join(
+        f"vs {c['opponent']} ({c['judge']}) {c['win_rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
+        for c in evaluation["comparisons"]
+    )
     return (
-        f"Distilled on {ingest['dialogues_kept']} dialogues from `{ingest['data_path']}` (data hash {ingest['data_hash'][:19]}, "
-        f"{ingest['rows_quarantined']} rows quarantined) with method {boot.get('method')}/{boot.get('strategy', 'none')}: "
+        f"Distilled on {ingest['dialogues_kept']} dialogues from `{ingest['data_path']}` (data hash "
+        f"{ingest['data_hash'][:19]}, "
+        f"{ingest['rows_quarantined']} rows quarantined) with method "
+        f"{boot.get('method')}/{boot.get('strategy', 'none')}: "
         f"{sets['sft_rows']} SFT rows, {sets['dpo_pairs']} DPO pairs. "
-        f"Evaluation on {evaluation.get('test_dialogues', '?')} test dialogues is {'valid' if evaluation.get('valid') else 'NOT valid'} "
+        f"Evaluation on {evaluation.get('test_dialogues', '?')} test dialogues is "
+        f"{'valid' if evaluation.get('valid') else 'NOT valid'} "
         f"(win rates of the tuned student, 95% {evaluation.get('ci_method', 'wilson')} intervals): {figures}. "
         f"Registered as `{registration['model']}` version {registration['version']} (alias challenger); "
         f"audit with `empathy-distill lineage models:/{registration['model']}/{registration['version']}`."
@@ -66,7 +70,8 @@ def run_description(evaluation: dict[str, Any], reports: dict[str, Any], registr
 
 
 def log_ingest(report: dict[str, Any], quarantine_jsonl: str, prefix: str = "ingest", table: Any = None) -> None:
-    """Logs an ingestion report: params, counts as metrics, report and quarantine as artifacts, the kept rows as a dataset."""
+    """Logs an ingestion report: params, counts as metrics, report and quarantine as artifacts, the kept rows as a
+    dataset."""
     import mlflow
 
     if mlflow.active_run() is None:
@@ -117,7 +122,9 @@ def log_bootstrap(report: dict[str, Any], teacher_model: str | None) -> None:
         }
     )
     mlflow.set_tag("prompt_hash", report.get("prompt_hash", ""))
-    metrics = {f"bootstrap.{k}": float(v) for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    metrics = {
+        f"bootstrap.{k}": float(v) for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     usage = report.get("teacher_usage") or {}
     for key in ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "retries", "errors"):
         if key in usage:
@@ -128,13 +135,22 @@ def log_bootstrap(report: dict[str, Any], teacher_model: str | None) -> None:
     mlflow.log_dict(report, "bootstrap/report.json")
 
 
-def log_training_sets(report: dict[str, Any], quarantine_jsonl: str, sets: dict[str, Any] | None = None, source: str = "") -> None:
-    """Final SFT/DPO counts, the training-set quarantine, and each set as a dataset (digest = ``report[<name>_hash]``)."""
+def log_training_sets(
+    report: dict[str, Any], quarantine_jsonl: str, sets: dict[str, Any] | None = None, source: str = ""
+) -> None:
+    """Final SFT/DPO counts, the training-set quarantine, and each set as a dataset (digest =
+    ``report[<name>_hash]``)."""
     import mlflow
 
     if mlflow.active_run() is None:
         return
-    mlflow.log_metrics({f"training_sets.{k}": float(v) for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    mlflow.log_metrics(
+        {
+            f"training_sets.{k}": float(v)
+            for k, v in report.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+    )
     mlflow.log_dict(report, "training_sets/report.json")
     mlflow.log_text(quarantine_jsonl, "training_sets/quarantine.jsonl")
     for name, table in (sets or {}).items():
@@ -154,13 +170,29 @@ def log_training_stage(result: Any, params: dict[str, Any], curve_keys: tuple[st
         return
     stage = result.stage
     mlflow.log_params({f"{stage}.{k}": v for k, v in params.items()})
-    mlflow.set_tags({f"{stage}.adapter_hash": result.hash_after, f"{stage}.adapter_changed": str(result.hash_before != result.hash_after)})
-    mlflow.log_metrics({f"{stage}.global_step": float(result.global_step), f"{stage}.rows": float(result.rows), f"{stage}.resumed_from_step": float(result.resumed_from_step),
-                        f"{stage}.processes": float(result.processes)})
+    mlflow.set_tags(
+        {
+            f"{stage}.adapter_hash": result.hash_after,
+            f"{stage}.adapter_changed": str(result.hash_before != result.hash_after),
+        }
+    )
+    mlflow.log_metrics(
+        {
+            f"{stage}.global_step": float(result.global_step),
+            f"{stage}.rows": float(result.rows),
+            f"{stage}.resumed_from_step": float(result.resumed_from_step),
+            f"{stage}.processes": float(result.processes),
+        }
+    )
     if result.eval_metrics:
         mlflow.log_metrics({f"{stage}.train_pairs.{k.replace('/', '.')}": v for k, v in result.eval_metrics.items()})
     with tempfile.TemporaryDirectory() as tmp:
-        png = loss_curve_png(result.history, Path(tmp) / f"{stage}_curves.png", f"{stage.upper()} ({result.global_step} steps)", curve_keys)
+        png = loss_curve_png(
+            result.history,
+            Path(tmp) / f"{stage}_curves.png",
+            f"{stage.upper()} ({result.global_step} steps)",
+            curve_keys,
+        )
         if png is not None:
             mlflow.log_artifact(str(png), "plots")
     mlflow.log_artifacts(result.adapter_dir, f"adapters/{stage}")
@@ -179,14 +211,31 @@ def log_evaluation(report: dict[str, Any], files: dict[str, Any], prefix: str = 
     metrics = {f"{prefix}.valid": float(bool(report.get("valid")))}
     for c in report["comparisons"]:
         name = f"{prefix}.{c['opponent']}.{c['judge']}"
-        for key in ("win_rate", "ci_low", "ci_high", "wins", "ties", "losses", "invalid", "n", "request_errors", "position_consistency", "length_controlled_win_rate"):
+        for key in (
+            "win_rate",
+            "ci_low",
+            "ci_high",
+            "wins",
+            "ties",
+            "losses",
+            "invalid",
+            "n",
+            "request_errors",
+            "position_consistency",
+            "length_controlled_win_rate",
+        ):
             if key in c:
                 metrics[f"{name}.{key}"] = float(c[key])
     for a in report.get("agreement", []):
         metrics[f"{prefix}.{a['opponent']}.kappa.{'_'.join(a['judges'])}"] = float(a["kappa"])
     mlflow.log_metrics(metrics)
-    mlflow.set_tags({f"{prefix}.valid": str(bool(report.get("valid"))).lower(), f"{prefix}.ci_method": report.get("ci_method", ""),
-                     f"{prefix}.invalid_reasons": "; ".join(report.get("invalid_reasons", []))[:5000] or "none"})
+    mlflow.set_tags(
+        {
+            f"{prefix}.valid": str(bool(report.get("valid"))).lower(),
+            f"{prefix}.ci_method": report.get("ci_method", ""),
+            f"{prefix}.invalid_reasons": "; ".join(report.get("invalid_reasons", []))[:5000] or "none",
+        }
+    )
     folder = "evaluation" if prefix == "eval" else f"evaluation/{prefix.split('.', 1)[-1]}"
     for path in files.values():
         mlflow.log_artifact(str(path), folder)

@@ -44,7 +44,8 @@ class Check:
         return {
             "missing": f"{self.field} is missing",
             "empty_text": f"{self.field} is empty",
-            "too_long": f"{self.field} has {len(str(value)):,} characters (max {dict(self.kwargs).get('max_value', 0):,})",
+            "too_long": f"{self.field} has {len(str(value)):,} characters (max "
+            f"{dict(self.kwargs).get('max_value', 0):,})",
             "nul_byte": f"{self.field} contains a NUL byte",
             "invalid_utf8": f"{self.field} contains bytes that are not UTF-8 (or U+FFFD): {shown}",
             "control_char": f"{self.field} contains a control character",
@@ -75,13 +76,17 @@ def raw_checks(max_text_chars: int = 5000, max_id_chars: int = 200) -> list[Chec
     for col in ("situation", "utterance", "response"):
         checks.append(Check("too_long", col, "ExpectColumnValueLengthsToBeBetween", (("max_value", max_text_chars),)))
         checks.append(Check("formula", col, "ExpectColumnValuesToNotMatchRegex", (("regex", FORMULA_REGEX),)))
-    checks.append(Check("too_long", "dialogue_id", "ExpectColumnValueLengthsToBeBetween", (("max_value", max_id_chars),)))
+    checks.append(
+        Check("too_long", "dialogue_id", "ExpectColumnValueLengthsToBeBetween", (("max_value", max_id_chars),))
+    )
     checks.append(Check("too_long", "emotion", "ExpectColumnValueLengthsToBeBetween", (("max_value", 64),)))
     checks.append(Check("formula", "emotion", "ExpectColumnValuesToNotMatchRegex", (("regex", FORMULA_REGEX),)))
     checks.append(Check("bad_source", "source", "ExpectColumnValuesToMatchRegex", (("regex", SOURCE_REGEX),)))
     checks.append(Check("bad_rating", "rating_raw", "ExpectColumnValuesToMatchRegex", (("regex", RATING_REGEX),)))
     checks.append(Check("bad_split", "split", "ExpectColumnValuesToBeInSet", (("value_set", list(SPLITS)),)))
-    checks.append(Check("inconsistent_dialogue", "same_context", "ExpectColumnValuesToBeInSet", (("value_set", [True]),)))
+    checks.append(
+        Check("inconsistent_dialogue", "same_context", "ExpectColumnValuesToBeInSet", (("value_set", [True]),))
+    )
     checks.append(Check("duplicate", "dup_rank", "ExpectColumnValuesToBeInSet", (("value_set", [0]),)))
     return checks
 
@@ -92,7 +97,9 @@ def _gx_context():
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     # GX sets INFO on some of its own module loggers; quiet them all.
-    for name in [n for n in logging.root.manager.loggerDict if n.startswith("great_expectations")] + ["great_expectations"]:
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("great_expectations")] + [
+        "great_expectations"
+    ]:
         logging.getLogger(name).setLevel(logging.WARNING)
 
     ctx = gx.get_context(mode="ephemeral")
@@ -119,7 +126,9 @@ def run_suite(frame: pd.DataFrame, checks: list[Check], suite_name: str) -> dict
     first: dict[int, Check] = {}
     for res in result.results:
         if res.exception_info and res.exception_info.get("raised_exception"):
-            raise RuntimeError(f"GX failed on {res.expectation_config.type}: {res.exception_info.get('exception_message')}")
+            raise RuntimeError(
+                f"GX failed on {res.expectation_config.type}: {res.exception_info.get('exception_message')}"
+            )
         if res.success:
             continue
         index = int(res.expectation_config.meta["check"])
@@ -155,7 +164,9 @@ def validate_raw(rows: pd.DataFrame, max_text_chars: int = 5000) -> ValidationOu
     # and a dialogue whose context matches its first row.
     frame["dup_rank"] = frame.groupby(["dialogue_id", "source"], dropna=False).cumcount()
     context = pd.Series(list(zip(frame["situation"], frame["utterance"])), index=frame.index, dtype=object)
-    frame["same_context"] = (context == context.groupby(frame["dialogue_id"], dropna=False).transform("first")).astype(bool)
+    frame["same_context"] = (context == context.groupby(frame["dialogue_id"], dropna=False).transform("first")).astype(
+        bool
+    )
     if frame.empty:
         return ValidationOutcome(frame, [], Counter())
     checks = raw_checks(max_text_chars=max_text_chars)
@@ -187,7 +198,9 @@ def training_checks(kind: str, max_words: int, max_text_chars: int, has_test_ids
         checks.append(Check("empty_text", col, "ExpectColumnValueLengthsToBeBetween", (("min_value", 1),)))
         checks.append(Check("too_long", col, "ExpectColumnValueLengthsToBeBetween", (("max_value", max_text_chars),)))
     target = "response" if kind == "sft" else "chosen"
-    checks.append(Check("too_many_words", f"{target}_words", "ExpectColumnValuesToBeBetween", (("max_value", max_words),)))
+    checks.append(
+        Check("too_many_words", f"{target}_words", "ExpectColumnValuesToBeBetween", (("max_value", max_words),))
+    )
     if has_test_ids:
         checks.append(Check("test_leakage", "in_test", "ExpectColumnValuesToBeInSet", (("value_set", [False]),)))
     if kind == "dpo":
@@ -218,7 +231,9 @@ def validate_training_set(
     key = ["dialogue_id", "response"] if kind == "sft" else ["dialogue_id", "chosen", "rejected"]
     table["dup_rank"] = table.groupby(key, dropna=False).cumcount()
     if kind == "dpo":
-        table["same"] = (table["chosen"].fillna("").str.strip().str.lower() == table["rejected"].fillna("").str.strip().str.lower())
+        table["same"] = (
+            table["chosen"].fillna("").str.strip().str.lower() == table["rejected"].fillna("").str.strip().str.lower()
+        )
     checks = training_checks(kind, max_words, max_text_chars, bool(test_ids))
     failed = run_suite(table, checks, f"{kind}_set")
     quarantined = [

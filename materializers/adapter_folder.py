@@ -53,4 +53,10 @@ class AdapterFolderMaterializer(BaseMaterializer):
         return Adapter(**{**meta, "path": local})
 
     def extract_metadata(self, data: Adapter) -> dict[str, Any]:
-        return {"stage": data.stage, "base_model": data.base_model, "weights_hash": data.weights_hash, "global_step": data.global_step, "rows": data.rows}
+        return {
+            "stage": data.stage,
+            "base_model": data.base_model,
+            "weights_hash": data.weights_hash,
+            "global_step": data.global_step,
+            "rows": data.rows,
+        }

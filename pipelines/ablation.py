@@ -55,8 +55,10 @@ def ablation(
     """Steps, in order:
 
     1. ``ingest_dialogues``, ``validate_dialogues``: once for the grid.
-    2. per (method, strategy): ``bootstrap_responses``, ``build_training_sets``, ``validate_training_sets``, ``train_sft``.
-    3. ``prepare_student`` once (its warm-up excludes every response and the first cell's targets; it reads train situations and speaker turns only).
+    2. per (method, strategy): ``bootstrap_responses``, ``build_training_sets``, ``validate_training_sets``,
+    ``train_sft``.
+    3. ``prepare_student`` once (its warm-up excludes every response and the first cell's targets; it reads train
+    situations and speaker turns only).
     4. per cell (stages sft or sft+dpo): ``train_dpo`` (sft+dpo only), ``generate_responses``, ``evaluate_responses``.
     5. ``summarize_ablation``: the comparison table and plot.
     """
@@ -66,15 +68,29 @@ def ablation(
     for method, strategy in cells(grid.methods, grid.strategies):
         key = f"{method}__{strategy}"
         cfg = bootstrap.model_copy(update={"method": method} | ({"strategy": strategy} if strategy != "none" else {}))
-        log, report = bootstrap_responses(dialogues, bootstrap=cfg, teacher=teacher, prompt_hash=prompt_hashes[key], id=f"bootstrap_{key}")
+        log, report = bootstrap_responses(
+            dialogues, bootstrap=cfg, teacher=teacher, prompt_hash=prompt_hashes[key], id=f"bootstrap_{key}"
+        )
         sft_rows, dpo_pairs = build_training_sets(dialogues, log, report, bootstrap=cfg, id=f"build_{key}")
-        sft_train, dpo_train, _, _ = validate_training_sets(dialogues, sft_rows, dpo_pairs, bootstrap=cfg, validation=validation, id=f"validate_sets_{key}")
+        sft_train, dpo_train, _, _ = validate_training_sets(
+            dialogues, sft_rows, dpo_pairs, bootstrap=cfg, validation=validation, id=f"validate_sets_{key}"
+        )
         if base is None:
             base = prepare_student(dialogues, sft_train, dpo_train, student=student)
         sft = train_sft(base, sft_train, training=training, student=student, id=f"sft_{key}")
         for stages in grid.stages:
             label = cell_label(method, strategy, stages)
-            adapter = sft if stages == "sft" else train_dpo(base, dpo_train, training=training, student=student, sft_adapter=sft, id=f"dpo_{key}")
-            generations = generate_responses(base, dialogues, generation=generation, student=student, adapter=adapter, id=f"generate_{label}")
+            adapter = (
+                sft
+                if stages == "sft"
+                else train_dpo(base, dpo_train, training=training, student=student, sft_adapter=sft, id=f"dpo_{key}")
+            )
+            generations = generate_responses(
+                base, dialogues, generation=generation, student=student, adapter=adapter, id=f"generate_{label}"
+            )
             evaluate_responses(generations, dialogues, evaluation=evaluation, label=label, id=f"evaluate_{label}")
-    summarize_ablation(after=[f"evaluate_{cell_label(m, s, st)}" for m, s in cells(grid.methods, grid.strategies) for st in grid.stages])
+    summarize_ablation(
+        after=[
+            f"evaluate_{cell_label(m, s, st)}" for m, s in cells(grid.methods, grid.strategies) for st in grid.stages
+        ]
+    )

@@ -1,6 +1,6 @@
 """The bootstrap pipeline: dialogues in, validated SFT rows and DPO pairs out.
 
-    empathy-distill bootstrap --config configs/paper.yaml --set teacher.base_url=http://127.0.0.1:8000/v1
+empathy-distill bootstrap --config configs/paper.yaml --set teacher.base_url=http://127.0.0.1:8000/v1
 """
 
 from zenml import pipeline
@@ -10,23 +10,39 @@ from steps import bootstrap_responses, build_training_sets, ingest_dialogues, va
 
 
 def bootstrap_stage(
-    data: DataConfig, validation: ValidationConfig, bootstrap: BootstrapConfig, teacher: TeacherConfig, source_fingerprint: str, prompt_hash: str
+    data: DataConfig,
+    validation: ValidationConfig,
+    bootstrap: BootstrapConfig,
+    teacher: TeacherConfig,
+    source_fingerprint: str,
+    prompt_hash: str,
 ):
     """Wires the data and bootstrap steps; shared by the ``bootstrap`` and ``distill`` pipelines.
 
     Returns the dialogues, the two training sets and the three reports (for lineage).
     """
     raw_rows, rejected_records, read_info = ingest_dialogues(data=data, source_fingerprint=source_fingerprint)
-    dialogues, _, ingest_report = validate_dialogues(raw_rows, rejected_records, read_info, data=data, validation=validation)
-    bootstrap_log, bootstrap_report = bootstrap_responses(dialogues, bootstrap=bootstrap, teacher=teacher, prompt_hash=prompt_hash)
+    dialogues, _, ingest_report = validate_dialogues(
+        raw_rows, rejected_records, read_info, data=data, validation=validation
+    )
+    bootstrap_log, bootstrap_report = bootstrap_responses(
+        dialogues, bootstrap=bootstrap, teacher=teacher, prompt_hash=prompt_hash
+    )
     sft_rows, dpo_pairs = build_training_sets(dialogues, bootstrap_log, bootstrap_report, bootstrap=bootstrap)
-    sft_train, dpo_train, _, training_report = validate_training_sets(dialogues, sft_rows, dpo_pairs, bootstrap=bootstrap, validation=validation, data_path=data.path)
+    sft_train, dpo_train, _, training_report = validate_training_sets(
+        dialogues, sft_rows, dpo_pairs, bootstrap=bootstrap, validation=validation, data_path=data.path
+    )
     return dialogues, sft_train, dpo_train, (ingest_report, bootstrap_report, training_report)
 
 
 @pipeline(enable_cache=True)
 def bootstrap(
-    data: DataConfig, validation: ValidationConfig, bootstrap: BootstrapConfig, teacher: TeacherConfig, source_fingerprint: str, prompt_hash: str
+    data: DataConfig,
+    validation: ValidationConfig,
+    bootstrap: BootstrapConfig,
+    teacher: TeacherConfig,
+    source_fingerprint: str,
+    prompt_hash: str,
 ) -> None:
     """Steps, in order:
 

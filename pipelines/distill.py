@@ -1,6 +1,6 @@
 """The end-to-end distillation pipeline (grows stage by stage).
 
-    empathy-distill run --config configs/demo.yaml
+empathy-distill run --config configs/demo.yaml
 """
 
 from zenml import pipeline
@@ -17,7 +17,16 @@ from empathy_distill.config import (
     ValidationConfig,
 )
 from pipelines.bootstrap import bootstrap_stage
-from steps import deploy_model, evaluate_responses, generate_responses, prepare_student, promote_model, register_model, train_dpo, train_sft
+from steps import (
+    deploy_model,
+    evaluate_responses,
+    generate_responses,
+    prepare_student,
+    promote_model,
+    register_model,
+    train_dpo,
+    train_sft,
+)
 
 
 @pipeline(enable_cache=True)
@@ -50,21 +59,41 @@ def distill(
     9. ``generate_responses``: base, tuned and (while one exists) champion replies to the test prompts.
     10. ``evaluate_responses``: pairwise judging in both orders, win rates with Wilson intervals, validity, the report.
     11. ``register_model``: a new version of ``registry.model_name`` (alias challenger) with its lineage tags.
-    12. ``promote_model``: the gate of ``registry.policy``; champion moves under lock with compare-and-set (never cached).
-    13. ``deploy_model``: with ``registry.deploy.enabled``, the champion is served (a new one beside the old server, which is then stopped).
+    12. ``promote_model``: the gate of ``registry.policy``; champion moves under lock with compare-and-set (never
+    cached).
+    13. ``deploy_model``: with ``registry.deploy.enabled``, the champion is served (a new one beside the old server,
+    which is then stopped).
     """
-    dialogues, sft_train, dpo_train, reports = bootstrap_stage(data, validation, bootstrap, teacher, source_fingerprint, prompt_hash)
+    dialogues, sft_train, dpo_train, reports = bootstrap_stage(
+        data, validation, bootstrap, teacher, source_fingerprint, prompt_hash
+    )
     base = prepare_student(dialogues, sft_train, dpo_train, student=student)
     adapter = None
     if training.stages in ("sft+dpo", "sft"):
         adapter = train_sft(base, sft_train, training=training, student=student)
     if training.stages in ("sft+dpo", "dpo"):
         adapter = train_dpo(base, dpo_train, training=training, student=student, sft_adapter=adapter)
-    champion = {"model": registry.model_name, "version": champion_version} if champion_version and "champion" in evaluation.opponents else None
-    generations = generate_responses(base, dialogues, generation=generation, student=student, adapter=adapter, champion=champion)
+    champion = (
+        {"model": registry.model_name, "version": champion_version}
+        if champion_version and "champion" in evaluation.opponents
+        else None
+    )
+    generations = generate_responses(
+        base, dialogues, generation=generation, student=student, adapter=adapter, champion=champion
+    )
     report, _ = evaluate_responses(generations, dialogues, evaluation=evaluation)
-    registration = register_model(adapter, base, report, *reports, registry=registry, student=student, generation=generation,
-                                  teacher_model=None if bootstrap.method == "direct" else teacher.model, inputs=inputs, git_commit=git_commit)
+    registration = register_model(
+        adapter,
+        base,
+        report,
+        *reports,
+        registry=registry,
+        student=student,
+        generation=generation,
+        teacher_model=None if bootstrap.method == "direct" else teacher.model,
+        inputs=inputs,
+        git_commit=git_commit,
+    )
     decision = promote_model(registration, report, registry=registry, champion_version=champion_version)
     if registry.deploy.enabled:
         deploy_model(decision, registry=registry)

@@ -1,6 +1,6 @@
 """The evaluation pipeline on its own: re-judge the latest (or a named) generations with other judges.
 
-    empathy-distill evaluate --config configs/demo.yaml [--set evaluation.judges=...]
+empathy-distill evaluate --config configs/demo.yaml [--set evaluation.judges=...]
 """
 
 from zenml import pipeline
@@ -11,7 +11,9 @@ from steps import evaluate_responses
 
 
 @pipeline(enable_cache=False)
-def evaluate(evaluation: EvaluationConfig, generations_version: str | None = None, dialogues_version: str | None = None) -> None:
+def evaluate(
+    evaluation: EvaluationConfig, generations_version: str | None = None, dialogues_version: str | None = None
+) -> None:
     """Steps, in order:
 
     1. ``evaluate_responses``: pairwise judging of the ``generations`` artifact (latest

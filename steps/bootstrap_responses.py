@@ -6,18 +6,19 @@ import pandas as pd
 from zenml import log_metadata, step
 
 from empathy_distill.config import BootstrapConfig, TeacherConfig
-from empathy_distill.datasets import BOOTSTRAP_COLUMNS, lineage_prompt_hash, run_bootstrap
+from empathy_distill.stages import require_teacher_success, rewrite_stage
 from empathy_distill.teacher import build_teacher
-from empathy_distill.teacher.types import TeacherError
 from empathy_distill.tracking import log_bootstrap
 from materializers import DialogueTableMaterializer
+from steps.console import stage_done
 
 
 @step(experiment_tracker=True, output_materializers={"bootstrap_log": DialogueTableMaterializer})
 def bootstrap_responses(
     dialogues: pd.DataFrame, bootstrap: BootstrapConfig, teacher: TeacherConfig, prompt_hash: str
 ) -> tuple[Annotated[pd.DataFrame, "bootstrap_log"], Annotated[dict[str, Any], "bootstrap_report"]]:
-    """Runs the teacher over the SFT and DPO groups; replies are cached on disk by request hash.
+    """Runs the teacher over the SFT and DPO groups (:func:`~empathy_distill.stages.rewrite_stage`); replies
+    are cached on disk by request hash.
 
     Args:
         dialogues: the validated dialogue table.
@@ -29,18 +30,18 @@ def bootstrap_responses(
     Raises:
         TeacherError: more dialogues failed than ``teacher.max_failed_fraction`` allows.
     """
-    if bootstrap.method == "direct":
-        report = {"method": "direct", "strategy": "none", "teacher_requests": 0, "prompt_hash": prompt_hash}
-        log_bootstrap(report, None)
-        return pd.DataFrame(columns=BOOTSTRAP_COLUMNS).astype("string"), report
-    log, report = run_bootstrap(dialogues, bootstrap, build_teacher(teacher))
-    report["prompt_hash"] = lineage_prompt_hash(bootstrap)
-    log_bootstrap(report, teacher.model)
+    direct = bootstrap.method == "direct"
+    log, report = rewrite_stage(dialogues, bootstrap, None if direct else build_teacher(teacher))
+    log_bootstrap(report, None if direct else teacher.model)
     log_metadata({k: v for k, v in report.items() if isinstance(v, (int, float, str))})
-    planned = report["sft_dialogues_planned"] + report["dpo_dialogues_planned"]
-    if planned and report["dialogues_error"] / planned > teacher.max_failed_fraction:
-        raise TeacherError(
-            f"{report['dialogues_error']} of {planned} dialogues failed at the teacher "
-            f"(more than teacher.max_failed_fraction={teacher.max_failed_fraction}); first error: {report['first_error']}"
+    require_teacher_success(report, teacher)
+    if direct:
+        stage_done("method direct: no teacher requests")
+    else:
+        stage_done(
+            f"{bootstrap.method}/{bootstrap.strategy}: {report['dialogues_ok']} dialogues rewritten, "
+            f"{report['dialogues_invalid']} invalid, "
+            f"{report['dialogues_error']} failed; {report['teacher_requests']} requests "
+            f"({report['teacher_cache_hits']} from cache)"
         )
     return log, report

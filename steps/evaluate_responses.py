@@ -8,22 +8,37 @@ from zenml import log_metadata, step
 from zenml.types import MarkdownString
 
 from empathy_distill.config import EvaluationConfig
-from empathy_distill.judging.evaluate import report_markdown, run_evaluation, save_report
+from empathy_distill.judging.protocol import run_evaluation
+from empathy_distill.judging.report import report_markdown, save_report
 from empathy_distill.tracking import log_evaluation
+from steps.console import stage_done
 
 
 @step(experiment_tracker=True)
 def evaluate_responses(
     generations: pd.DataFrame, dialogues: pd.DataFrame, evaluation: EvaluationConfig, label: str = ""
 ) -> tuple[Annotated[dict[str, Any], "evaluation_report"], Annotated[MarkdownString, "evaluation_table"]]:
-    """Win rates with Wilson intervals, validity, consistency, invalid counts, LC win rates; the table renders in the dashboard."""
+    """Win rates with Wilson intervals, validity, consistency, invalid counts, LC win rates; the table renders in the
+    dashboard."""
     report = run_evaluation(generations, dialogues, evaluation)
     report["label"] = label
     with tempfile.TemporaryDirectory() as tmp:
         log_evaluation(report, save_report(report, tmp), prefix=f"ablation.{label}" if label else "eval")
-    metadata: dict[str, Any] = {"valid": bool(report["valid"]), "invalid_reasons": "; ".join(report["invalid_reasons"]) or "none", "ci_method": report["ci_method"]}
+    metadata: dict[str, Any] = {
+        "valid": bool(report["valid"]),
+        "invalid_reasons": "; ".join(report["invalid_reasons"]) or "none",
+        "ci_method": report["ci_method"],
+    }
     # NaN is not JSON: a win rate with nothing valid behind it is written as text, never dropped
-    metadata.update({f"{c['opponent']}.{c['judge']}.win_rate": c["win_rate"] if c["win_rate"] == c["win_rate"] else "NaN (no valid comparisons)"
-                     for c in report["comparisons"]})
+    metadata.update(
+        {
+            f"{c['opponent']}.{c['judge']}.win_rate": c["win_rate"]
+            if c["win_rate"] == c["win_rate"]
+            else "NaN (no valid comparisons)"
+            for c in report["comparisons"]
+        }
+    )
     log_metadata(metadata)
+    rates = ", ".join(f"vs {c['opponent']} {c['win_rate']:.2f}" for c in report["comparisons"])
+    stage_done(f"{report['test_dialogues']} dialogues judged in both orders: {rates}; valid {report['valid']}")
     return report, MarkdownString(report_markdown(report))

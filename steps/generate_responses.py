@@ -1,6 +1,6 @@
 """Step: base and tuned students answer the test prompts; reference responses ride along."""
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import mlflow
 import pandas as pd
@@ -10,14 +10,20 @@ from empathy_distill.config import GenerationSettings, StudentConfig
 from empathy_distill.training.adapter import Adapter
 from empathy_distill.training.generate import champion_replies, generate_base_and_tuned, prompts_for_test_split
 from materializers import DialogueTableMaterializer
+from steps.console import stage_done
 
 
 @step(experiment_tracker=True, output_materializers={"generations": DialogueTableMaterializer})
 def generate_responses(
-    student_base: str, dialogues: pd.DataFrame, generation: GenerationSettings, student: StudentConfig, adapter: Optional[Adapter] = None,
-    champion: Optional[dict[str, str]] = None,
+    student_base: str,
+    dialogues: pd.DataFrame,
+    generation: GenerationSettings,
+    student: StudentConfig,
+    adapter: Adapter | None = None,
+    champion: dict[str, str] | None = None,
 ) -> Annotated[pd.DataFrame, "generations"]:
-    """One row per test dialogue: prompt, base and tuned replies, the champion's (when one exists), and the recorded responses.
+    """One row per test dialogue: prompt, base and tuned replies, the champion's (when one exists), and the recorded
+    responses.
 
     Args:
         champion: ``{"model", "version"}`` of the registry's champion: it answers the same prompts
@@ -26,12 +32,22 @@ def generate_responses(
     prompts = prompts_for_test_split(dialogues, generation.max_prompts)
     out = generate_base_and_tuned(student_base, adapter.path if adapter else None, prompts, student, generation)
     if champion:
-        out["champion_response"] = champion_replies(f"models:/{champion['model']}/{champion['version']}", prompts, generation)
+        out["champion_response"] = champion_replies(
+            f"models:/{champion['model']}/{champion['version']}", prompts, generation
+        )
         out["champion_version"] = str(champion["version"])
-    recorded = dialogues[dialogues["split"] == "test"].pivot_table(index="dialogue_id", columns="source", values="response", aggfunc="first")
+    recorded = dialogues[dialogues["split"] == "test"].pivot_table(
+        index="dialogue_id", columns="source", values="response", aggfunc="first"
+    )
     recorded.columns = [f"ref_{c}" for c in recorded.columns]
-    table = prompts.merge(out, on="dialogue_id").merge(recorded, left_on="dialogue_id", right_index=True, how="left").astype("string")
+    table = (
+        prompts.merge(out, on="dialogue_id")
+        .merge(recorded, left_on="dialogue_id", right_index=True, how="left")
+        .astype("string")
+    )
     empty = int((table["tuned_response"].str.strip() == "").sum())
     mlflow.log_metrics({"generation.prompts": float(len(table)), "generation.tuned_empty": float(empty)})
     mlflow.log_text(table.head(20).to_csv(index=False), "generation/sample.csv")
+    who = "base, tuned and champion" if champion else "base and tuned"
+    stage_done(f"{len(table)} test prompts answered by {who}; {empty} empty")
     return table

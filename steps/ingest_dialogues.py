@@ -8,9 +8,13 @@ from zenml import log_metadata, step
 from empathy_distill.config import DataConfig
 from empathy_distill.data.ingest import read_dialogues
 from materializers import DialogueTableMaterializer
+from steps.console import stage_done
 
 
-@step(experiment_tracker=True, output_materializers={"raw_rows": DialogueTableMaterializer, "rejected_records": DialogueTableMaterializer})
+@step(
+    experiment_tracker=True,
+    output_materializers={"raw_rows": DialogueTableMaterializer, "rejected_records": DialogueTableMaterializer},
+)
 def ingest_dialogues(
     data: DataConfig, source_fingerprint: str
 ) -> tuple[
@@ -28,4 +32,7 @@ def ingest_dialogues(
     rows, rejected, info = read_dialogues(data.path, data.format)
     info["source_fingerprint"] = source_fingerprint
     log_metadata({"format": info["format"], "records_read": info["records_read"], "rows": len(rows)})
+    stage_done(
+        f"{info['records_read']} records read as {info['format']}, {len(rows)} response rows, {len(rejected)} rejected"
+    )
     return rows, rejected, info

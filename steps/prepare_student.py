@@ -1,25 +1,38 @@
 """Step: the student's base model: the offline tiny student (built and cached) or a configured model."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import mlflow
 import pandas as pd
 from zenml import log_metadata, step
 
 from empathy_distill.config import StudentConfig
-from empathy_distill.training.student import prepare_tiny_student
+from empathy_distill.stages import student_stage
+from steps.console import stage_done
+
+PARAMS = ("model", "vocab_size", "parameters", "key")
+METRICS = ("pretrain_loss_last", "build_seconds", "warmup_chats", "warmup_units_dropped")
 
 
 @step(experiment_tracker=True)
-def prepare_student(dialogues: pd.DataFrame, sft_train: pd.DataFrame, dpo_train: pd.DataFrame, student: StudentConfig) -> Annotated[str, "student_base"]:
-    """Returns a model folder or hub id; ``tiny`` is warmed up on train situations and speaker turns only (no download)."""
-    if student.model != "tiny":
-        mlflow.log_param("student.model", student.model)
-        return student.model
-    folder, info = prepare_tiny_student(dialogues, [sft_train, dpo_train], student)
-    info_flat: dict[str, Any] = {f"student.{k}": v for k, v in info.items() if v is not None}
-    mlflow.log_params({k: v for k, v in info_flat.items() if k in ("student.model", "student.vocab_size", "student.parameters", "student.key")})
-    mlflow.log_metrics({k: float(v) for k, v in info_flat.items()
-                        if k in ("student.pretrain_loss_last", "student.build_seconds", "student.warmup_chats", "student.warmup_units_dropped")})
+def prepare_student(
+    dialogues: pd.DataFrame, sft_train: pd.DataFrame, dpo_train: pd.DataFrame, student: StudentConfig
+) -> Annotated[str, "student_base"]:
+    """Returns a model folder or hub id; ``tiny`` is warmed up on train situations and speaker turns only (no
+    download)."""
+    path, info = student_stage(dialogues, [sft_train, dpo_train], student)
+    mlflow.log_params({f"student.{k}": info[k] for k in PARAMS if info.get(k) is not None})
+    mlflow.log_metrics({f"student.{k}": float(info[k]) for k in METRICS if info.get(k) is not None})
     log_metadata({k: v for k, v in info.items() if isinstance(v, (int, float, str))})
-    return str(folder.resolve())
+    if student.model != "tiny":
+        stage_done(f"student {student.model}")
+    else:
+        built = (
+            "reused"
+            if info.get("reused")
+            else f"built, pretrain loss {info.get('pretrain_loss_last', float('nan')):.2f}"
+        )
+        stage_done(
+            f"tiny student ({info.get('parameters', 0) / 1e6:.2f}M parameters, vocab {info.get('vocab_size')}) {built}"
+        )
+    return path

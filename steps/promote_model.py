@@ -1,6 +1,6 @@
 """Step: the promotion gate (never cached): the policy decides, ``champion`` moves under lock with compare-and-set."""
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import mlflow
 from zenml import get_step_context, log_metadata, step
@@ -9,11 +9,15 @@ from zenml.enums import ModelStages
 from empathy_distill.config import RegistryConfig
 from empathy_distill.registry.policy import gate
 from empathy_distill.registry.promotion import Promotions
+from steps.console import stage_done
 
 
 @step(experiment_tracker=True, enable_cache=False)
 def promote_model(
-    registration: dict[str, Any], evaluation_report: dict[str, Any], registry: RegistryConfig, champion_version: Optional[str] = None
+    registration: dict[str, Any],
+    evaluation_report: dict[str, Any],
+    registry: RegistryConfig,
+    champion_version: str | None = None,
 ) -> Annotated[dict[str, Any], "promotion_decision"]:
     """Applies ``registry.policy`` to the evaluation; every decision is appended to the promotion history.
 
@@ -27,17 +31,35 @@ def promote_model(
     ctx = get_step_context()
     result = gate(evaluation_report, registry.policy, champion_version)
     promotions = Promotions.open(mlflow.get_tracking_uri(), registry.history)
-    entry = promotions.move_champion(registry.model_name, registration["version"], expected=champion_version, promote=result["passed"],
-                                     action="gate", reasons=result["reasons"], figures={"checks": result["checks"], "rules": result["rules"]},
-                                     actor=f"zenml:{ctx.pipeline_run.name}")
+    entry = promotions.move_champion(
+        registry.model_name,
+        registration["version"],
+        expected=champion_version,
+        promote=result["passed"],
+        action="gate",
+        reasons=result["reasons"],
+        figures={"checks": result["checks"], "rules": result["rules"]},
+        actor=f"zenml:{ctx.pipeline_run.name}",
+    )
     if entry["promoted"] and ctx.model is not None:
         ctx.model.set_stage(ModelStages.PRODUCTION, force=True)  # ZenML archives the previous production version
     mlflow.log_dict(entry, "promotion/decision.json")
-    mlflow.set_tags({"promotion.decision": entry["decision"], "promotion.champion_after": str(entry["champion_after"]),
-                     "promotion.reasons": ("; ".join(entry["reasons"]) or "all rules met")[:5000]})
-    metadata = {"decision": entry["decision"], "champion_after": str(entry["champion_after"]), "reasons": "; ".join(entry["reasons"]) or "all rules met",
-                "rules": "; ".join(result["rules"]), "history_seq": entry["seq"]}
+    mlflow.set_tags(
+        {
+            "promotion.decision": entry["decision"],
+            "promotion.champion_after": str(entry["champion_after"]),
+            "promotion.reasons": ("; ".join(entry["reasons"]) or "all rules met")[:5000],
+        }
+    )
+    metadata = {
+        "decision": entry["decision"],
+        "champion_after": str(entry["champion_after"]),
+        "reasons": "; ".join(entry["reasons"]) or "all rules met",
+        "rules": "; ".join(result["rules"]),
+        "history_seq": entry["seq"],
+    }
     log_metadata(metadata)
     if ctx.model is not None:
         log_metadata({"promotion": metadata}, infer_model=True)
+    stage_done(f"v{entry['version']} {entry['decision']}; champion {entry['champion_after']}")
     return entry

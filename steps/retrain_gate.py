@@ -1,4 +1,5 @@
-"""Step: the scheduled retrain's gate (never cached): ``distill`` runs only when an input differs from the champion's."""
+"""Step: the scheduled retrain's gate (never cached): ``distill`` runs only when an input differs from the
+champion's."""
 
 import logging
 from typing import Annotated
@@ -18,7 +19,7 @@ def retrain_gate(config: DistillConfig, force: bool = False) -> Annotated[list[s
     recurring run of ``distill`` itself would carry the values of the day it was scheduled). When
     something changed, ``distill`` is submitted to the same stack and this step returns once it is.
     """
-    from pipelines.registry_ops import retrain
+    from app.registry_ops import retrain
 
     lines = retrain(config, force=force)
     for line in lines:

@@ -10,10 +10,13 @@ from zenml.client import Client
 from zenml.types import MarkdownString
 
 from empathy_distill.judging.ablation import ablation_markdown, ablation_plot, ablation_table
+from steps.console import stage_done
 
 
 @step(experiment_tracker=True, enable_cache=False)
-def summarize_ablation() -> tuple[Annotated[list[dict[str, Any]], "ablation_reports"], Annotated[MarkdownString, "ablation_table"]]:
+def summarize_ablation() -> tuple[
+    Annotated[list[dict[str, Any]], "ablation_reports"], Annotated[MarkdownString, "ablation_table"]
+]:
     """Reads the evaluation report of every cell of the current run (run it after them)."""
     run = Client().get_pipeline_run(get_step_context().pipeline_run.id)
     reports = [
@@ -27,4 +30,5 @@ def summarize_ablation() -> tuple[Annotated[list[dict[str, Any]], "ablation_repo
         mlflow.log_artifact(str(ablation_plot(reports, Path(tmp) / "ablation.png")), "ablation")
         (Path(tmp) / "ablation.md").write_text(markdown)
         mlflow.log_artifact(str(Path(tmp) / "ablation.md"), "ablation")
+    stage_done(f"{len(reports)} cells compared")
     return reports, MarkdownString(markdown)

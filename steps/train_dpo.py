@@ -1,6 +1,6 @@
 """Step: DPO from the SFT adapter (or a fresh adapter for a DPO-only run)."""
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import pandas as pd
 from zenml import ArtifactConfig, step
@@ -11,18 +11,41 @@ from empathy_distill.tracking import log_training_stage
 from empathy_distill.training.adapter import Adapter
 from empathy_distill.training.launch import train_stage
 from materializers import AdapterFolderMaterializer
+from steps.console import last_loss, stage_done
 
 
 @step(experiment_tracker=True, output_materializers={"dpo_adapter": AdapterFolderMaterializer})
 def train_dpo(
-    student_base: str, dpo_train: pd.DataFrame, training: TrainingConfig, student: StudentConfig, sft_adapter: Optional[Adapter] = None
+    student_base: str,
+    dpo_train: pd.DataFrame,
+    training: TrainingConfig,
+    student: StudentConfig,
+    sft_adapter: Adapter | None = None,
 ) -> Annotated[Adapter, ArtifactConfig(name="dpo_adapter", artifact_type=ArtifactType.MODEL)]:
     """beta and loss from config; the reference is the frozen SFT adapter (see empathy_distill/training/dpo.py)."""
     result = train_stage("dpo", student_base, dpo_train, training, student, sft_adapter.path if sft_adapter else None)
     log_training_stage(
         result,
-        {"learning_rate": training.dpo.learning_rate, "epochs": training.dpo.epochs, "batch_size": training.dpo.batch_size, "max_steps": training.dpo.max_steps,
-         "beta": training.beta, "loss_type": training.loss_type, "reference": "sft_adapter" if sft_adapter else "base_model"},
+        {
+            "learning_rate": training.dpo.learning_rate,
+            "epochs": training.dpo.epochs,
+            "batch_size": training.dpo.batch_size,
+            "max_steps": training.dpo.max_steps,
+            "beta": training.beta,
+            "loss_type": training.loss_type,
+            "reference": "sft_adapter" if sft_adapter else "base_model",
+        },
         curve_keys=("loss", "rewards/accuracies", "rewards/margins"),
     )
-    return Adapter(path=result.adapter_dir, base_model=student_base, stage="dpo", weights_hash=result.hash_after, global_step=result.global_step, rows=result.rows)
+    stage_done(
+        f"{result.global_step} steps on {result.rows} rows"
+        + (" (reused)" if result.reused else f", loss {last_loss(result.history)}")
+    )
+    return Adapter(
+        path=result.adapter_dir,
+        base_model=student_base,
+        stage="dpo",
+        weights_hash=result.hash_after,
+        global_step=result.global_step,
+        rows=result.rows,
+    )

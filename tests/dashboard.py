@@ -31,7 +31,9 @@ def chromium_reason() -> str | None:
 def login(server: str, username: str, password: str) -> tuple[str, str, str]:
     """(cookie name, cookie value, bearer token) from the server's login endpoint, as the dashboard's form posts it."""
     body = urllib.parse.urlencode({"username": username, "password": password}).encode()
-    with urllib.request.urlopen(urllib.request.Request(server + "/api/v1/login", data=body, method="POST"), timeout=30) as resp:
+    with urllib.request.urlopen(
+        urllib.request.Request(server + "/api/v1/login", data=body, method="POST"), timeout=30
+    ) as resp:
         cookie = http.cookies.SimpleCookie(resp.headers["Set-Cookie"])
         token = json.loads(resp.read())["access_token"]
     name, morsel = next(iter(cookie.items()))
@@ -41,8 +43,12 @@ def login(server: str, username: str, password: str) -> tuple[str, str, str]:
 def answer_account_survey(server: str, token: str) -> None:
     """What the dashboard's first-visit form sends for its user (else every page shows that form)."""
     body = json.dumps({"email_opted_in": False, "user_metadata": {"finished_onboarding_survey": True}}).encode()
-    req = urllib.request.Request(server + "/api/v1/current-user", data=body, method="PUT",
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        server + "/api/v1/current-user",
+        data=body,
+        method="PUT",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     urllib.request.urlopen(req, timeout=30).close()
 
 
@@ -50,9 +56,22 @@ def answer_account_survey(server: str, token: str) -> None:
 def _devtools_page(width: int, height: int):
     port = free_port()
     profile = tempfile.mkdtemp(prefix="chromium-")
-    proc = subprocess.Popen(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--remote-debugging-port={port}",
-                             f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            "chromium",
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--remote-debugging-port={port}",
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -88,8 +107,15 @@ def _devtools_page(width: int, height: int):
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def render(server: str, page_url: str, username: str, password: str, must_show: list[str], timeout_s: float = 90,
-           size: tuple[int, int] = (1400, 900)) -> tuple[str, bytes]:
+def render(
+    server: str,
+    page_url: str,
+    username: str,
+    password: str,
+    must_show: list[str],
+    timeout_s: float = 90,
+    size: tuple[int, int] = (1400, 900),
+) -> tuple[str, bytes]:
     """(the page's visible text, a PNG of it) once every string in ``must_show`` is on the page.
 
     Raises:
@@ -106,12 +132,16 @@ def render(server: str, page_url: str, username: str, password: str, must_show: 
         call("Page.navigate", url=page_url)
         deadline, text = time.monotonic() + timeout_s, ""
         while time.monotonic() < deadline:
-            result = call("Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True)
+            result = call(
+                "Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True
+            )
             text = result["result"].get("value", "")
             if all(s in text for s in must_show):
                 break
             time.sleep(0.5)
         else:
-            raise AssertionError(f"{page_url} did not show {must_show} within {timeout_s:.0f} s; it showed: {text[:500]!r}")
+            raise AssertionError(
+                f"{page_url} did not show {must_show} within {timeout_s:.0f} s; it showed: {text[:500]!r}"
+            )
         time.sleep(1.5)  # the DAG view lays itself out after the text arrives
         return text, base64.b64decode(call("Page.captureScreenshot", format="png")["data"])

@@ -30,7 +30,16 @@ class RecordingKFPClient:
         kept = self.out / f"{n:02d}-{call}.yaml"
         shutil.copyfile(package, kept)
         with open(self.out / "calls.jsonl", "a") as log:
-            log.write(json.dumps({"call": call, "package": str(kept), **{k: str(v) if v is not None else None for k, v in arguments.items()}}) + "\n")
+            log.write(
+                json.dumps(
+                    {
+                        "call": call,
+                        "package": str(kept),
+                        **{k: str(v) if v is not None else None for k, v in arguments.items()},
+                    }
+                )
+                + "\n"
+            )
         return f"{call}-{n}"
 
     def get_experiment(self, experiment_name: str, namespace: str | None = None):
@@ -40,12 +49,28 @@ class RecordingKFPClient:
         return SimpleNamespace(experiment_id=f"experiment-{name}")
 
     def create_recurring_run(self, experiment_id: str, job_name: str, pipeline_package_path: str, **arguments):
-        return SimpleNamespace(recurring_run_id=self._keep("create_recurring_run", pipeline_package_path, experiment_id=experiment_id,
-                                                           job_name=job_name, **arguments))
+        return SimpleNamespace(
+            recurring_run_id=self._keep(
+                "create_recurring_run",
+                pipeline_package_path,
+                experiment_id=experiment_id,
+                job_name=job_name,
+                **arguments,
+            )
+        )
 
-    def create_run_from_pipeline_package(self, pipeline_file: str, arguments=None, run_name=None, enable_caching=None, namespace=None):
-        return SimpleNamespace(run_id=self._keep("create_run_from_pipeline_package", pipeline_file, run_name=run_name,
-                                                 enable_caching=enable_caching, namespace=namespace))
+    def create_run_from_pipeline_package(
+        self, pipeline_file: str, arguments=None, run_name=None, enable_caching=None, namespace=None
+    ):
+        return SimpleNamespace(
+            run_id=self._keep(
+                "create_run_from_pipeline_package",
+                pipeline_file,
+                run_name=run_name,
+                enable_caching=enable_caching,
+                namespace=namespace,
+            )
+        )
 
 
 def main(argv: list[str]) -> int:
@@ -53,7 +78,7 @@ def main(argv: list[str]) -> int:
 
     out = Path(os.environ["KFP_CAPTURE_DIR"])
     KubeflowOrchestrator._get_kfp_client = lambda self, settings: RecordingKFPClient(out)
-    from empathy_distill.cli import main as cli
+    from app.cli import main as cli
 
     return cli(argv)
 

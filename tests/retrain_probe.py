@@ -14,9 +14,9 @@ import sys
 def main(config_path: str, data_path: str) -> int:
     from zenml.client import Client
 
+    from app.runner import prepared
     from empathy_distill.config import load_config
     from pipelines.retrain import retrain
-    from pipelines.runner import prepared
 
     config = prepared(load_config(config_path, [f"data.path={data_path}"]), needs_teacher=False)
     run = Client().get_pipeline_run(retrain(config=config).id)

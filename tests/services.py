@@ -70,16 +70,39 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log: Path, auth: bool
     from deploy.server import stop, wait_ready
 
     port = free_port()
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend_store_uri,
-           "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
-    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--artifacts-destination",
+        str(artifacts),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+    ]
+    env = {
+        **os.environ,
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
     if auth:
         ini = log.with_name("basic_auth.ini")
-        ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{log.with_name('basic_auth.db')}\nadmin_username = {ADMIN[0]}\n"
-                       "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-                       "auth_cache_ttl_seconds = 60\n")  # else every request pays a PBKDF2 check (about 3x slower)
+        ini.write_text(
+            "[mlflow]\ndefault_permission = READ\ndatabase_uri = "
+            f"sqlite:///{log.with_name('basic_auth.db')}\nadmin_username = {ADMIN[0]}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            "auth_cache_ttl_seconds = 60\n"
+        )  # else every request pays a PBKDF2 check (about 3x slower)
         cmd += ["--app-name", "basic-auth"]
-        env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN[1], MLFLOW_FLASK_SERVER_SECRET_KEY=uuid.uuid4().hex)
+        env.update(
+            MLFLOW_AUTH_CONFIG_PATH=str(ini),
+            MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN[1],
+            MLFLOW_FLASK_SERVER_SECRET_KEY=uuid.uuid4().hex,
+        )
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -90,7 +113,12 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log: Path, auth: bool
         stop(proc.pid)
 
 
-MARIADB_ADMIN = {"host": "127.0.0.1", "port": int(os.environ.get("EMPATHY_TEST_MARIADB_PORT", "3306")), "user": "root", "password": ""}
+MARIADB_ADMIN = {
+    "host": "127.0.0.1",
+    "port": int(os.environ.get("EMPATHY_TEST_MARIADB_PORT", "3306")),
+    "user": "root",
+    "password": "",
+}
 
 
 def mariadb_reason() -> str | None:
@@ -138,9 +166,25 @@ def zenml_server(store_url: str, home: Path, log: Path):
     from deploy.server import stop, wait_ready
 
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "zenml.zen_server.zen_server_api:app", "--host", "127.0.0.1", "--port", str(port)]
-    env = {**os.environ, "ZENML_CONFIG_PATH": str(home), "ZENML_STORE_URL": store_url, "ZENML_ANALYTICS_OPT_IN": "false",
-           "ZENML_SERVER_AUTO_ACTIVATE": "true", "ZENML_SERVER_JWT_SECRET_KEY": uuid.uuid4().hex, "ZENML_SERVER_DEPLOYMENT_TYPE": "other"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "zenml.zen_server.zen_server_api:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    env = {
+        **os.environ,
+        "ZENML_CONFIG_PATH": str(home),
+        "ZENML_STORE_URL": store_url,
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "ZENML_SERVER_AUTO_ACTIVATE": "true",
+        "ZENML_SERVER_JWT_SECRET_KEY": uuid.uuid4().hex,
+        "ZENML_SERVER_DEPLOYMENT_TYPE": "other",
+    }
     for key in ("ZENML_STORE_USERNAME", "ZENML_STORE_PASSWORD", "ZENML_STORE_API_KEY"):
         env.pop(key, None)
     with open(log, "ab") as out:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 
 def revise(src: Path, dst: Path, n: int = 8) -> Path:
-    rows = list(csv.DictReader(Path(src).open(newline="", encoding="utf-8")))
+    with Path(src).open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
     for row in rows[:n]:
         row["rating_human"] = "2" if row["rating_human"] == "3" else "3"
     dst = Path(dst)

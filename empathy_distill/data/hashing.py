@@ -60,7 +60,9 @@ def file_fingerprint(path: str | Path) -> str:
 def table_digest(table: pd.DataFrame) -> str:
     """sha256 over every column of a table, rows in any order (training sets have other columns than dialogues)."""
     rows = sorted(
-        hashlib.sha256(json.dumps([_canonical(v) for v in row], ensure_ascii=True, default=str, separators=(",", ":")).encode()).hexdigest()
+        hashlib.sha256(
+            json.dumps([_canonical(v) for v in row], ensure_ascii=True, default=str, separators=(",", ":")).encode()
+        ).hexdigest()
         for row in table[sorted(table.columns)].itertuples(index=False, name=None)
     )
     outer = hashlib.sha256(",".join(sorted(table.columns)).encode())

@@ -71,7 +71,9 @@ def read_dialogues(path: str | Path, fmt: str = "auto") -> tuple[pd.DataFrame, p
     rows = pd.DataFrame(result.rows, columns=_RAW_COLUMNS, dtype=object)
     rejected = _quarantine_frame(result.quarantine)
     info = {"data_path": str(path), "format": fmt, "records_read": result.records_read}
-    logger.info("read %s as %s: %d records, %d rows, %d rejected", path, fmt, result.records_read, len(rows), len(rejected))
+    logger.info(
+        "read %s as %s: %d records, %d rows, %d rejected", path, fmt, result.records_read, len(rows), len(rejected)
+    )
     return rows, rejected, info
 
 
@@ -151,7 +153,9 @@ def quarantine_jsonl(quarantine: pd.DataFrame) -> str:
     """Quarantine entries as JSON lines (ASCII-escaped so odd bytes survive)."""
     lines = []
     for rec in quarantine.to_dict(orient="records"):
-        lines.append(json.dumps({k: (None if pd.isna(v) else v) for k, v in rec.items()}, ensure_ascii=True, default=int))
+        lines.append(
+            json.dumps({k: (None if pd.isna(v) else v) for k, v in rec.items()}, ensure_ascii=True, default=int)
+        )
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -159,7 +163,11 @@ def write_outputs(result: IngestResult, out_dir: str | Path) -> dict[str, Path]:
     """Writes ``dialogues.parquet``, ``quarantine.jsonl`` and ``report.json`` to ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"dialogues": out / "dialogues.parquet", "quarantine": out / "quarantine.jsonl", "report": out / "report.json"}
+    paths = {
+        "dialogues": out / "dialogues.parquet",
+        "quarantine": out / "quarantine.jsonl",
+        "report": out / "report.json",
+    }
     result.table.to_parquet(paths["dialogues"], index=False)
     paths["quarantine"].write_text(quarantine_jsonl(result.quarantine), encoding="utf-8")
     paths["report"].write_text(json.dumps(result.report, indent=2) + "\n", encoding="utf-8")

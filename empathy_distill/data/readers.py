@@ -105,7 +105,9 @@ def read_text(path: Path) -> str:
     if not path.exists():
         raise InputError(path, "file not found")
     if path.is_dir():
-        raise InputError(path, "is a folder, not a file (a datasets folder needs dataset_info.json or dataset_dict.json)")
+        raise InputError(
+            path, "is a folder, not a file (a datasets folder needs dataset_info.json or dataset_dict.json)"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -223,7 +225,9 @@ def jsonl_rows(obj: Any, record: int) -> tuple[list[dict[str, Any]], list[dict[s
     dialogue_id = clean_text(obj.get("dialogue_id"))
     for key in _JSONL_DIALOGUE_KEYS:
         if key not in obj:
-            return [], [reject(record, "missing_field", f"key '{key}' is missing", dialogue_id=dialogue_id, field_name=key)]
+            return [], [
+                reject(record, "missing_field", f"key '{key}' is missing", dialogue_id=dialogue_id, field_name=key)
+            ]
     base = {
         "record": record,
         "dialogue_id": dialogue_id,
@@ -235,15 +239,39 @@ def jsonl_rows(obj: Any, record: int) -> tuple[list[dict[str, Any]], list[dict[s
     if "responses" in obj:
         responses = obj["responses"]
         if not isinstance(responses, list) or not responses:
-            return [], [reject(record, "missing_field", "'responses' must be a non-empty list", dialogue_id=dialogue_id, field_name="responses")]
+            return [], [
+                reject(
+                    record,
+                    "missing_field",
+                    "'responses' must be a non-empty list",
+                    dialogue_id=dialogue_id,
+                    field_name="responses",
+                )
+            ]
     elif "response" in obj:
         responses = [obj]
     else:
-        return [], [reject(record, "missing_field", "neither 'responses' nor 'response' is present", dialogue_id=dialogue_id, field_name="responses")]
+        return [], [
+            reject(
+                record,
+                "missing_field",
+                "neither 'responses' nor 'response' is present",
+                dialogue_id=dialogue_id,
+                field_name="responses",
+            )
+        ]
     rows, rejects = [], []
     for i, resp in enumerate(responses):
         if not isinstance(resp, dict) or "response" not in resp:
-            rejects.append(reject(record, "missing_field", f"responses[{i}] has no 'response'", dialogue_id=dialogue_id, field_name="response"))
+            rejects.append(
+                reject(
+                    record,
+                    "missing_field",
+                    f"responses[{i}] has no 'response'",
+                    dialogue_id=dialogue_id,
+                    field_name="response",
+                )
+            )
             continue
         rows.append(
             {
@@ -273,7 +301,13 @@ def ed_rows(records: list[tuple[int, dict[str, Any]]]) -> tuple[list[dict[str, A
             idx = int(str(rec.get("utterance_idx")).strip())
         except ValueError:
             rejects.append(
-                reject(record, "bad_turn_index", f"utterance_idx {rec.get('utterance_idx')!r} is not an integer", dialogue_id=conv_id, field_name="utterance_idx")
+                reject(
+                    record,
+                    "bad_turn_index",
+                    f"utterance_idx {rec.get('utterance_idx')!r} is not an integer",
+                    dialogue_id=conv_id,
+                    field_name="utterance_idx",
+                )
             )
             continue
         convs.setdefault(conv_id, []).append((idx, record, rec))
@@ -283,10 +317,26 @@ def ed_rows(records: list[tuple[int, dict[str, Any]]]) -> tuple[list[dict[str, A
         for idx, record, rec in turns:
             if idx % 2 == 0:
                 if idx - 1 not in by_idx:
-                    rejects.append(reject(record, "unpaired_turn", f"listener turn {idx} has no speaker turn {idx - 1}", dialogue_id=conv_id, field_name="utterance"))
+                    rejects.append(
+                        reject(
+                            record,
+                            "unpaired_turn",
+                            f"listener turn {idx} has no speaker turn {idx - 1}",
+                            dialogue_id=conv_id,
+                            field_name="utterance",
+                        )
+                    )
                 continue
             if idx + 1 not in by_idx:
-                rejects.append(reject(record, "unpaired_turn", f"speaker turn {idx} has no listener reply", dialogue_id=conv_id, field_name="utterance"))
+                rejects.append(
+                    reject(
+                        record,
+                        "unpaired_turn",
+                        f"speaker turn {idx} has no listener reply",
+                        dialogue_id=conv_id,
+                        field_name="utterance",
+                    )
+                )
                 continue
             reply = by_idx[idx + 1][1]
             rows.append(
@@ -321,7 +371,12 @@ def _csv_dicts(
         if len(fields) != want and (min_fields is None or len(fields) < min_fields):
             hint = " (the file may be truncated)" if len(fields) < want else ""
             result.quarantine.append(
-                reject(record, "field_count", f"expected {want} fields, found {len(fields)}{hint}", dialogue_id=clean_text(fields[0]) if fields else None)
+                reject(
+                    record,
+                    "field_count",
+                    f"expected {want} fields, found {len(fields)}{hint}",
+                    dialogue_id=clean_text(fields[0]) if fields else None,
+                )
             )
             continue
         yield record, dict(zip(header, fields))

@@ -20,7 +20,7 @@ Readers also fill two bookkeeping columns that never reach the output table:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 DIALOGUE_COLUMNS: list[str] = [
     "dialogue_id",
@@ -32,11 +32,10 @@ DIALOGUE_COLUMNS: list[str] = [
     "rating",
     "split",
 ]
-TEXT_COLUMNS: list[str] = ["situation", "utterance", "response"]
 BOOKKEEPING_COLUMNS: list[str] = ["record", "rating_raw"]
 
 Format = Literal["llms_vs_humans", "empathetic_dialogues", "jsonl", "hf_datasets"]
-FORMATS: tuple[str, ...] = ("llms_vs_humans", "empathetic_dialogues", "jsonl", "hf_datasets")
+FORMATS: tuple[str, ...] = get_args(Format)
 SPLITS: tuple[str, ...] = ("train", "test")
 
 # The LLMs-vs-Humans file: one row per dialogue, five responses side by side.

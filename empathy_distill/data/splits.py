@@ -20,7 +20,7 @@ SplitMethod = Literal["auto", "paper", "hash"]
 
 def hash_fraction(dialogue_id: str, seed: int) -> float:
     """A number in [0, 1) fixed by the id and the seed."""
-    digest = hashlib.sha256(f"{seed}:{dialogue_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}:{dialogue_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 

@@ -24,7 +24,12 @@ def ablation_table(reports: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for report in reports:
         method, strategy, stages = report["label"].split("__")
-        row = {"method": method, "strategy": strategy, "stages": stages.replace("_", "+"), "valid": "yes" if report.get("valid") else "NO"}
+        row = {
+            "method": method,
+            "strategy": strategy,
+            "stages": stages.replace("_", "+"),
+            "valid": "yes" if report.get("valid") else "NO",
+        }
         for c in report["comparisons"]:
             key = f"vs {c['opponent']} ({c['judge']})"
             row[key] = f"{c['win_rate']:.3f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]"
@@ -37,8 +42,12 @@ def ablation_markdown(table: pd.DataFrame) -> str:
     shown = [c for c in table.columns if not c.startswith("_")]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(str(v) for v in rec) + " |" for rec in table[shown].itertuples(index=False)]
-    return ("## Ablation: win rates of the tuned student [95% Wilson interval]\n\n" + "\n".join(lines)
-            + "\n\nA cell that is not valid (missing opponent, too many invalid comparisons, failed judge requests) is not fit to compare.\n")
+    return (
+        "## Ablation: win rates of the tuned student [95% Wilson interval]\n\n"
+        + "\n".join(lines)
+        + "\n\nA cell that is not valid (missing opponent, too many invalid comparisons, failed judge requests) is "
+        "not fit to compare.\n"
+    )
 
 
 def ablation_plot(reports: list[dict[str, Any]], path: str | Path) -> Path:
@@ -54,9 +63,15 @@ def ablation_plot(reports: list[dict[str, Any]], path: str | Path) -> Path:
     width = 0.8 / max(len(series), 1)
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(reports)), 3.8))
     for i, (opponent, judge) in enumerate(series):
-        found = [next((c for c in r["comparisons"] if c["opponent"] == opponent and c["judge"] == judge), None) for r in reports]
+        found = [
+            next((c for c in r["comparisons"] if c["opponent"] == opponent and c["judge"] == judge), None)
+            for r in reports
+        ]
         rates = [c["win_rate"] if c else np.nan for c in found]
-        err = [[c["win_rate"] - c["ci_low"] if c else 0 for c in found], [c["ci_high"] - c["win_rate"] if c else 0 for c in found]]
+        err = [
+            [c["win_rate"] - c["ci_low"] if c else 0 for c in found],
+            [c["ci_high"] - c["win_rate"] if c else 0 for c in found],
+        ]
         ax.bar(np.arange(len(reports)) + i * width, rates, width, yerr=err, capsize=3, label=f"vs {opponent} ({judge})")
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
     ax.set_xticks(np.arange(len(reports)) + width * (len(series) - 1) / 2, labels, fontsize=7)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from empathy_distill.datasets import user_turn
+from empathy_distill.data.training_sets import user_turn
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,9 @@ class Encoder:
             starts = range(0, len(missing), self.batch_size)
             for start in tqdm(starts, desc="encode", unit="batch", disable=None if len(missing) > 500 else True):
                 chunk = missing[start : start + self.batch_size]
-                batch = self._tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+                batch = self._tokenizer(
+                    chunk, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                )
                 with torch.no_grad():
                     out = self._model(**batch, output_hidden_states=True)
                 mask = batch["attention_mask"].unsqueeze(-1).float()
@@ -111,8 +113,16 @@ class EmpathyScorer:
     encoder: Encoder = field(default_factory=Encoder, repr=False)
 
     @classmethod
-    def fit(cls, contexts: list[str], responses: list[str], ratings: list[float], l2: float = DEFAULT_L2, margin: float = DEFAULT_MARGIN,
-            encoder: Encoder | None = None, data_hash: str = "") -> EmpathyScorer:
+    def fit(
+        cls,
+        contexts: list[str],
+        responses: list[str],
+        ratings: list[float],
+        l2: float = DEFAULT_L2,
+        margin: float = DEFAULT_MARGIN,
+        encoder: Encoder | None = None,
+        data_hash: str = "",
+    ) -> EmpathyScorer:
         encoder = encoder or Encoder()
         x = features(encoder, contexts, responses).astype(np.float64)
         y = np.asarray(ratings, dtype=np.float64)
@@ -125,7 +135,8 @@ class EmpathyScorer:
         return features(self.encoder, contexts, responses).astype(np.float64) @ self.weights
 
     def verdict_from_diff(self, diff: np.ndarray) -> list[str]:
-        """The tie rule, shared by judging and calibration: ``A`` above ``margin``, ``B`` below ``-margin``, else ``tie``."""
+        """The tie rule, shared by judging and calibration: ``A`` above ``margin``, ``B`` below ``-margin``, else
+        ``tie``."""
         return ["A" if d > self.margin else "B" if d < -self.margin else "tie" for d in diff]
 
     def verdicts(self, contexts: list[str], first: list[str], second: list[str]) -> list[str]:
@@ -136,8 +147,15 @@ class EmpathyScorer:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / "head.npy", self.weights)
-        meta = {"encoder": ENCODER_NAME, "features": FEATURES, "feature_version": FEATURE_VERSION, "margin": self.margin, "l2": self.l2,
-                "train_rows": self.train_rows, "data_hash": self.data_hash}
+        meta = {
+            "encoder": ENCODER_NAME,
+            "features": FEATURES,
+            "feature_version": FEATURE_VERSION,
+            "margin": self.margin,
+            "l2": self.l2,
+            "train_rows": self.train_rows,
+            "data_hash": self.data_hash,
+        }
         (folder / "scorer.json").write_text(json.dumps(meta, indent=2))
         return folder
 
@@ -145,7 +163,13 @@ class EmpathyScorer:
     def load(cls, folder: str | Path) -> EmpathyScorer:
         folder = Path(folder)
         meta = json.loads((folder / "scorer.json").read_text())
-        return cls(weights=np.load(folder / "head.npy"), margin=meta["margin"], l2=meta["l2"], train_rows=meta["train_rows"], data_hash=meta["data_hash"])
+        return cls(
+            weights=np.load(folder / "head.npy"),
+            margin=meta["margin"],
+            l2=meta["l2"],
+            train_rows=meta["train_rows"],
+            data_hash=meta["data_hash"],
+        )
 
 
 def rated_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -161,8 +185,13 @@ def rows_hash(rows: pd.DataFrame) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def fit_scorer(table: pd.DataFrame, margin: float = DEFAULT_MARGIN, l2: float = DEFAULT_L2, cache_dir: str | Path | None = None,
-               encoder: Encoder | None = None) -> EmpathyScorer:
+def fit_scorer(
+    table: pd.DataFrame,
+    margin: float = DEFAULT_MARGIN,
+    l2: float = DEFAULT_L2,
+    cache_dir: str | Path | None = None,
+    encoder: Encoder | None = None,
+) -> EmpathyScorer:
     """Fits on the rated responses of train dialogues; reused from ``cache_dir`` while those rows are unchanged.
 
     The cached head is keyed by the rows' hash, the feature version and ``l2``; the margin
@@ -179,7 +208,9 @@ def fit_scorer(table: pd.DataFrame, margin: float = DEFAULT_MARGIN, l2: float = 
         if encoder is not None:
             scorer.encoder = encoder
         return scorer
-    scorer = EmpathyScorer.fit(list(rows["context"]), list(rows["response"]), list(rows["rating"].astype(float)), l2, margin, encoder, key)
+    scorer = EmpathyScorer.fit(
+        list(rows["context"]), list(rows["response"]), list(rows["rating"].astype(float)), l2, margin, encoder, key
+    )
     if folder is not None:
         scorer.save(folder)
     return scorer
@@ -205,7 +236,9 @@ def pair_accuracy(diff: np.ndarray, ties: np.ndarray) -> float:
     return float(np.where(ties, 0.5, diff > 0).mean())
 
 
-def calibrate(table: pd.DataFrame, folds: int = 5, margin: float = DEFAULT_MARGIN, l2: float = DEFAULT_L2, seed: int = 0) -> dict:
+def calibrate(
+    table: pd.DataFrame, folds: int = 5, margin: float = DEFAULT_MARGIN, l2: float = DEFAULT_L2, seed: int = 0
+) -> dict:
     """The scorer as deployed (features, head, tie margin) against human ratings, beside "the longer one wins".
 
     Dialogues are split into ``folds`` groups; each group is scored by a head fitted on the
@@ -225,17 +258,35 @@ def calibrate(table: pd.DataFrame, folds: int = 5, margin: float = DEFAULT_MARGI
     per_fold, diffs, ties, length_diffs = [], [], [], []
     for fold in range(folds):
         train, test = rows[rows["fold"] != fold], rows[rows["fold"] == fold].reset_index(drop=True)
-        scorer = EmpathyScorer.fit(list(train["context"]), list(train["response"]), list(train["rating"].astype(float)), l2, margin, encoder)
+        scorer = EmpathyScorer.fit(
+            list(train["context"]), list(train["response"]), list(train["rating"].astype(float)), l2, margin, encoder
+        )
         score = scorer.score(list(test["context"]), list(test["response"]))
         words = test["words"].to_numpy(dtype=float)
         pairs = rated_pairs(test)
         diffs.append(score[pairs[:, 0]] - score[pairs[:, 1]])
         ties.append(np.array([v == "tie" for v in scorer.verdict_from_diff(diffs[-1])], dtype=bool))
         length_diffs.append(words[pairs[:, 0]] - words[pairs[:, 1]])
-        per_fold.append({"fold": fold, "dialogues": int(test["dialogue_id"].nunique()), **_figures(diffs[-1], ties[-1], length_diffs[-1])})
+        per_fold.append(
+            {
+                "fold": fold,
+                "dialogues": int(test["dialogue_id"].nunique()),
+                **_figures(diffs[-1], ties[-1], length_diffs[-1]),
+            }
+        )
     overall = _figures(np.concatenate(diffs), np.concatenate(ties), np.concatenate(length_diffs))
-    return {"judge": "scorer", "encoder": ENCODER_NAME, "features": FEATURES, "l2": l2, "margin": margin, "folds": folds,
-            "dialogues": int(len(ids)), "rated_responses": int(len(rows)), **overall, "per_fold": per_fold}
+    return {
+        "judge": "scorer",
+        "encoder": ENCODER_NAME,
+        "features": FEATURES,
+        "l2": l2,
+        "margin": margin,
+        "folds": folds,
+        "dialogues": int(len(ids)),
+        "rated_responses": int(len(rows)),
+        **overall,
+        "per_fold": per_fold,
+    }
 
 
 def _figures(diff: np.ndarray, ties: np.ndarray, length_diff: np.ndarray) -> dict:

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-
 CI_METHOD = "wilson"
 """How every win-rate interval here is computed (named in each report)."""
 

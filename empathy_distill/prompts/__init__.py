@@ -15,10 +15,10 @@ import hashlib
 from functools import cache
 from importlib import resources
 from string import Template
-from typing import Literal
+from typing import Literal, get_args
 
 Strategy = Literal["naive", "all_three", "identify_lacking", "cognitive", "affective", "compassionate", "sequential"]
-STRATEGIES: tuple[str, ...] = ("naive", "all_three", "identify_lacking", "cognitive", "affective", "compassionate", "sequential")
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 DIMENSIONS: tuple[str, ...] = ("cognitive", "affective", "compassionate")
 
 STRATEGY_TURNS: dict[str, tuple[str, ...]] = {
@@ -70,3 +70,11 @@ def strategy_turns(strategy: str) -> tuple[str, ...]:
     """The user-turn templates of one strategy."""
     templates_for(strategy)  # validates the name
     return STRATEGY_TURNS[strategy]
+
+
+def method_prompt_hash(method: str, strategy: str) -> str:
+    """Hash of every template a distillation method uses with ``strategy`` (the student's system prompt included);
+    ``direct`` uses no teacher template. Goes into lineage and into step parameters."""
+    if method == "direct":
+        return prompt_hash([STUDENT_SYSTEM])
+    return prompt_hash([*templates_for(strategy, with_initial=method == "improve_llm"), STUDENT_SYSTEM])

@@ -18,7 +18,17 @@ from empathy_distill.config import DistillConfig
 
 PARTS = ("data", "prompts", "teacher", "bootstrap", "student", "training", "generation", "evaluation")
 _RUN_ONLY = {
-    "teacher": {"cache_path", "concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s", "api_key_env", "batch_poll_s", "batch_timeout_s"},
+    "teacher": {
+        "cache_path",
+        "concurrency",
+        "timeout_s",
+        "max_retries",
+        "backoff_base_s",
+        "backoff_max_s",
+        "api_key_env",
+        "batch_poll_s",
+        "batch_timeout_s",
+    },
     "student": {"cache_dir"},
     "training": {"output_dir", "gradient_checkpointing"},
     "evaluation": {"cache_dir", "on_judge_error"},
@@ -33,14 +43,29 @@ def _digest(value: Any) -> str:
 def templates_hash() -> str:
     """Every prompt template shipped (names and texts)."""
     folder = resources.files("empathy_distill.prompts")
-    return _digest({p.name: p.read_text(encoding="utf-8") for p in sorted(folder.iterdir(), key=lambda p: p.name) if p.name.endswith(".txt")})
+    return _digest(
+        {
+            p.name: p.read_text(encoding="utf-8")
+            for p in sorted(folder.iterdir(), key=lambda p: p.name)
+            if p.name.endswith(".txt")
+        }
+    )
 
 
 def input_hashes(config: DistillConfig, data_fingerprint: str) -> dict[str, str]:
     """One hash per part of :data:`PARTS`, plus ``all`` over them."""
     dumped = config.model_dump()
-    parts = {"data": _digest({"bytes": data_fingerprint, "format": dumped["data"]["format"], "split": dumped["data"]["split"], "validation": dumped["validation"]}),
-             "prompts": templates_hash()}
+    parts = {
+        "data": _digest(
+            {
+                "bytes": data_fingerprint,
+                "format": dumped["data"]["format"],
+                "split": dumped["data"]["split"],
+                "validation": dumped["validation"],
+            }
+        ),
+        "prompts": templates_hash(),
+    }
     for name in PARTS[2:]:
         section = dumped[name]
         parts[name] = _digest({k: v for k, v in section.items() if k not in _RUN_ONLY.get(name, set())})

@@ -19,14 +19,42 @@ from typing import Any
 from empathy_distill.registry.inputs import PARTS
 from empathy_distill.registry.promotion import version_label as _v
 
-LINEAGE_TAGS = ("data_path", "data_hash", "prompt_hash", "method", "strategy", "teacher_model", "teacher_requests", "teacher_cost_usd",
-                "judges", "eval_valid", "adapter_hash", "base_model", "git_commit", "zenml_run_id", "zenml_run_name",
-                "zenml_model_version_id", "zenml_model_version", "mlflow_run_id", "champion_judged_against")
+LINEAGE_TAGS = (
+    "data_path",
+    "data_hash",
+    "prompt_hash",
+    "method",
+    "strategy",
+    "teacher_model",
+    "teacher_requests",
+    "teacher_cost_usd",
+    "judges",
+    "eval_valid",
+    "adapter_hash",
+    "base_model",
+    "git_commit",
+    "zenml_run_id",
+    "zenml_run_name",
+    "zenml_model_version_id",
+    "zenml_model_version",
+    "mlflow_run_id",
+    "champion_judged_against",
+)
 
 
-def version_tags(*, ingest: dict[str, Any], bootstrap: dict[str, Any], teacher_model: str | None, evaluation: dict[str, Any],
-                 adapter_hash: str, base_model: str, git_commit: str, zenml: dict[str, str], mlflow_run_id: str,
-                 inputs: dict[str, str]) -> dict[str, str]:
+def version_tags(
+    *,
+    ingest: dict[str, Any],
+    bootstrap: dict[str, Any],
+    teacher_model: str | None,
+    evaluation: dict[str, Any],
+    adapter_hash: str,
+    base_model: str,
+    git_commit: str,
+    zenml: dict[str, str],
+    mlflow_run_id: str,
+    inputs: dict[str, str],
+) -> dict[str, str]:
     """Every lineage tag of a new version, as strings (MLflow tag values)."""
     usage = bootstrap.get("teacher_usage") or {}
     tags = {
@@ -51,7 +79,9 @@ def version_tags(*, ingest: dict[str, Any], bootstrap: dict[str, Any], teacher_m
         "lineage.champion_judged_against": evaluation.get("champion_version") or "none",
     }
     for c in evaluation["comparisons"]:
-        tags[f"eval.{c['opponent']}.{c['judge']}"] = f"{c['win_rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}] n={c['n']} invalid={c['invalid']}"
+        tags[f"eval.{c['opponent']}.{c['judge']}"] = (
+            f"{c['win_rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}] n={c['n']} invalid={c['invalid']}"
+        )
     tags.update({f"inputs.{k}": v for k, v in inputs.items()})
     return tags
 
@@ -86,8 +116,15 @@ def audit(client: Any, history: Any, uri: str) -> dict[str, Any]:
     aliases = list(getattr(mv, "aliases", []) or [])
     out: dict[str, Any] = {
         "uri": uri,
-        "version": {"name": name, "version": str(mv.version), "aliases": aliases, "created": mv.creation_timestamp, "source": mv.source,
-                    "run_id": mv.run_id, "status": mv.status},
+        "version": {
+            "name": name,
+            "version": str(mv.version),
+            "aliases": aliases,
+            "created": mv.creation_timestamp,
+            "source": mv.source,
+            "run_id": mv.run_id,
+            "status": mv.status,
+        },
     }
     reports: dict[str, Any] = {}
     run = None
@@ -100,42 +137,101 @@ def audit(client: Any, history: Any, uri: str) -> dict[str, Any]:
             missing.append(f"MLflow run {mv.run_id} (deleted?)")
     if run is not None:
         with tempfile.TemporaryDirectory() as tmp:
-            for key, path in (("config", "config/resolved.json"), ("ingest", "ingest/report.json"), ("bootstrap", "bootstrap/report.json"),
-                              ("training_sets", "training_sets/report.json"), ("evaluation", "evaluation/evaluation.json"), ("promotion", "promotion/decision.json")):
+            for key, path in (
+                ("config", "config/resolved.json"),
+                ("ingest", "ingest/report.json"),
+                ("bootstrap", "bootstrap/report.json"),
+                ("training_sets", "training_sets/report.json"),
+                ("evaluation", "evaluation/evaluation.json"),
+                ("promotion", "promotion/decision.json"),
+            ):
                 try:
                     reports[key] = json.loads(Path(client.download_artifacts(run.info.run_id, path, tmp)).read_text())
                 except Exception:
                     missing.append(f"run artifact {path}")
-        out["mlflow_run"] = {"run_id": run.info.run_id, "run_name": run.info.run_name, "experiment_id": run.info.experiment_id,
-                             "status": run.info.status, "datasets": [{"name": d.dataset.name, "digest": d.dataset.digest, "source": d.dataset.source,
-                                                                     "context": next((t.value for t in d.tags if t.key == "mlflow.data.context"), None)}
-                                                                    for d in run.inputs.dataset_inputs]}
+        out["mlflow_run"] = {
+            "run_id": run.info.run_id,
+            "run_name": run.info.run_name,
+            "experiment_id": run.info.experiment_id,
+            "status": run.info.status,
+            "datasets": [
+                {
+                    "name": d.dataset.name,
+                    "digest": d.dataset.digest,
+                    "source": d.dataset.source,
+                    "context": next((t.value for t in d.tags if t.key == "mlflow.data.context"), None),
+                }
+                for d in run.inputs.dataset_inputs
+            ],
+        }
     config = reports.get("config", {})
     ingest = reports.get("ingest", {})
     boot = reports.get("bootstrap", {})
     usage = boot.get("teacher_usage") or {}
     evaluation = reports.get("evaluation", {})
     params = run.data.params if run is not None else {}
-    out["zenml"] = {"pipeline_run_id": tags.get("lineage.zenml_run_id"), "pipeline_run_name": tags.get("lineage.zenml_run_name"),
-                    "model_version_id": tags.get("lineage.zenml_model_version_id"), "model_version": tags.get("lineage.zenml_model_version")}
-    out["data"] = {"path": tags.get("lineage.data_path", ingest.get("data_path")), "hash": tags.get("lineage.data_hash", ingest.get("data_hash")),
-                   "format": ingest.get("format"), "rows_kept": ingest.get("rows_kept"), "rows_quarantined": ingest.get("rows_quarantined"),
-                   "quarantine_reasons": ingest.get("quarantine_reasons"), "train_dialogues": ingest.get("train_dialogues"),
-                   "test_dialogues": ingest.get("test_dialogues")}
-    out["prompts"] = {"hash": tags.get("lineage.prompt_hash"), "method": tags.get("lineage.method"), "strategy": tags.get("lineage.strategy"),
-                      "all_templates_hash": tags.get("inputs.prompts")}
-    out["teacher"] = {"model": tags.get("lineage.teacher_model"), "requests": usage.get("requests", tags.get("lineage.teacher_requests")),
-                      "cost_usd": usage.get("cost_usd", tags.get("lineage.teacher_cost_usd")), "prompt_tokens": usage.get("prompt_tokens"),
-                      "completion_tokens": usage.get("completion_tokens")}
-    out["training"] = {"adapter_hash": tags.get("lineage.adapter_hash"), "base_model": tags.get("lineage.base_model"),
-                       "config": config.get("training"), "student": config.get("student"),
-                       "sets": reports.get("training_sets"),
-                       "stages": {k: v for k, v in params.items() if k.startswith(("sft.", "dpo."))}}
-    out["evaluation"] = {"judges": tags.get("lineage.judges", "").split(",") if tags.get("lineage.judges") else [],
-                         "valid": evaluation.get("valid", tags.get("lineage.eval_valid")), "invalid_reasons": evaluation.get("invalid_reasons"),
-                         "ci_method": evaluation.get("ci_method"), "champion_judged_against": tags.get("lineage.champion_judged_against"),
-                         "comparisons": [{k: c[k] for k in ("opponent", "judge", "win_rate", "ci_low", "ci_high", "wins", "ties", "losses", "invalid", "n")}
-                                         for c in evaluation.get("comparisons", [])]}
+    out["zenml"] = {
+        "pipeline_run_id": tags.get("lineage.zenml_run_id"),
+        "pipeline_run_name": tags.get("lineage.zenml_run_name"),
+        "model_version_id": tags.get("lineage.zenml_model_version_id"),
+        "model_version": tags.get("lineage.zenml_model_version"),
+    }
+    out["data"] = {
+        "path": tags.get("lineage.data_path", ingest.get("data_path")),
+        "hash": tags.get("lineage.data_hash", ingest.get("data_hash")),
+        "format": ingest.get("format"),
+        "rows_kept": ingest.get("rows_kept"),
+        "rows_quarantined": ingest.get("rows_quarantined"),
+        "quarantine_reasons": ingest.get("quarantine_reasons"),
+        "train_dialogues": ingest.get("train_dialogues"),
+        "test_dialogues": ingest.get("test_dialogues"),
+    }
+    out["prompts"] = {
+        "hash": tags.get("lineage.prompt_hash"),
+        "method": tags.get("lineage.method"),
+        "strategy": tags.get("lineage.strategy"),
+        "all_templates_hash": tags.get("inputs.prompts"),
+    }
+    out["teacher"] = {
+        "model": tags.get("lineage.teacher_model"),
+        "requests": usage.get("requests", tags.get("lineage.teacher_requests")),
+        "cost_usd": usage.get("cost_usd", tags.get("lineage.teacher_cost_usd")),
+        "prompt_tokens": usage.get("prompt_tokens"),
+        "completion_tokens": usage.get("completion_tokens"),
+    }
+    out["training"] = {
+        "adapter_hash": tags.get("lineage.adapter_hash"),
+        "base_model": tags.get("lineage.base_model"),
+        "config": config.get("training"),
+        "student": config.get("student"),
+        "sets": reports.get("training_sets"),
+        "stages": {k: v for k, v in params.items() if k.startswith(("sft.", "dpo."))},
+    }
+    out["evaluation"] = {
+        "judges": tags.get("lineage.judges", "").split(",") if tags.get("lineage.judges") else [],
+        "valid": evaluation.get("valid", tags.get("lineage.eval_valid")),
+        "invalid_reasons": evaluation.get("invalid_reasons"),
+        "ci_method": evaluation.get("ci_method"),
+        "champion_judged_against": tags.get("lineage.champion_judged_against"),
+        "comparisons": [
+            {
+                k: c[k]
+                for k in (
+                    "opponent",
+                    "judge",
+                    "win_rate",
+                    "ci_low",
+                    "ci_high",
+                    "wins",
+                    "ties",
+                    "losses",
+                    "invalid",
+                    "n",
+                )
+            }
+            for c in evaluation.get("comparisons", [])
+        ],
+    }
     out["code"] = {"git_commit": tags.get("lineage.git_commit")}
     out["inputs"] = {p: tags.get(f"inputs.{p}") for p in (*PARTS, "all")}
     promotions = history.entries(name, str(mv.version)) if history is not None else []
@@ -148,29 +244,42 @@ def audit(client: Any, history: Any, uri: str) -> dict[str, Any]:
 
 def audit_lines(chain: dict[str, Any]) -> list[str]:
     """The chain as text, one link per line, top to bottom."""
-    v, d, p, t, tr, e, z = (chain[k] for k in ("version", "data", "prompts", "teacher", "training", "evaluation", "zenml"))
+    v, d, p, t, tr, e, z = (
+        chain[k] for k in ("version", "data", "prompts", "teacher", "training", "evaluation", "zenml")
+    )
     run = chain.get("mlflow_run", {})
     lines = [
         f"{v['name']} v{v['version']}" + (f" (aliases: {', '.join(v['aliases'])})" if v["aliases"] else ""),
         f"  MLflow run:   {run.get('run_id', '?')} ({run.get('run_name', '?')}); datasets: "
-        + (", ".join(f"{s['name']} [{s['context']}] {str(s['digest'])[:12]}" for s in run.get("datasets", [])) or "none"),
-        f"  ZenML:        pipeline run {z['pipeline_run_name'] or '?'} ({z['pipeline_run_id'] or '?'}), model version {z['model_version'] or '?'} ({z['model_version_id'] or '?'})",
-        f"  data:         {d['path']} hash {d['hash']}; rows kept {d['rows_kept']}, quarantined {d['rows_quarantined']} {d['quarantine_reasons'] or ''}".rstrip(),
+        + (
+            ", ".join(f"{s['name']} [{s['context']}] {str(s['digest'])[:12]}" for s in run.get("datasets", []))
+            or "none"
+        ),
+        f"  ZenML:        pipeline run {z['pipeline_run_name'] or '?'} ({z['pipeline_run_id'] or '?'}), model "
+        f"version {z['model_version'] or '?'} ({z['model_version_id'] or '?'})",
+        f"  data:         {d['path']} hash {d['hash']}; rows kept {d['rows_kept']}, quarantined "
+        f"{d['rows_quarantined']} {d['quarantine_reasons'] or ''}".rstrip(),
         f"  prompts:      {p['method']}/{p['strategy']} hash {p['hash']} (all templates {p['all_templates_hash']})",
         f"  teacher:      {t['model']}, {t['requests']} requests, ${float(t['cost_usd'] or 0):.4f}",
         f"  training:     adapter {tr['adapter_hash']} on base {tr['base_model']}",
-        f"  evaluation:   judges {', '.join(e['judges']) or '?'}; valid {e['valid']}; vs champion {e['champion_judged_against']}",
+        f"  evaluation:   judges {', '.join(e['judges']) or '?'}; valid {e['valid']}; vs champion "
+        f"{e['champion_judged_against']}",
     ]
     for c in e["comparisons"]:
-        lines.append(f"                vs {c['opponent']:<8} {c['judge']}: {c['win_rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}] W/T/L {c['wins']}/{c['ties']}/{c['losses']}, invalid {c['invalid']}")
+        lines.append(
+            f"                vs {c['opponent']:<8} {c['judge']}: {c['win_rate']:.3f} [{c['ci_low']:.3f}, "
+            f"{c['ci_high']:.3f}] W/T/L {c['wins']}/{c['ties']}/{c['losses']}, invalid {c['invalid']}"
+        )
     lines.append(f"  code:         git {chain['code']['git_commit']}")
     if chain["promotions"]:
         lines.append("  promotions:")
         for h in chain["promotions"]:
-            lines.append(f"    #{h['seq']} {h['time']} {h['action']}: v{h['version']} {h['decision']} (champion {_v(h['previous'])} -> {_v(h['champion_after'])}, {h['status']})"
-                         + (f"; {'; '.join(h['reasons'])}" if h["reasons"] else ""))
+            lines.append(
+                f"    #{h['seq']} {h['time']} {h['action']}: v{h['version']} {h['decision']} (champion "
+                f"{_v(h['previous'])} -> {_v(h['champion_after'])}, {h['status']})"
+                + (f"; {'; '.join(h['reasons'])}" if h["reasons"] else "")
+            )
     else:
         lines.append("  promotions:   none recorded")
     lines.append("  missing:      " + ("; ".join(chain["missing"]) if chain["missing"] else "nothing"))
     return lines
-

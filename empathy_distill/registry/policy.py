@@ -19,7 +19,8 @@ _OPS = {">": operator.gt, ">=": operator.ge}
 
 
 def rules_in_force(policy: PromotionPolicy, champion_version: str | None) -> list[GateRule]:
-    """``rules`` while a champion exists; before the first one, ``first_champion_rules`` (or ``rules`` minus champion)."""
+    """``rules`` while a champion exists; before the first one, ``first_champion_rules`` (or ``rules`` minus
+    champion)."""
     if champion_version is not None:
         return list(policy.rules)
     if policy.first_champion_rules is not None:
@@ -38,14 +39,22 @@ def gate(report: dict[str, Any], policy: PromotionPolicy, champion_version: str 
     reasons: list[str] = []
     checks: list[dict[str, Any]] = []
     if not report.get("valid"):
-        reasons.append("evaluation not valid: " + ("; ".join(report.get("invalid_reasons", [])) or "no validity recorded"))
+        reasons.append(
+            "evaluation not valid: " + ("; ".join(report.get("invalid_reasons", [])) or "no validity recorded")
+        )
     rules = rules_in_force(policy, champion_version)
     if not rules:
         reasons.append("the policy has no rule in force: nothing to clear")
     judged_against = report.get("champion_version")
-    if champion_version is not None and any(r.opponent == "champion" for r in rules) and judged_against != champion_version:
-        reasons.append(f"judged against champion {'v' + judged_against if judged_against else '(none)'}, "
-                       f"but v{champion_version} holds champion now: re-evaluate against it")
+    if (
+        champion_version is not None
+        and any(r.opponent == "champion" for r in rules)
+        and judged_against != champion_version
+    ):
+        reasons.append(
+            f"judged against champion {'v' + judged_against if judged_against else '(none)'}, "
+            f"but v{champion_version} holds champion now: re-evaluate against it"
+        )
     comparisons = report.get("comparisons", [])
     for rule in rules:
         matching = [c for c in comparisons if c["opponent"] == rule.opponent]
@@ -55,12 +64,34 @@ def gate(report: dict[str, Any], policy: PromotionPolicy, champion_version: str 
         for c in matching:
             valid_n = int(c["n"]) - int(c["invalid"])
             value = float(c[rule.bound])
-            passed = not math.isnan(value) and _OPS[rule.op](value, rule.threshold) and valid_n >= policy.min_valid_comparisons
-            checks.append({"rule": rule.describe(), "judge": c["judge"], "value": value, "valid_comparisons": valid_n,
-                           "win_rate": c["win_rate"], "ci": [c["ci_low"], c["ci_high"]], "passed": passed})
+            passed = (
+                not math.isnan(value)
+                and _OPS[rule.op](value, rule.threshold)
+                and valid_n >= policy.min_valid_comparisons
+            )
+            checks.append(
+                {
+                    "rule": rule.describe(),
+                    "judge": c["judge"],
+                    "value": value,
+                    "valid_comparisons": valid_n,
+                    "win_rate": c["win_rate"],
+                    "ci": [c["ci_low"], c["ci_high"]],
+                    "passed": passed,
+                }
+            )
             if valid_n < policy.min_valid_comparisons:
-                reasons.append(f"vs {rule.opponent}/{c['judge']}: {valid_n} valid comparisons, fewer than {policy.min_valid_comparisons}")
+                reasons.append(
+                    f"vs {rule.opponent}/{c['judge']}: {valid_n} valid comparisons, fewer than "
+                    f"{policy.min_valid_comparisons}"
+                )
             elif not passed:
                 reasons.append(f"{rule.describe()} not met by judge {c['judge']}: {rule.bound} = {value:.3f}")
-    return {"passed": not reasons, "reasons": reasons, "checks": checks, "rules": [r.describe() for r in rules],
-            "champion_version": champion_version, "judged_against": judged_against}
+    return {
+        "passed": not reasons,
+        "reasons": reasons,
+        "checks": checks,
+        "rules": [r.describe() for r in rules],
+        "champion_version": champion_version,
+        "judged_against": judged_against,
+    }

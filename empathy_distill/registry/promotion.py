@@ -31,7 +31,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
@@ -79,7 +79,9 @@ class FileLock:
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"promotion lock {self.path} held for more than {self.timeout_s:.0f} s") from None
+                        raise TimeoutError(
+                            f"promotion lock {self.path} held for more than {self.timeout_s:.0f} s"
+                        ) from None
                     time.sleep(0.01)
             try:
                 yield
@@ -94,8 +96,10 @@ class SQLiteHistory:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS promotions (seq INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, "
-                       "version TEXT, status TEXT NOT NULL, entry TEXT NOT NULL)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS promotions (seq INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, "
+                "version TEXT, status TEXT NOT NULL, entry TEXT NOT NULL)"
+            )
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60)
@@ -104,8 +108,10 @@ class SQLiteHistory:
 
     def append(self, entry: dict[str, Any]) -> int:
         with self._connect() as db:
-            cur = db.execute("INSERT INTO promotions (model, version, status, entry) VALUES (?, ?, ?, ?)",
-                             (entry["model"], entry.get("version"), entry["status"], json.dumps(entry, default=str)))
+            cur = db.execute(
+                "INSERT INTO promotions (model, version, status, entry) VALUES (?, ?, ?, ?)",
+                (entry["model"], entry.get("version"), entry["status"], json.dumps(entry, default=str)),
+            )
             return int(cur.lastrowid)
 
     def set_status(self, seq: int, status: str, note: str = "") -> None:
@@ -114,7 +120,10 @@ class SQLiteHistory:
             entry = json.loads(row[0]) | {"status": status}
             if note:
                 entry["note"] = note
-            db.execute("UPDATE promotions SET status = ?, entry = ? WHERE seq = ?", (status, json.dumps(entry, default=str), seq))
+            db.execute(
+                "UPDATE promotions SET status = ?, entry = ? WHERE seq = ?",
+                (status, json.dumps(entry, default=str), seq),
+            )
 
     def entries(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
         with self._connect() as db:
@@ -128,8 +137,10 @@ class PostgresHistory:
     def __init__(self, url: str):
         self.url = url
         with self._cursor() as cur:
-            cur.execute("CREATE TABLE IF NOT EXISTS promotions (seq BIGSERIAL PRIMARY KEY, model TEXT NOT NULL, version TEXT, "
-                        "status TEXT NOT NULL, entry JSONB NOT NULL)")
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS promotions (seq BIGSERIAL PRIMARY KEY, model TEXT NOT NULL, version TEXT, "
+                "status TEXT NOT NULL, entry JSONB NOT NULL)"
+            )
 
     @contextmanager
     def _cursor(self):
@@ -147,18 +158,25 @@ class PostgresHistory:
         try:
             return psycopg2.connect(self.url, connect_timeout=10)
         except psycopg2.OperationalError as exc:
-            raise ConfigError(f"promotion history {_safe(self.url)}: cannot connect: {' '.join(str(exc).split())}") from None
+            raise ConfigError(
+                f"promotion history {_safe(self.url)}: cannot connect: {' '.join(str(exc).split())}"
+            ) from None
 
     def append(self, entry: dict[str, Any]) -> int:
         with self._cursor() as cur:
-            cur.execute("INSERT INTO promotions (model, version, status, entry) VALUES (%s, %s, %s, %s) RETURNING seq",
-                        (entry["model"], entry.get("version"), entry["status"], json.dumps(entry, default=str)))
+            cur.execute(
+                "INSERT INTO promotions (model, version, status, entry) VALUES (%s, %s, %s, %s) RETURNING seq",
+                (entry["model"], entry.get("version"), entry["status"], json.dumps(entry, default=str)),
+            )
             return int(cur.fetchone()[0])
 
     def set_status(self, seq: int, status: str, note: str = "") -> None:
         patch = {"status": status} | ({"note": note} if note else {})
         with self._cursor() as cur:
-            cur.execute("UPDATE promotions SET status = %s, entry = entry || %s::jsonb WHERE seq = %s", (status, json.dumps(patch), seq))
+            cur.execute(
+                "UPDATE promotions SET status = %s, entry = entry || %s::jsonb WHERE seq = %s",
+                (status, json.dumps(patch), seq),
+            )
 
     def entries(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
         with self._cursor() as cur:
@@ -190,7 +208,9 @@ class PostgresLock:
                     if cur.fetchone()[0]:
                         break
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"promotion lock in {_safe(self.url)} held for more than {self.timeout_s:.0f} s")
+                        raise TimeoutError(
+                            f"promotion lock in {_safe(self.url)} held for more than {self.timeout_s:.0f} s"
+                        )
                     time.sleep(0.01)
                 try:
                     yield
@@ -217,8 +237,11 @@ def default_history_path(tracking_uri: str) -> Path:
         return Path(unquote(parsed.path)).parent / "promotions.sqlite"
     if parsed.scheme in ("", "file"):
         return Path(unquote(parsed.path)) / "promotions.sqlite"
-    raise ConfigError(f"tracking URI {tracking_uri} is a server, not a local store: set registry.history to a database every promoter reaches "
-                      "(postgresql://user@host:port/db)")
+    raise ConfigError(
+        f"tracking URI {tracking_uri} is a server, not a local store: set registry.history to a database every "
+        "promoter reaches "
+        "(postgresql://user@host:port/db)"
+    )
 
 
 class Promotions:
@@ -231,7 +254,8 @@ class Promotions:
 
     @classmethod
     def open(cls, tracking_uri: str, history: str | None = None) -> Promotions:
-        """The registry at ``tracking_uri`` with its history: a PostgreSQL URL, a SQLite file, or (None) one beside a local store."""
+        """The registry at ``tracking_uri`` with its history: a PostgreSQL URL, a SQLite file, or (None) one beside a
+        local store."""
         import mlflow
 
         client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -249,8 +273,18 @@ class Promotions:
         except MlflowException:
             return None
 
-    def move_champion(self, model: str, version: str | None, *, expected: str | None, promote: bool, action: str,
-                      reasons: list[str] | None = None, figures: dict[str, Any] | None = None, actor: str = "") -> dict[str, Any]:
+    def move_champion(
+        self,
+        model: str,
+        version: str | None,
+        *,
+        expected: str | None,
+        promote: bool,
+        action: str,
+        reasons: list[str] | None = None,
+        figures: dict[str, Any] | None = None,
+        actor: str = "",
+    ) -> dict[str, Any]:
         """Records one decision and, when ``promote``, moves ``champion`` to ``version`` if ``expected`` still holds it.
 
         Args:
@@ -273,14 +307,28 @@ class Promotions:
             moved = promote
             if promote and current != expected:
                 moved = False
-                reasons.append(f"stale: champion moved from {_v(expected)} to {_v(current)} since this decision was made; nothing changed")
+                reasons.append(
+                    f"stale: champion moved from {_v(expected)} to {_v(current)} since this decision was made; "
+                    "nothing changed"
+                )
             if promote and current == version:
                 moved = False
                 reasons.append(f"{_v(version)} already holds champion")
-            entry = {"model": model, "version": version, "action": action, "promoted": moved, "decision": "promoted" if moved else "not promoted",
-                     "previous": current, "champion_after": version if moved else current, "reasons": reasons, "figures": figures or {},
-                     "actor": actor, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "repaired": repaired,
-                     "status": "pending" if moved else "done"}
+            entry = {
+                "model": model,
+                "version": version,
+                "action": action,
+                "promoted": moved,
+                "decision": "promoted" if moved else "not promoted",
+                "previous": current,
+                "champion_after": version if moved else current,
+                "reasons": reasons,
+                "figures": figures or {},
+                "actor": actor,
+                "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                "repaired": repaired,
+                "status": "pending" if moved else "done",
+            }
             entry["seq"] = self.history.append(entry)
             if moved:
                 _crash_point("before_alias")
@@ -305,9 +353,19 @@ class Promotions:
             holders = holder_stack(self.history.entries(model))
             previous = holders[-2] if len(holders) >= 2 and holders[-1] == current else None
             if previous is None:
-                raise ConfigError(f"{_v(current)} of '{model}' has no earlier champion in the promotion history: nothing to roll back to")
-        return self.move_champion(model, previous, expected=current, promote=True, action="rollback",
-                                  reasons=[f"rollback from {_v(current)}" + (f": {reason}" if reason else "")], actor=actor)
+                raise ConfigError(
+                    f"{_v(current)} of '{model}' has no earlier champion in the promotion history: nothing to roll "
+                    "back to"
+                )
+        return self.move_champion(
+            model,
+            previous,
+            expected=current,
+            promote=True,
+            action="rollback",
+            reasons=[f"rollback from {_v(current)}" + (f": {reason}" if reason else "")],
+            actor=actor,
+        )
 
     def reconcile(self, model: str) -> list[str]:
         """Repairs what a crash or an outside hand left: call with the lock held. Returns what was repaired."""
@@ -318,7 +376,9 @@ class Promotions:
             if e["status"] != "pending":
                 continue
             if current == e["champion_after"]:
-                self.history.set_status(e["seq"], "done", "completed by the next promotion: the alias had moved before a crash")
+                self.history.set_status(
+                    e["seq"], "done", "completed by the next promotion: the alias had moved before a crash"
+                )
                 notes.append(f"entry {e['seq']}: alias had moved to {_v(current)}, entry completed")
             else:
                 self.history.set_status(e["seq"], "aborted", "the alias never moved (crash before the move)")
@@ -326,10 +386,25 @@ class Promotions:
         done = [e for e in self.history.entries(model) if e["status"] == "done"]
         recorded = done[-1]["champion_after"] if done else None
         if recorded != current:  # moved outside this tool: record what is, so the chain stays whole
-            self.history.append({"model": model, "version": current, "action": "external", "promoted": current is not None,
-                                 "decision": "observed", "previous": recorded, "champion_after": current, "status": "done",
-                                 "reasons": [f"champion was {_v(current)}, the history said {_v(recorded)}: moved outside empathy-distill"],
-                                 "figures": {}, "actor": "reconcile", "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "repaired": []})
+            self.history.append(
+                {
+                    "model": model,
+                    "version": current,
+                    "action": "external",
+                    "promoted": current is not None,
+                    "decision": "observed",
+                    "previous": recorded,
+                    "champion_after": current,
+                    "status": "done",
+                    "reasons": [
+                        f"champion was {_v(current)}, the history said {_v(recorded)}: moved outside empathy-distill"
+                    ],
+                    "figures": {},
+                    "actor": "reconcile",
+                    "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "repaired": [],
+                }
+            )
             notes.append(f"alias moved outside the tool: {_v(recorded)} -> {_v(current)} recorded")
         return notes
 
@@ -337,8 +412,13 @@ class Promotions:
         """The decision as tags of the version decided on (MLflow keeps no history of its own)."""
         if entry.get("version") is None:
             return
-        tags = {"promotion.last_seq": str(entry["seq"]), "promotion.last_action": entry["action"], "promotion.last_decision": entry["decision"],
-                "promotion.last_time": entry["time"], "promotion.last_reasons": ("; ".join(entry["reasons"]) or "all rules met")[:5000]}
+        tags = {
+            "promotion.last_seq": str(entry["seq"]),
+            "promotion.last_action": entry["action"],
+            "promotion.last_decision": entry["decision"],
+            "promotion.last_time": entry["time"],
+            "promotion.last_reasons": ("; ".join(entry["reasons"]) or "all rules met")[:5000],
+        }
         for key, value in tags.items():
             self.client.set_model_version_tag(entry["model"], entry["version"], key, value)
 

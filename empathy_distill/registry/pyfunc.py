@@ -15,8 +15,8 @@ Output: ``response``. Params: the generation settings. Malformed chats raise
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -30,14 +30,23 @@ MAX_CHARS = 20_000  # a chat longer than this is refused, not truncated silently
 MAX_NEW_TOKENS = 1024
 MAX_ROWS = 64  # chats per request
 
+
 def signature(generation: dict[str, Any]) -> mlflow.models.ModelSignature:
     """Chat in, ``response`` out; the generation settings as params whose defaults are the registered ones."""
     g = {"max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0, "no_repeat_ngram_size": 0, **generation}
     return mlflow.models.ModelSignature(
-        inputs=Schema([ColSpec(Array(Object([Property("role", "string"), Property("content", "string")])), "messages")]),
+        inputs=Schema(
+            [ColSpec(Array(Object([Property("role", "string"), Property("content", "string")])), "messages")]
+        ),
         outputs=Schema([ColSpec("string", "response")]),
-        params=ParamSchema([ParamSpec("max_new_tokens", "long", int(g["max_new_tokens"])), ParamSpec("temperature", "double", float(g["temperature"])),
-                            ParamSpec("top_p", "double", float(g["top_p"])), ParamSpec("no_repeat_ngram_size", "long", int(g["no_repeat_ngram_size"]))]),
+        params=ParamSchema(
+            [
+                ParamSpec("max_new_tokens", "long", int(g["max_new_tokens"])),
+                ParamSpec("temperature", "double", float(g["temperature"])),
+                ParamSpec("top_p", "double", float(g["top_p"])),
+                ParamSpec("no_repeat_ngram_size", "long", int(g["no_repeat_ngram_size"])),
+            ]
+        ),
     )
 
 
@@ -77,7 +86,11 @@ class StudentChatModel(mlflow.pyfunc.PythonModel):
         from empathy_distill.training.student import load_student
 
         cfg = dict(context.model_config or {})
-        base = context.artifacts["base"] if cfg.get("base_source") == "artifact" and "base" in context.artifacts else cfg["base_model"]
+        base = (
+            context.artifacts["base"]
+            if cfg.get("base_source") == "artifact" and "base" in context.artifacts
+            else cfg["base_model"]
+        )
         student = StudentConfig(model=str(base), chat_template=cfg.get("chat_template"), dtype=cfg.get("dtype", "auto"))
         self.tokenizer, model = load_student(str(base), student)
         import torch
@@ -86,7 +99,9 @@ class StudentChatModel(mlflow.pyfunc.PythonModel):
             model = model.to("cuda")
         self.model = PeftModel.from_pretrained(model, context.artifacts["adapter"])
         self.system_prompt = cfg.get("system_prompt", "")
-        self.defaults = {k: cfg[k] for k in ("max_new_tokens", "temperature", "top_p", "no_repeat_ngram_size") if k in cfg}
+        self.defaults = {
+            k: cfg[k] for k in ("max_new_tokens", "temperature", "top_p", "no_repeat_ngram_size") if k in cfg
+        }
         self._lock = threading.Lock()
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -104,7 +119,10 @@ class StudentChatModel(mlflow.pyfunc.PythonModel):
                 chat = [{"role": "system", "content": self.system_prompt}, *chat]
             chats.append(chat)
         try:
-            settings = GenerationSettings(**{**self.defaults, **{k: v for k, v in (params or {}).items() if v is not None}}, batch_size=max(1, len(chats)))
+            settings = GenerationSettings(
+                **{**self.defaults, **{k: v for k, v in (params or {}).items() if v is not None}},
+                batch_size=max(1, len(chats)),
+            )
         except ValueError as exc:
             raise bad_request(f"params: {' '.join(str(exc).split())}") from None
         if settings.max_new_tokens > MAX_NEW_TOKENS:
@@ -125,8 +143,18 @@ def pinned_requirements() -> list[str]:
     return out
 
 
-def log_student_model(adapter_dir: str, base_model: str, *, bundle_base: bool, chat_template: str | None, dtype: str,
-                      generation: dict[str, Any], system_prompt: str, model_name: str, tags: dict[str, str] | None = None):
+def log_student_model(
+    adapter_dir: str,
+    base_model: str,
+    *,
+    bundle_base: bool,
+    chat_template: str | None,
+    dtype: str,
+    generation: dict[str, Any],
+    system_prompt: str,
+    model_name: str,
+    tags: dict[str, str] | None = None,
+):
     """Logs the pyfunc model into the active run and registers a new version of ``model_name``.
 
     Returns MLflow's ``ModelInfo`` (``registered_model_version``, ``model_id``, ``model_uri``).
@@ -134,8 +162,14 @@ def log_student_model(adapter_dir: str, base_model: str, *, bundle_base: bool, c
     artifacts = {"adapter": adapter_dir}
     if bundle_base:
         artifacts["base"] = base_model
-    model_config = {"base_model": base_model, "base_source": "artifact" if bundle_base else "reference", "chat_template": chat_template,
-                    "dtype": dtype, "system_prompt": system_prompt, **generation}
+    model_config = {
+        "base_model": base_model,
+        "base_source": "artifact" if bundle_base else "reference",
+        "chat_template": chat_template,
+        "dtype": dtype,
+        "system_prompt": system_prompt,
+        **generation,
+    }
     import warnings
 
     with warnings.catch_warnings():
@@ -144,7 +178,9 @@ def log_student_model(adapter_dir: str, base_model: str, *, bundle_base: bool, c
         warnings.filterwarnings("ignore", message=".*An input example was not provided")  # MLflow colours the text
         return mlflow.pyfunc.log_model(
             name="student",
-            python_model=str(Path(__file__).with_name("model_code.py")),  # code, not a pickle: loads with the installed package
+            python_model=str(
+                Path(__file__).with_name("model_code.py")
+            ),  # code, not a pickle: loads with the installed package
             artifacts=artifacts,
             model_config=model_config,
             signature=signature(generation),

@@ -44,7 +44,10 @@ class BatchTeacher(OpenAITeacher):
             if batch.status in _DONE:
                 return batch
             if time.monotonic() - start > self.cfg.batch_timeout_s:
-                raise TeacherError(f"batch {batch_id} still '{batch.status}' after {self.cfg.batch_timeout_s:.0f} s; rerun to resume it")
+                raise TeacherError(
+                    f"batch {batch_id} still '{batch.status}' after {self.cfg.batch_timeout_s:.0f} s; rerun to "
+                    "resume it"
+                )
             logger.info("batch %s: %s", batch_id, batch.status)
             await asyncio.sleep(self.cfg.batch_poll_s)
 
@@ -97,18 +100,32 @@ class BatchTeacher(OpenAITeacher):
             try:
                 self.budget.reserve(worst_case_usd=worst)
             except BudgetExhausted:
-                logger.warning("batch budget: %d of %d missing requests fit (%s)", len(submit), len(missing), self.budget.exhausted)
+                logger.warning(
+                    "batch budget: %d of %d missing requests fit (%s)", len(submit), len(missing), self.budget.exhausted
+                )
                 break
             held += worst
             submit.append(req)
         if submit:
-            lines = [json.dumps({"custom_id": r.key, "method": "POST", "url": "/v1/chat/completions", "body": r.openai_body()}) for r in submit]
+            lines = [
+                json.dumps(
+                    {"custom_id": r.key, "method": "POST", "url": "/v1/chat/completions", "body": r.openai_body()}
+                )
+                for r in submit
+            ]
             client = self._openai()
-            upload = await client.files.create(file=(f"{desc}.jsonl", io.BytesIO(("\n".join(lines) + "\n").encode()), "application/jsonl"), purpose="batch")
-            batch = await client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+            upload = await client.files.create(
+                file=(f"{desc}.jsonl", io.BytesIO(("\n".join(lines) + "\n").encode()), "application/jsonl"),
+                purpose="batch",
+            )
+            batch = await client.batches.create(
+                input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
             keys = [r.key for r in submit]
             self.cache.record_batch(batch.id, keys, batch.status)
-            logger.warning("submitted batch %s with %d requests (%s), worst case $%.4f", batch.id, len(submit), desc, held)
+            logger.warning(
+                "submitted batch %s with %d requests (%s), worst case $%.4f", batch.id, len(submit), desc, held
+            )
             try:
                 counted |= await self._merge(batch.id, keys, by_key)
             finally:
@@ -118,7 +135,11 @@ class BatchTeacher(OpenAITeacher):
         for req in requests:
             hit = self.cache.get(req.key)
             if hit is None:
-                reason = f"{BUDGET_ERROR}: {self.budget.exhausted}" if self.budget.exhausted else "missing from the batch output"
+                reason = (
+                    f"{BUDGET_ERROR}: {self.budget.exhausted}"
+                    if self.budget.exhausted
+                    else "missing from the batch output"
+                )
                 results.append(ChatResult(key=req.key, error=reason))
             else:
                 if req.key not in counted:  # a reply from an earlier run: a cache hit, counted once

@@ -42,9 +42,15 @@ class Budget:
                 self.exhausted = f"max_requests={self.max_requests} reached"
             elif self.max_cost_usd is not None and worst_case_usd == 0.0 and self.cost_usd >= self.max_cost_usd:
                 self.exhausted = f"max_cost_usd={self.max_cost_usd} reached (spent ${self.cost_usd:.4f})"
-            elif self.max_cost_usd is not None and worst_case_usd > 0.0 and self.cost_usd + self.reserved_usd + worst_case_usd > self.max_cost_usd:
-                self.exhausted = (f"max_cost_usd={self.max_cost_usd} would be passed (spent ${self.cost_usd:.4f}, "
-                                  f"held ${self.reserved_usd:.4f} for submitted requests, next needs up to ${worst_case_usd:.4f})")
+            elif (
+                self.max_cost_usd is not None
+                and worst_case_usd > 0.0
+                and self.cost_usd + self.reserved_usd + worst_case_usd > self.max_cost_usd
+            ):
+                self.exhausted = (
+                    f"max_cost_usd={self.max_cost_usd} would be passed (spent ${self.cost_usd:.4f}, "
+                    f"held ${self.reserved_usd:.4f} for submitted requests, next needs up to ${worst_case_usd:.4f})"
+                )
             if self.exhausted:
                 raise BudgetExhausted(self.exhausted)
             self.requests += 1

@@ -48,7 +48,9 @@ class ReplyCache:
 
     def get(self, key: str) -> ChatResult | None:
         with self._lock:
-            row = self._db.execute("SELECT text, prompt_tokens, completion_tokens FROM replies WHERE key=?", (key,)).fetchone()
+            row = self._db.execute(
+                "SELECT text, prompt_tokens, completion_tokens FROM replies WHERE key=?", (key,)
+            ).fetchone()
         if row is None:
             return None
         return ChatResult(key=key, text=row[0], prompt_tokens=row[1], completion_tokens=row[2], cached=True)
@@ -60,7 +62,15 @@ class ReplyCache:
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (request.key, request.model, json.dumps(request.messages), result.text, result.prompt_tokens, result.completion_tokens, time.time()),
+                (
+                    request.key,
+                    request.model,
+                    json.dumps(request.messages),
+                    result.text,
+                    result.prompt_tokens,
+                    result.completion_tokens,
+                    time.time(),
+                ),
             )
 
     def __contains__(self, key: str) -> bool:
@@ -81,7 +91,10 @@ class ReplyCache:
     def open_batches(self) -> list[tuple[str, list[str]]]:
         """Batches submitted but not yet merged (to resume by id)."""
         with self._lock:
-            rows = self._db.execute("SELECT batch_id, keys FROM batches WHERE status NOT IN ('merged', 'failed', 'expired', 'cancelled') ORDER BY created").fetchall()
+            rows = self._db.execute(
+                "SELECT batch_id, keys FROM batches WHERE status NOT IN ('merged', 'failed', 'expired', 'cancelled') "
+                "ORDER BY created"
+            ).fetchall()
         return [(bid, json.loads(keys)) for bid, keys in rows]
 
     def close(self) -> None:

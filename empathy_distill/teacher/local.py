@@ -27,7 +27,9 @@ class LocalTeacher:
         self._tokenizer = None
 
     def request(self, messages: Sequence[tuple[str, str]], tag: str = "") -> ChatRequest:
-        return ChatRequest(tuple(messages), self.cfg.model, self.cfg.temperature, self.cfg.max_tokens, self.cfg.seed, tag)
+        return ChatRequest(
+            tuple(messages), self.cfg.model, self.cfg.temperature, self.cfg.max_tokens, self.cfg.seed, tag
+        )
 
     def _load(self) -> None:
         if self._model is None:
@@ -42,7 +44,9 @@ class LocalTeacher:
 
         self._load()
         tok = self._tokenizer
-        ids = tok.apply_chat_template(req.openai_messages(), add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        ids = tok.apply_chat_template(
+            req.openai_messages(), add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         if req.seed is not None:
             torch.manual_seed(req.seed)
         with torch.no_grad():
@@ -54,7 +58,13 @@ class LocalTeacher:
                 pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
             )
         new = out[0, ids["input_ids"].shape[1] :]
-        return ChatResult(key=req.key, text=tok.decode(new, skip_special_tokens=True), prompt_tokens=int(ids["input_ids"].shape[1]), completion_tokens=int(new.shape[0]), attempts=1)
+        return ChatResult(
+            key=req.key,
+            text=tok.decode(new, skip_special_tokens=True),
+            prompt_tokens=int(ids["input_ids"].shape[1]),
+            completion_tokens=int(new.shape[0]),
+            attempts=1,
+        )
 
     async def complete(self, req: ChatRequest) -> ChatResult:
         if self.cache is not None and (hit := self.cache.get(req.key)) is not None:

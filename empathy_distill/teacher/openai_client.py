@@ -42,7 +42,9 @@ def resolve_api_key(cfg: TeacherConfig) -> str:
     base = cfg.base_url or ""
     if base.startswith(("http://127.", "http://localhost", "http://[::1]")):
         return "not-needed"
-    raise ConfigError(f"teacher.api_key_env: environment variable {cfg.api_key_env} is not set (the key is read from it)")
+    raise ConfigError(
+        f"teacher.api_key_env: environment variable {cfg.api_key_env} is not set (the key is read from it)"
+    )
 
 
 def retry_after_s(exc: BaseException) -> float | None:
@@ -113,7 +115,14 @@ class OpenAITeacher:
     async def _send(self, req: ChatRequest) -> ChatResult:
         import openai
 
-        retryable = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError, openai.APIResponseValidationError, ValueError)
+        retryable = (
+            openai.RateLimitError,
+            openai.InternalServerError,
+            openai.APITimeoutError,
+            openai.APIConnectionError,
+            openai.APIResponseValidationError,
+            ValueError,
+        )
         last: BaseException | None = None
         for attempt in range(1, self.cfg.max_retries + 2):
             try:
@@ -130,15 +139,23 @@ class OpenAITeacher:
             except openai.APIStatusError as exc:
                 last = exc
                 if exc.status_code != 429 and exc.status_code < 500:
-                    return ChatResult(key=req.key, error=f"teacher refused the request: {describe(exc)}", attempts=attempt)
+                    return ChatResult(
+                        key=req.key, error=f"teacher refused the request: {describe(exc)}", attempts=attempt
+                    )
             except retryable as exc:  # ValueError covers malformed JSON bodies
                 last = exc
             if attempt > self.cfg.max_retries:
                 break
-            backoff = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            backoff = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2 ** (attempt - 1)) * random.uniform(
+                0.5, 1.0
+            )
             wait = retry_after_s(last)
             await asyncio.sleep(wait if wait is not None else backoff)
-        return ChatResult(key=req.key, error=f"teacher request failed after {self.cfg.max_retries + 1} attempts (last: {describe(last)})", attempts=self.cfg.max_retries + 1)
+        return ChatResult(
+            key=req.key,
+            error=f"teacher request failed after {self.cfg.max_retries + 1} attempts (last: {describe(last)})",
+            attempts=self.cfg.max_retries + 1,
+        )
 
     async def complete(self, req: ChatRequest) -> ChatResult:
         """One reply: from the cache, or sent (within the budget) and cached at once."""
@@ -169,7 +186,9 @@ class OpenAITeacher:
         async def one(i: int, req: ChatRequest) -> None:
             results[i] = await self.complete(req)
             bar.update(1)
-            bar.set_postfix(cache_hits=self.usage.cache_hits, retries=self.usage.retries, errors=self.usage.errors, refresh=False)
+            bar.set_postfix(
+                cache_hits=self.usage.cache_hits, retries=self.usage.retries, errors=self.usage.errors, refresh=False
+            )
 
         try:
             await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))

@@ -15,10 +15,14 @@ _LABEL = re.compile(
     re.IGNORECASE,
 )
 _PREAMBLE = re.compile(r"^\s*(?:sure|certainly|of course|here(?:'s| is)[^:\n]*)[^:\n]*:\s*\n", re.IGNORECASE)
-_WEAKEST = re.compile(r"^\s*(?:\*\*)?weakest(?: dimension)?\s*(?:\*\*)?\s*:\s*(?:\*\*)?\s*(\w+)", re.IGNORECASE | re.MULTILINE)
+_WEAKEST = re.compile(
+    r"^\s*(?:\*\*)?weakest(?: dimension)?\s*(?:\*\*)?\s*:\s*(?:\*\*)?\s*(\w+)", re.IGNORECASE | re.MULTILINE
+)
 _FENCE = re.compile(r"^```\w*\s*\n?|\n?```\s*$")
 _QUOTES = [('"', '"'), ("\u201c", "\u201d"), ("'", "'"), ("\u00ab", "\u00bb"), ("\u2018", "\u2019")]
-_REFUSAL = re.compile(r"^\s*(?:i'm sorry,? but|i am sorry,? but|i can(?:no|')t (?:help|assist)|as an ai)", re.IGNORECASE)
+_REFUSAL = re.compile(
+    r"^\s*(?:i'm sorry,? but|i am sorry,? but|i can(?:no|')t (?:help|assist)|as an ai)", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,11 @@ def _strip_quotes(text: str) -> str:
     while changed and len(text) >= 2:
         changed = False
         for left, right in _QUOTES:
-            if text.startswith(left) and text.endswith(right) and text.count(left) + (text.count(right) if right != left else 0) <= 2 + (left == right):
+            if (
+                text.startswith(left)
+                and text.endswith(right)
+                and text.count(left) + (text.count(right) if right != left else 0) <= 2 + (left == right)
+            ):
                 text = text[len(left) : len(text) - len(right)].strip()
                 changed = True
     return text

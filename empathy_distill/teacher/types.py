@@ -22,7 +22,13 @@ class ChatRequest:
     @property
     def key(self) -> str:
         payload = json.dumps(
-            {"model": self.model, "messages": self.messages, "temperature": self.temperature, "max_tokens": self.max_tokens, "seed": self.seed},
+            {
+                "model": self.model,
+                "messages": self.messages,
+                "temperature": self.temperature,
+                "max_tokens": self.max_tokens,
+                "seed": self.seed,
+            },
             sort_keys=True,
             ensure_ascii=True,
         )
@@ -32,7 +38,12 @@ class ChatRequest:
         return [{"role": role, "content": content} for role, content in self.messages]
 
     def openai_body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "messages": self.openai_messages(), "temperature": self.temperature, "max_tokens": self.max_tokens}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": self.openai_messages(),
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
         if self.seed is not None:
             body["seed"] = self.seed
         return body
@@ -69,7 +80,10 @@ class Usage:
     by_stage: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def add(self, stage: str, result: ChatResult, cost: float) -> None:
-        row = self.by_stage.setdefault(stage, {"requests": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "errors": 0})
+        row = self.by_stage.setdefault(
+            stage,
+            {"requests": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "errors": 0},
+        )
         if result.cached:
             self.cache_hits += 1
             row["cache_hits"] += 1

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,13 @@ class AdapterUnchanged(RuntimeError):
 def lora_config(settings: LoraSettings):
     from peft import LoraConfig
 
-    return LoraConfig(task_type="CAUSAL_LM", r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=settings.target_modules)
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+    )
 
 
 def use_bf16(cfg: TrainingConfig) -> bool:
@@ -79,8 +86,13 @@ def quiet_console(trainer) -> None:
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 - transformers' signature
             every = max(1, (state.max_steps or 1) // 10)
             if logs and "loss" in logs and (state.global_step % every == 0 or state.global_step == state.max_steps):
-                logger.info("step %d/%d loss %.4g lr %.3g", state.global_step, state.max_steps, float(logs["loss"]),
-                            float(logs.get("learning_rate", 0.0)))
+                logger.info(
+                    "step %d/%d loss %.4g lr %.3g",
+                    state.global_step,
+                    state.max_steps,
+                    float(logs["loss"]),
+                    float(logs.get("learning_rate", 0.0)),
+                )
 
     handler = trainer.callback_handler
     had_bar = any(isinstance(cb, ProgressCallback) for cb in handler.callbacks)
@@ -107,7 +119,9 @@ def metrics_recorder(prefix: str):
             mlflow = sys.modules.get("mlflow")  # not imported means no run can be active: skip the heavy import
             try:
                 if mlflow is not None and mlflow.active_run() is not None:
-                    mlflow.log_metrics({f"{prefix}.{k.replace('/', '.')}": v for k, v in values.items()}, step=state.global_step)
+                    mlflow.log_metrics(
+                        {f"{prefix}.{k.replace('/', '.')}": v for k, v in values.items()}, step=state.global_step
+                    )
             except Exception as exc:  # noqa: BLE001 - tracking must never stop training
                 logger.warning("could not log %s metrics to MLflow: %s", prefix, exc)
 
@@ -128,10 +142,15 @@ def adapter_hash(model, adapter: str = "default") -> str:
 
 def require_change(stage: str, before: str, after: str) -> None:
     if before == after:
-        raise AdapterUnchanged(f"{stage}: training changed no adapter weight (hash {after[:19]}); check the learning rate, max_steps and that labels are not all masked")
+        raise AdapterUnchanged(
+            f"{stage}: training changed no adapter weight (hash {after[:19]}); check the learning rate, max_steps "
+            "and that labels are not all masked"
+        )
 
 
-def loss_curve_png(history: list[dict[str, float]], path: Path, title: str, keys: tuple[str, ...] = ("loss",)) -> Path | None:
+def loss_curve_png(
+    history: list[dict[str, float]], path: Path, title: str, keys: tuple[str, ...] = ("loss",)
+) -> Path | None:
     """A PNG of the logged curves (loss, and for DPO reward accuracy and margin)."""
     import matplotlib
 
@@ -158,3 +177,84 @@ def loss_curve_png(history: list[dict[str, float]], path: Path, title: str, keys
 def stage_key(*parts: Any) -> str:
     """A short hash of everything that determines a stage's result (data, base model, settings)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class StageResult:
+    """What a training stage produced."""
+
+    stage: str
+    adapter_dir: str
+    base_model: str
+    hash_before: str
+    hash_after: str
+    global_step: int
+    rows: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from_step: int = 0
+    reused: bool = False
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    processes: int = 1
+    """How many processes trained it together (DDP world size)."""
+
+    def save(self) -> None:
+        (Path(self.adapter_dir) / "train_result.json").write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, adapter_dir: Path) -> StageResult | None:
+        path = Path(adapter_dir) / "train_result.json"
+        if not path.exists():
+            return None
+        return cls(**{**json.loads(path.read_text()), "reused": True})
+
+
+def last_checkpoint(folder: Path) -> tuple[str | None, int]:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not folder.is_dir():
+        return None, 0
+    ckpt = get_last_checkpoint(str(folder))
+    return (ckpt, int(ckpt.rsplit("-", 1)[-1])) if ckpt else (None, 0)
+
+
+def run_stage(name: str, work: Path, rows: int, base_model: str, build, score=None) -> StageResult:
+    """What every training stage does around its trainer: reuse a finished stage, resume from the last
+    checkpoint (the step count continues), check that the adapter moved, save it once.
+
+    Args:
+        name: ``sft`` or ``dpo``.
+        work: the stage's folder (``<output_dir>/<name>-<key>``): checkpoints/ and adapter/ live here.
+        rows: training rows, for the result.
+        build: ``build(checkpoint_dir) -> (trainer, recorder, tokenizer)``.
+        score: ``score(trainer) -> metrics`` after training (DPO's reward accuracy), or None.
+    """
+    adapter_dir = work / "adapter"
+    if (done := StageResult.load(adapter_dir)) is not None:
+        logger.info("%s %s already trained: reusing %s", name.upper(), work.name, adapter_dir)
+        return done
+    trainer, recorder, tokenizer = build(work / "checkpoints")
+    before = adapter_hash(trainer.model)
+    ckpt, resumed = last_checkpoint(work / "checkpoints")
+    if ckpt:
+        logger.warning("%s: resuming from %s (step %d)", name.upper(), ckpt, resumed)
+    trainer.train(resume_from_checkpoint=ckpt)
+    after = adapter_hash(trainer.model)
+    require_change(name.upper(), before, after)
+    result = StageResult(
+        name,
+        str(adapter_dir),
+        base_model,
+        before,
+        after,
+        trainer.state.global_step,
+        rows,
+        recorder.history,
+        resumed,
+        eval_metrics=score(trainer) if score else {},
+        processes=trainer.args.world_size,
+    )
+    if trainer.is_world_process_zero():  # one adapter, however many processes trained it
+        trainer.model.save_pretrained(str(adapter_dir), selected_adapters=["default"])
+        tokenizer.save_pretrained(str(adapter_dir))
+        result.save()
+    return result

@@ -10,21 +10,32 @@ adapter is trained and the reference is the base model with adapters disabled.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pandas as pd
 
 from empathy_distill.config import StudentConfig, TrainingConfig
-from empathy_distill.datasets import to_conversational
-from empathy_distill.training.common import adapter_hash, lora_config, metrics_recorder, quiet_console, require_change, stage_key, trainer_args
-from empathy_distill.training.sft import StageResult, last_checkpoint
+from empathy_distill.data.training_sets import to_conversational
+from empathy_distill.training.common import (
+    StageResult,
+    lora_config,
+    metrics_recorder,
+    quiet_console,
+    run_stage,
+    stage_key,
+    trainer_args,
+)
 from empathy_distill.training.student import load_student
 
-logger = logging.getLogger(__name__)
 
-
-def build_dpo_trainer(base_model: str, pairs: pd.DataFrame, cfg: TrainingConfig, student: StudentConfig, sft_adapter: str | None, output_dir: Path):
+def build_dpo_trainer(
+    base_model: str,
+    pairs: pd.DataFrame,
+    cfg: TrainingConfig,
+    student: StudentConfig,
+    sft_adapter: str | None,
+    output_dir: Path,
+):
     """The DPOTrainer, its metrics recorder and the dataset (also used to score reward accuracy)."""
     from datasets import Dataset
     from peft import PeftModel
@@ -39,33 +50,49 @@ def build_dpo_trainer(base_model: str, pairs: pd.DataFrame, cfg: TrainingConfig,
     dataset = Dataset.from_list(to_conversational(pairs))
     args = DPOConfig(**trainer_args(cfg.dpo, cfg, output_dir), beta=cfg.beta, loss_type=[cfg.loss_type])
     recorder = metrics_recorder("dpo")
-    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config, callbacks=[recorder])
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[recorder],
+    )
     quiet_console(trainer)
     return trainer, recorder, dataset, tokenizer
 
 
-def train_dpo(base_model: str, pairs: pd.DataFrame, cfg: TrainingConfig, student: StudentConfig, sft_adapter: str | None = None, data_hash: str = "") -> StageResult:
-    """Trains the DPO adapter; raises :class:`AdapterUnchanged` when nothing moved."""
-    key = stage_key("dpo", base_model, sft_adapter, data_hash or pd.util.hash_pandas_object(pairs, index=False).sum(), cfg.dpo.model_dump(), cfg.lora.model_dump(), cfg.beta, cfg.loss_type, cfg.seed,
-                    *([cfg.num_processes] if cfg.num_processes > 1 else []))
-    work = Path(cfg.output_dir) / f"dpo-{key}"
-    adapter_dir = work / "adapter"
-    if (done := StageResult.load(adapter_dir)) is not None:
-        logger.info("DPO %s already trained: reusing %s", key, adapter_dir)
-        return done
-    trainer, recorder, dataset, tokenizer = build_dpo_trainer(base_model, pairs, cfg, student, sft_adapter, work / "checkpoints")
-    before = adapter_hash(trainer.model)
-    ckpt, resumed = last_checkpoint(work / "checkpoints")
-    trainer.train(resume_from_checkpoint=ckpt)
-    after = adapter_hash(trainer.model)
-    require_change("DPO", before, after)
-    # implicit reward accuracy and margin on (up to 64 of) the training pairs, against the reference
-    scored = trainer.evaluate(eval_dataset=dataset.select(range(min(len(dataset), 64))))
-    eval_metrics = {k.removeprefix("eval_"): float(v) for k, v in scored.items() if k.startswith("eval_rewards/")}
-    result = StageResult("dpo", str(adapter_dir), base_model, before, after, trainer.state.global_step, len(pairs), recorder.history, resumed, eval_metrics=eval_metrics,
-                         processes=trainer.args.world_size)
-    if trainer.is_world_process_zero():  # one adapter, however many processes trained it
-        trainer.model.save_pretrained(str(adapter_dir), selected_adapters=["default"])
-        tokenizer.save_pretrained(str(adapter_dir))
-        result.save()
-    return result
+def train_dpo(
+    base_model: str, pairs: pd.DataFrame, cfg: TrainingConfig, student: StudentConfig, sft_adapter: str | None = None
+) -> StageResult:
+    """Trains the DPO adapter (from the SFT adapter when given); raises :class:`AdapterUnchanged` when nothing moved."""
+    key = stage_key(
+        "dpo",
+        base_model,
+        sft_adapter,
+        pd.util.hash_pandas_object(pairs, index=False).sum(),
+        cfg.dpo.model_dump(),
+        cfg.lora.model_dump(),
+        cfg.beta,
+        cfg.loss_type,
+        cfg.seed,
+        *([cfg.num_processes] if cfg.num_processes > 1 else []),
+    )
+    built = {}
+
+    def build(checkpoints: Path):
+        trainer, recorder, built["dataset"], tokenizer = build_dpo_trainer(
+            base_model, pairs, cfg, student, sft_adapter, checkpoints
+        )
+        return trainer, recorder, tokenizer
+
+    def score(
+        trainer,
+    ) -> dict[
+        str, float
+    ]:  # implicit reward accuracy and margin on (up to 64 of) the training pairs, against the reference
+        dataset = built["dataset"]
+        scored = trainer.evaluate(eval_dataset=dataset.select(range(min(len(dataset), 64))))
+        return {k.removeprefix("eval_"): float(v) for k, v in scored.items() if k.startswith("eval_rewards/")}
+
+    return run_stage("dpo", Path(cfg.output_dir) / f"dpo-{key}", len(pairs), base_model, build, score)

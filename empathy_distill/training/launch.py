@@ -22,32 +22,58 @@ from pathlib import Path
 import pandas as pd
 
 from empathy_distill.config import StudentConfig, TrainingConfig
-from empathy_distill.training.sft import StageResult
+from empathy_distill.training.common import StageResult
 
 
-def train_stage(stage: str, base_model: str, table: pd.DataFrame, cfg: TrainingConfig, student: StudentConfig, sft_adapter: str | None = None) -> StageResult:
+def train_stage(
+    stage: str,
+    base_model: str,
+    table: pd.DataFrame,
+    cfg: TrainingConfig,
+    student: StudentConfig,
+    sft_adapter: str | None = None,
+) -> StageResult:
     """SFT or DPO, in this process or across ``cfg.num_processes`` (see the module docstring)."""
     if cfg.num_processes <= 1:
         return _run(stage, base_model, table, cfg, student, sft_adapter)
     with tempfile.TemporaryDirectory(prefix=f"{stage}-launch-") as tmp:
         tmp_path = Path(tmp)
         table.to_parquet(tmp_path / "table.parquet")
-        spec = {"stage": stage, "base_model": base_model, "table": str(tmp_path / "table.parquet"), "cfg": cfg.model_dump(),
-                "student": student.model_dump(), "sft_adapter": sft_adapter, "result": str(tmp_path / "result.json")}
+        spec = {
+            "stage": stage,
+            "base_model": base_model,
+            "table": str(tmp_path / "table.parquet"),
+            "cfg": cfg.model_dump(),
+            "student": student.model_dump(),
+            "sft_adapter": sft_adapter,
+            "result": str(tmp_path / "result.json"),
+        }
         (tmp_path / "spec.json").write_text(json.dumps(spec))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.num_processes}",
-               "-m", "empathy_distill.training.launch", str(tmp_path / "spec.json")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={cfg.num_processes}",
+            "-m",
+            "empathy_distill.training.launch",
+            str(tmp_path / "spec.json"),
+        ]
         log = tmp_path / "launch.log"
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         import torch
 
         if not torch.cuda.is_available():
-            env["ACCELERATE_USE_CPU"] = "true"  # else the Trainer sees no GPU and trains each process alone (gloo DDP on CPU)
+            env["ACCELERATE_USE_CPU"] = (
+                "true"  # else the Trainer sees no GPU and trains each process alone (gloo DDP on CPU)
+            )
         with open(log, "wb") as out:
             proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         if proc.returncode != 0 or not (tmp_path / "result.json").exists():
             tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
-            raise RuntimeError(f"{stage.upper()} on {cfg.num_processes} processes failed (exit {proc.returncode}): {tail}")
+            raise RuntimeError(
+                f"{stage.upper()} on {cfg.num_processes} processes failed (exit {proc.returncode}): {tail}"
+            )
         return StageResult(**json.loads((tmp_path / "result.json").read_text()))
 
 
@@ -64,7 +90,14 @@ def _run(stage, base_model, table, cfg, student, sft_adapter) -> StageResult:
 def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     cfg = TrainingConfig.model_validate(spec["cfg"])
-    result = _run(spec["stage"], spec["base_model"], pd.read_parquet(spec["table"]), cfg, StudentConfig.model_validate(spec["student"]), spec["sft_adapter"])
+    result = _run(
+        spec["stage"],
+        spec["base_model"],
+        pd.read_parquet(spec["table"]),
+        cfg,
+        StudentConfig.model_validate(spec["student"]),
+        spec["sft_adapter"],
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         Path(spec["result"]).write_text(json.dumps(asdict(result)))
 

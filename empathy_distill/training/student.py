@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 # Role-tagged template with generation markers, so TRL can mask non-assistant tokens.
 DEFAULT_CHAT_TEMPLATE = (
     "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}<|assistant|>\n{% generation %}{{ message['content'] }}</s>{% endgeneration %}\n"
+    "{% if message['role'] == 'assistant' %}<|assistant|>\n{% generation %}{{ message['content'] }}</s>{% "
+    "endgeneration %}\n"
     "{% else %}<|{{ message['role'] }}|>\n{{ message['content'] }}</s>\n{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
@@ -37,7 +38,9 @@ SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|
 
 
 def tiny_key(texts_hash: str, cfg: TinyStudentConfig) -> str:
-    payload = json.dumps({"data": texts_hash, "cfg": cfg.model_dump(), "template": DEFAULT_CHAT_TEMPLATE, "v": 2}, sort_keys=True)
+    payload = json.dumps(
+        {"data": texts_hash, "cfg": cfg.model_dump(), "template": DEFAULT_CHAT_TEMPLATE, "v": 2}, sort_keys=True
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -57,10 +60,21 @@ def train_tokenizer(texts: list[str], max_vocab: int):
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=max_vocab, min_frequency=2, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=max_vocab,
+        min_frequency=2,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   additional_special_tokens=SPECIAL_TOKENS[4:])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        additional_special_tokens=SPECIAL_TOKENS[4:],
+    )
     fast.chat_template = DEFAULT_CHAT_TEMPLATE
     return fast
 
@@ -76,7 +90,9 @@ def pretrain(model, tokenizer, texts: list[str], cfg: TinyStudentConfig) -> list
     data = torch.tensor(ids, dtype=torch.long)
     seq = min(cfg.pretrain_seq, max(8, len(data) // 4))
     optim = torch.optim.AdamW(model.parameters(), lr=cfg.pretrain_lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / max(cfg.pretrain_steps, 1))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / max(cfg.pretrain_steps, 1)))
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     losses = []
     model.train()
@@ -109,9 +125,17 @@ def prepare_tiny_student(dialogues, training_sets, cfg: StudentConfig) -> tuple[
 
     corpus = build_warmup_corpus(dialogues, training_sets)
     if not corpus.chats:
-        raise ValueError("the tiny student has no warm-up text: no train dialogue has a situation or speaker turn left after exclusions")
+        raise ValueError(
+            "the tiny student has no warm-up text: no train dialogue has a situation or speaker turn left after "
+            "exclusions"
+        )
     folder, info = build_tiny_student(corpus.units, corpus.chats, cfg)
-    return folder, {**info, "warmup_chats": len(corpus.chats), "warmup_units_dropped": corpus.dropped, "warmup_excluded_texts": corpus.excluded_texts}
+    return folder, {
+        **info,
+        "warmup_chats": len(corpus.chats),
+        "warmup_units_dropped": corpus.dropped,
+        "warmup_excluded_texts": corpus.excluded_texts,
+    }
 
 
 def build_tiny_student(texts: list[str], chats: list[str], cfg: StudentConfig) -> tuple[Path, dict[str, Any]]:

@@ -77,8 +77,9 @@ def _containing(units: list[str], needles: Iterable[str]) -> set[int]:
     return hit
 
 
-def build_warmup_corpus(dialogues: pd.DataFrame, training_sets: Iterable[pd.DataFrame] = (),
-                        min_substring_words: int = MIN_SUBSTRING_WORDS) -> WarmupCorpus:
+def build_warmup_corpus(
+    dialogues: pd.DataFrame, training_sets: Iterable[pd.DataFrame] = (), min_substring_words: int = MIN_SUBSTRING_WORDS
+) -> WarmupCorpus:
     """The warm-up chats from train dialogues, minus anything excluded.
 
     Args:
@@ -88,7 +89,7 @@ def build_warmup_corpus(dialogues: pd.DataFrame, training_sets: Iterable[pd.Data
             are not in ``dialogues``).
         min_substring_words: excluded texts this long or longer are also searched inside units.
     """
-    from empathy_distill.datasets import user_turn
+    from empathy_distill.data.training_sets import user_turn
 
     train = dialogues[dialogues["split"] == "train"]
     contexts = train.drop_duplicates("dialogue_id")
@@ -125,8 +126,13 @@ def build_warmup_corpus(dialogues: pd.DataFrame, training_sets: Iterable[pd.Data
         chats.append(chat(prompt, reply) if context_ok else f"<|assistant|>\n{reply.strip()}</s>\n")
         units.append(reply.strip())
         n_replies += 1
-    return WarmupCorpus(chats=chats, units=units, dropped=dropped, excluded_texts=len(excluded),
-                        sources={"train_dialogues": len(contexts), "replies_rated_below_top": n_replies, "chats": len(chats)})
+    return WarmupCorpus(
+        chats=chats,
+        units=units,
+        dropped=dropped,
+        excluded_texts=len(excluded),
+        sources={"train_dialogues": len(contexts), "replies_rated_below_top": n_replies, "chats": len(chats)},
+    )
 
 
 def chat(user: str, assistant: str) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import REPO
 
-CLI = [sys.executable, "-m", "empathy_distill.cli"]
+CLI = [sys.executable, "-m", "app.cli"]
 
 
 @pytest.fixture
@@ -32,11 +32,19 @@ def zen(tmp_path: Path):
     work = tmp_path / "work"
     work.mkdir()
 
-    def run(*args: str, check: bool = True, extra_env: dict[str, str] | None = None, entry: list[str] | None = None) -> subprocess.CompletedProcess:
-        proc = subprocess.run([*(entry or CLI), *args], cwd=work, env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
+    def run(
+        *args: str, check: bool = True, extra_env: dict[str, str] | None = None, entry: list[str] | None = None
+    ) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [*(entry or CLI), *args],
+            cwd=work,
+            env={**env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if check:
             assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc
 
     return run
-

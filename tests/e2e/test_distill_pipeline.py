@@ -26,8 +26,13 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     assert "model registry 'empathy-mlflow-registry': registered" in first
     assert "stack 'empathy-local': registered" in first
     second = zen("init").stdout
-    for item in ("ZenML repository: found", "tracker 'empathy-mlflow-tracker': found", "registry 'empathy-mlflow-registry': found",
-                 "stack 'empathy-local': found", "active stack: already 'empathy-local'"):
+    for item in (
+        "ZenML repository: found",
+        "tracker 'empathy-mlflow-tracker': found",
+        "registry 'empathy-mlflow-registry': found",
+        "stack 'empathy-local': found",
+        "active stack: already 'empathy-local'",
+    ):
         assert item in second
     assert "registered" not in second and "created" not in second
 
@@ -36,8 +41,16 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     assert "(completed)" in out
     # a quiet console in a log (no terminal): no progress bars, no per-step training dicts, no library notes
     console = proc.stdout + proc.stderr
-    for noise in ("it/s]", "examples/s]", "{'loss'", "Failed to disable MLflow autologging", "An input example was not provided",
-                  "pin_memory", "can be interpreted in multiple ways", "Creating initial MLflow database tables"):
+    for noise in (
+        "it/s]",
+        "examples/s]",
+        "{'loss'",
+        "Failed to disable MLflow autologging",
+        "An input example was not provided",
+        "pin_memory",
+        "can be interpreted in multiple ways",
+        "Creating initial MLflow database tables",
+    ):
         assert noise not in console, noise
     assert len(console.splitlines()) < 45, console
     run_id = re.search(r"MLflow run: (\w+)", out).group(1)
@@ -74,17 +87,30 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     assert run.data.params["dpo.reference"] == "sft_adapter" and run.data.params["dpo.beta"] == "0.1"
     plots = {a.path for a in client.list_artifacts(run_id, "plots")}
     assert plots == {"plots/sft_curves.png", "plots/dpo_curves.png"}
-    assert {a.path for a in client.list_artifacts(run_id, "adapters/dpo")} >= {"adapters/dpo/adapter_config.json", "adapters/dpo/adapter_model.safetensors"}
+    assert {a.path for a in client.list_artifacts(run_id, "adapters/dpo")} >= {
+        "adapters/dpo/adapter_config.json",
+        "adapters/dpo/adapter_model.safetensors",
+    }
     assert metrics["generation.prompts"] == 15
     # evaluation by the offline scorer, in both orders, with CIs
     assert "evaluation (valid; tuned student vs opponent" in out and "judge scorer: win rate" in out
     assert metrics["eval.valid"] == 1.0 and run.data.tags["eval.ci_method"] == "wilson"
     for opponent in ("base", "human", "llm"):
         assert metrics[f"eval.{opponent}.scorer.n"] == 15
-        assert metrics[f"eval.{opponent}.scorer.ci_high"] - metrics[f"eval.{opponent}.scorer.ci_low"] > 0.2  # never zero-width
-        assert metrics[f"eval.{opponent}.scorer.ci_low"] <= metrics[f"eval.{opponent}.scorer.win_rate"] <= metrics[f"eval.{opponent}.scorer.ci_high"]
+        assert (
+            metrics[f"eval.{opponent}.scorer.ci_high"] - metrics[f"eval.{opponent}.scorer.ci_low"] > 0.2
+        )  # never zero-width
+        assert (
+            metrics[f"eval.{opponent}.scorer.ci_low"]
+            <= metrics[f"eval.{opponent}.scorer.win_rate"]
+            <= metrics[f"eval.{opponent}.scorer.ci_high"]
+        )
         assert metrics[f"eval.{opponent}.scorer.position_consistency"] == 1.0
-    assert {a.path for a in client.list_artifacts(run_id, "evaluation")} == {"evaluation/evaluation.json", "evaluation/evaluation.md", "evaluation/win_rates.png"}
+    assert {a.path for a in client.list_artifacts(run_id, "evaluation")} == {
+        "evaluation/evaluation.json",
+        "evaluation/evaluation.md",
+        "evaluation/win_rates.png",
+    }
     resolved = json.loads(Path(client.download_artifacts(run_id, "config/resolved.json", str(tmp_path))).read_text())
     assert resolved["training"]["beta"] == 0.1 and resolved["teacher"]["api_key_env"] == "OPENAI_API_KEY"
 
@@ -94,17 +120,33 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    judge = f"evaluation.judges=[{{name: down, kind: llm, endpoint: {{base_url: '{dead}', model: j, max_retries: 0, cache_path: '{tmp_path / 'j.sqlite'}'}}}}]"
+    endpoint = f"{{base_url: '{dead}', model: j, max_retries: 0, cache_path: '{tmp_path / 'j.sqlite'}'}}"
+    judge = f"evaluation.judges=[{{name: down, kind: llm, endpoint: {endpoint}}}]"
     down = zen("evaluate", "--config", str(REPO / "configs" / "demo.yaml"), "--set", judge, check=False)
     assert down.returncode == 3, down.stdout + down.stderr
     last = down.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: step 'evaluate_responses' failed: JudgeError: judge 'down': 30 of 30 requests failed"), last
+    assert last.startswith(
+        "error: step 'evaluate_responses' failed: JudgeError: judge 'down': 30 of 30 requests failed"
+    ), last
     # ... unless the config says to keep going: then the report says it is not valid, and NaN is logged, not dropped
-    kept = zen("evaluate", "--config", str(REPO / "configs" / "demo.yaml"), "--set", judge, "--set", "evaluation.on_judge_error=continue").stdout
-    assert "evaluation (NOT VALID: base/down: 15 of 15 comparisons invalid (100% > 10%); base/down: 30 judge requests failed;" in kept
+    kept = zen(
+        "evaluate",
+        "--config",
+        str(REPO / "configs" / "demo.yaml"),
+        "--set",
+        judge,
+        "--set",
+        "evaluation.on_judge_error=continue",
+    ).stdout
+    assert (
+        "evaluation (NOT VALID: base/down: 15 of 15 comparisons invalid (100% > 10%); base/down: 30 judge requests "
+        "failed;" in kept
+    )
     kept_run = client.get_run(re.search(r"MLflow run: (\w+)", kept).group(1))
     assert kept_run.data.metrics["eval.valid"] == 0.0 and kept_run.data.tags["eval.valid"] == "false"
-    assert kept_run.data.metrics["eval.base.down.win_rate"] != kept_run.data.metrics["eval.base.down.win_rate"]  # NaN, logged
+    assert (
+        kept_run.data.metrics["eval.base.down.win_rate"] != kept_run.data.metrics["eval.base.down.win_rate"]
+    )  # NaN, logged
 
     # a second run with the same inputs is served from ZenML's cache up to training; the champion (v1, this very
     # adapter, loaded as the registered model) now answers too, so generation onwards runs again, and the promote
@@ -118,7 +160,14 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
 
 def test_pipeline_bad_input_is_one_line(zen, tmp_path):
     zen("init")
-    proc = zen("run", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={tmp_path / 'missing.csv'}", check=False)
+    proc = zen(
+        "run",
+        "--config",
+        str(REPO / "configs" / "demo.yaml"),
+        "--set",
+        f"data.path={tmp_path / 'missing.csv'}",
+        check=False,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'missing.csv'}: file not found"
     assert "Traceback" not in proc.stderr
@@ -133,23 +182,35 @@ def test_run_without_init_says_what_to_do(zen):
 def test_bootstrap_pipeline_against_an_openai_compatible_server(zen, tmp_path):
     import uuid
 
-    from empathy_distill.teacher.loopback import LoopbackServer
+    from empathy_distill.testing.loopback import LoopbackServer
 
     zen("init")
     # a recognisable key in the variable the config names: the teacher must receive it, nothing may store it
     secret = f"sk-planted-{uuid.uuid4().hex}"
     with LoopbackServer() as server:
         proc = zen(
-            "bootstrap", "--config", str(REPO / "configs" / "paper.yaml"),
-            "--set", f"data.path={SAMPLE_DATA}", "--set", "data.split.method=auto",
-            "--set", f"teacher.base_url={server.base_url}", "--set", f"teacher.cache_path={tmp_path / 'cache.sqlite'}",
-            "--set", "teacher.api_key_env=EMPATHY_TEST_TEACHER_KEY",
+            "bootstrap",
+            "--config",
+            str(REPO / "configs" / "paper.yaml"),
+            "--set",
+            f"data.path={SAMPLE_DATA}",
+            "--set",
+            "data.split.method=auto",
+            "--set",
+            f"teacher.base_url={server.base_url}",
+            "--set",
+            f"teacher.cache_path={tmp_path / 'cache.sqlite'}",
+            "--set",
+            "teacher.api_key_env=EMPATHY_TEST_TEACHER_KEY",
             extra_env={"EMPATHY_TEST_TEACHER_KEY": secret},
         )
         out = proc.stdout
         assert server.received == N_TEACHER_REQUESTS
         assert server.bearer_tokens == {secret: N_TEACHER_REQUESTS}  # the key was really in play
-    assert f"training sets (improve_llm/all_three): {N_SFT} SFT rows, {N_DPO} DPO pairs, 0 quarantined, test leakage 0; teacher requests {N_TEACHER_REQUESTS}" in out
+    assert (
+        f"training sets (improve_llm/all_three): {N_SFT} SFT rows, {N_DPO} DPO pairs, 0 quarantined, test leakage 0; "
+        f"teacher requests {N_TEACHER_REQUESTS}" in out
+    )
     run_id = re.search(r"MLflow run: (\w+)", out).group(1)
     uri = re.search(r"--backend-store-uri (\S+)", out).group(1)
     import mlflow
@@ -174,24 +235,37 @@ def test_bootstrap_pipeline_against_an_openai_compatible_server(zen, tmp_path):
 
 
 def test_ablation_grid_with_loopback_teacher_and_judge(zen, tmp_path):
-    from empathy_distill.teacher.loopback import LoopbackServer
+    from empathy_distill.testing.loopback import LoopbackServer
 
     zen("init")
     with LoopbackServer() as server:
         judges = (
             "evaluation.judges=[{name: scorer, kind: scorer}, "
-            f"{{name: loop, kind: llm, endpoint: {{base_url: '{server.base_url}', model: judge, cache_path: '{tmp_path / 'judge.sqlite'}'}}}}]"
+            f"{{name: loop, kind: llm, endpoint: {{base_url: '{server.base_url}', model: judge, cache_path: "
+            f"'{tmp_path / 'judge.sqlite'}'}}}}]"
         )
         out = zen(
-            "ablation", "--config", str(REPO / "configs" / "ablation.yaml"),
-            "--set", f"data.path={SAMPLE_DATA}", "--set", f"teacher.base_url={server.base_url}",
-            "--set", "ablation.methods=[direct, improve_llm]", "--set", "ablation.strategies=[sequential]",
-            "--set", judges,
+            "ablation",
+            "--config",
+            str(REPO / "configs" / "ablation.yaml"),
+            "--set",
+            f"data.path={SAMPLE_DATA}",
+            "--set",
+            f"teacher.base_url={server.base_url}",
+            "--set",
+            "ablation.methods=[direct, improve_llm]",
+            "--set",
+            "ablation.strategies=[sequential]",
+            "--set",
+            judges,
         ).stdout
     assert "(completed)" in out
     rows = [line for line in out.splitlines() if line.startswith("| direct") or line.startswith("| improve_llm")]
     assert [r.split(" | ")[:3] for r in rows] == [
-        ["| direct", "none", "sft"], ["| direct", "none", "sft+dpo"], ["| improve_llm", "sequential", "sft"], ["| improve_llm", "sequential", "sft+dpo"],
+        ["| direct", "none", "sft"],
+        ["| direct", "none", "sft+dpo"],
+        ["| improve_llm", "sequential", "sft"],
+        ["| improve_llm", "sequential", "sft+dpo"],
     ]
     assert "vs base (loop)" in out and "vs human (scorer)" in out
     assert [r.split(" | ")[3] for r in rows] == ["yes"] * 4  # every cell's evaluation is complete and valid

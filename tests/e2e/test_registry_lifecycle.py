@@ -21,9 +21,27 @@ from tests.services import free_port
 
 pytestmark = pytest.mark.e2e
 DEMO = str(REPO / "configs" / "demo.yaml")
-LINEAGE_TAGS = ("data_path", "data_hash", "prompt_hash", "method", "strategy", "teacher_model", "teacher_requests", "teacher_cost_usd", "judges",
-                "eval_valid", "adapter_hash", "base_model", "git_commit", "zenml_run_id", "zenml_run_name", "zenml_model_version_id",
-                "zenml_model_version", "mlflow_run_id", "champion_judged_against")
+LINEAGE_TAGS = (
+    "data_path",
+    "data_hash",
+    "prompt_hash",
+    "method",
+    "strategy",
+    "teacher_model",
+    "teacher_requests",
+    "teacher_cost_usd",
+    "judges",
+    "eval_valid",
+    "adapter_hash",
+    "base_model",
+    "git_commit",
+    "zenml_run_id",
+    "zenml_run_name",
+    "zenml_model_version_id",
+    "zenml_model_version",
+    "mlflow_run_id",
+    "champion_judged_against",
+)
 
 
 def revise_ratings():
@@ -34,10 +52,23 @@ def revise_ratings():
 
 
 def zenml_stage(tmp_path: Path, model_version_id: str) -> str:
-    code = ("import sys; from uuid import UUID; from zenml.client import Client; "
-            "print(Client().get_model_version('empathy-student', UUID(sys.argv[1])).stage)")
-    env = {"ZENML_CONFIG_PATH": str(tmp_path / "zen"), "ZENML_ANALYTICS_OPT_IN": "false", "PATH": str(Path(sys.executable).parent)}
-    return subprocess.run([sys.executable, "-c", code, model_version_id], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path / "work").stdout.strip()
+    code = (
+        "import sys; from uuid import UUID; from zenml.client import Client; "
+        "print(Client().get_model_version('empathy-student', UUID(sys.argv[1])).stage)"
+    )
+    env = {
+        "ZENML_CONFIG_PATH": str(tmp_path / "zen"),
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "PATH": str(Path(sys.executable).parent),
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code, model_version_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path / "work",
+    ).stdout.strip()
 
 
 def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
@@ -45,20 +76,37 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
 
     zen("init")
     port = free_port()
-    deploy = ["--set", "registry.deploy.enabled=true", "--set", f"registry.deploy.port={port}", "--set", f"registry.deploy.state_dir={tmp_path / 'deploy'}"]
+    deploy = [
+        "--set",
+        "registry.deploy.enabled=true",
+        "--set",
+        f"registry.deploy.port={port}",
+        "--set",
+        f"registry.deploy.state_dir={tmp_path / 'deploy'}",
+    ]
     out = zen("run", "--config", DEMO, "--set", f"data.path={SAMPLE_DATA}", *deploy).stdout
     live = tmp_path / "deploy" / "live.json"
     try:
         # 1. registration: version 1, alias challenger, and (the demo's first-champion rule) champion, served
         assert "registered: models:/empathy-student/1 (alias challenger), judged against champion: none" in out
         assert "promotion: v1 PROMOTED to champion (was none); rules met: vs base: ci_high >= 0.5" in out, out
-        assert re.search(rf"deployed: v1 at http://127.0.0.1:{port}", out) or re.search(rf"deployed: v1 at http://127.0.0.1:{port + 1}", out), out
+        assert re.search(rf"deployed: v1 at http://127.0.0.1:{port}", out) or re.search(
+            rf"deployed: v1 at http://127.0.0.1:{port + 1}", out
+        ), out
         served = json.loads(live.read_text())
         assert urllib.request.urlopen(served["url"] + "/health", timeout=5).status == 200
-        req = urllib.request.Request(served["url"] + "/invocations", data=json.dumps({"dataframe_records": [{"messages": [{"role": "user", "content": "My dog is sick."}]}]}).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            served["url"] + "/invocations",
+            data=json.dumps(
+                {"dataframe_records": [{"messages": [{"role": "user", "content": "My dog is sick."}]}]}
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         assert json.loads(urllib.request.urlopen(req, timeout=60).read())["predictions"][0]["response"]
-        assert out.rstrip().splitlines()[-2].strip().startswith("audit its lineage:") and "lineage models:/empathy-student@champion" in out
+        assert (
+            out.rstrip().splitlines()[-2].strip().startswith("audit its lineage:")
+            and "lineage models:/empathy-student@champion" in out
+        )
 
         uri = re.search(r"--backend-store-uri (\S+)", out).group(1)
         run_id = re.search(r"MLflow run: (\w+)", out).group(1)
@@ -74,9 +122,25 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
         assert v1.tags["lineage.git_commit"].startswith(head)
         assert v1.tags["eval.base.scorer"].startswith(f"{run.data.metrics['eval.base.scorer.win_rate']:.3f} [")
-        assert {k for k in v1.tags if k.startswith("inputs.")} == {f"inputs.{p}" for p in ("data", "prompts", "teacher", "bootstrap", "student", "training", "generation", "evaluation", "all")}
+        assert {k for k in v1.tags if k.startswith("inputs.")} == {
+            f"inputs.{p}"
+            for p in (
+                "data",
+                "prompts",
+                "teacher",
+                "bootstrap",
+                "student",
+                "training",
+                "generation",
+                "evaluation",
+                "all",
+            )
+        }
         # the run page tells the story: datasets, the logged model, a description
-        datasets = {(d.dataset.name, next(t.value for t in d.tags if t.key == "mlflow.data.context")): d.dataset for d in run.inputs.dataset_inputs}
+        datasets = {
+            (d.dataset.name, next(t.value for t in d.tags if t.key == "mlflow.data.context")): d.dataset
+            for d in run.inputs.dataset_inputs
+        }
         assert set(datasets) == {("dialogues", "ingest"), ("sft_train", "training"), ("dpo_train", "training")}
         assert datasets[("dialogues", "ingest")].digest == run.data.params["ingest.data_hash"][:36]
         assert json.loads(datasets[("dialogues", "ingest")].source)["uri"].endswith("dialogues.csv")
@@ -89,12 +153,23 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
         # 2. the lineage audit: every link, nothing missing
         chain = json.loads(zen("lineage", "models:/empathy-student@champion", "--json").stdout)
         assert chain["version"]["version"] == "1" and chain["mlflow_run"]["run_id"] == run_id
-        assert chain["zenml"]["pipeline_run_name"].startswith("distill-demo-") and chain["zenml"]["status"] == "completed"
+        assert (
+            chain["zenml"]["pipeline_run_name"].startswith("distill-demo-") and chain["zenml"]["status"] == "completed"
+        )
         assert chain["zenml"]["steps"]["promote_model"] == "completed" and chain["zenml"]["model_version_id"]
-        assert chain["data"]["hash"] == v1.tags["lineage.data_hash"] and chain["data"]["rows_kept"] == 300 and chain["data"]["rows_quarantined"] == 0
+        assert (
+            chain["data"]["hash"] == v1.tags["lineage.data_hash"]
+            and chain["data"]["rows_kept"] == 300
+            and chain["data"]["rows_quarantined"] == 0
+        )
         assert chain["prompts"]["hash"].startswith("sha256:") and chain["teacher"]["model"] == "none (method direct)"
-        assert chain["training"]["adapter_hash"] == v1.tags["lineage.adapter_hash"] and chain["training"]["config"]["beta"] == 0.1
-        assert {c["opponent"] for c in chain["evaluation"]["comparisons"]} == {"base", "human", "llm"} and chain["evaluation"]["judges"] == ["scorer"]
+        assert (
+            chain["training"]["adapter_hash"] == v1.tags["lineage.adapter_hash"]
+            and chain["training"]["config"]["beta"] == 0.1
+        )
+        assert {c["opponent"] for c in chain["evaluation"]["comparisons"]} == {"base", "human", "llm"} and chain[
+            "evaluation"
+        ]["judges"] == ["scorer"]
         assert [(p["action"], p["decision"]) for p in chain["promotions"]] == [("gate", "promoted")]
         assert chain["missing"] == []
         text = zen("lineage", "models:/empathy-student/1").stdout
@@ -111,7 +186,9 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
         second = zen("retrain", "--config", DEMO, "--set", f"data.path={changed}", *deploy).stdout
         assert "retrain: changed since champion v1: data: running" in second, second
         assert "registered: models:/empathy-student/2 (alias challenger), judged against champion: v1" in second
-        assert re.search(r"vs champion judge scorer: win rate [\d.]+ \[[\d.]+, [\d.]+\], W/T/L \d+/\d+/\d+, invalid 0", second)
+        assert re.search(
+            r"vs champion judge scorer: win rate [\d.]+ \[[\d.]+, [\d.]+\], W/T/L \d+/\d+/\d+, invalid 0", second
+        )
         run2 = client.get_run(re.search(r"MLflow run: (\w+)", second).group(1))
         assert run2.data.metrics["eval.champion.scorer.n"] == 15
         decided = re.search(r"promotion: v2 (PROMOTED to champion|not promoted)", second)
@@ -126,8 +203,13 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
         assert refused.returncode == 1 and "refused by the gate" in refused.stdout, refused.stdout + refused.stderr
         no_reason = zen("promote", "--config", DEMO, "--version", other, "--force", check=False)
         assert no_reason.returncode == 2 and "--force needs --reason" in no_reason.stderr
-        forced = zen("promote", "--config", DEMO, "--version", other, "--force", "--reason", "hotfix approved by the team").stdout
-        assert f"forced: v{other} PROMOTED to champion (was v{champion})" in forced and "reason: forced: hotfix approved by the team" in forced
+        forced = zen(
+            "promote", "--config", DEMO, "--version", other, "--force", "--reason", "hotfix approved by the team"
+        ).stdout
+        assert (
+            f"forced: v{other} PROMOTED to champion (was v{champion})" in forced
+            and "reason: forced: hotfix approved by the team" in forced
+        )
         assert str(client.get_model_version_by_alias("empathy-student", "champion").version) == other
         other_zen = client.get_model_version("empathy-student", other).tags["lineage.zenml_model_version_id"]
         assert zenml_stage(tmp_path, other_zen) == "production"
@@ -137,7 +219,9 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
 
         from empathy_distill.registry.promotion import SQLiteHistory, check_chain
 
-        history = SQLiteHistory(Path(uri.removeprefix("sqlite:///")).parent / "promotions.sqlite").entries("empathy-student")
+        history = SQLiteHistory(Path(uri.removeprefix("sqlite:///")).parent / "promotions.sqlite").entries(
+            "empathy-student"
+        )
         assert [e["action"] for e in history] == ["gate", "gate", "manual", "forced", "rollback"]
         assert check_chain(history, champion) == []
         audit = json.loads(zen("lineage", f"models:/empathy-student/{other}", "--json").stdout)
@@ -147,9 +231,21 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
         cron = zen("schedule", "--config", DEMO, "--set", "schedule.cron=0 3 * * 1").stdout
         line = next(x for x in cron.splitlines() if x.startswith("0 3 * * 1 "))
         assert "retrain --config" in line and DEMO in line and "OnCalendar=Mon *-*-* 3:0:00" in cron
-        refused_schedule = zen("run", "--config", DEMO, "--set", f"data.path={SAMPLE_DATA}", "--set", "schedule.cron=0 3 * * 1", check=False)
+        refused_schedule = zen(
+            "run",
+            "--config",
+            DEMO,
+            "--set",
+            f"data.path={SAMPLE_DATA}",
+            "--set",
+            "schedule.cron=0 3 * * 1",
+            check=False,
+        )
         assert refused_schedule.returncode == 2
-        assert "cannot run schedules: run `empathy-distill schedule --config CONFIG`" in refused_schedule.stderr.strip().splitlines()[-1]
+        assert (
+            "cannot run schedules: run `empathy-distill schedule --config CONFIG`"
+            in refused_schedule.stderr.strip().splitlines()[-1]
+        )
     finally:
         if live.exists():
             from deploy.server import stop

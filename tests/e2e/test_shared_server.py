@@ -26,18 +26,26 @@ def test_pipeline_registry_and_serving_against_a_tracking_server_on_postgres(zen
     import mlflow
 
     creds = {"MLFLOW_TRACKING_USERNAME": ADMIN[0], "MLFLOW_TRACKING_PASSWORD": ADMIN[1]}
-    with postgres_database("ed_mlflow") as backend, postgres_database("ed_history") as history, \
-            mlflow_server(backend, tmp_path / "artifacts", tmp_path / "server.log", auth=True) as url:
+    with (
+        postgres_database("ed_mlflow") as backend,
+        postgres_database("ed_history") as history,
+        mlflow_server(backend, tmp_path / "artifacts", tmp_path / "server.log", auth=True) as url,
+    ):
         # without credentials in the environment, init says what it needs
         bare = zen("init", "--tracking-uri", url, check=False)
-        assert bare.returncode == 2 and "needs credentials: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" in bare.stderr
+        assert (
+            bare.returncode == 2
+            and "needs credentials: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" in bare.stderr
+        )
         lines = zen("init", "--tracking-uri", url, extra_env=creds).stdout
         assert "secret 'empathy-mlflow-auth': created from the environment" in lines
         assert f"experiment tracker 'empathy-mlflow-tracker': registered (flavor mlflow, {url})" in lines
         assert f"MLflow tracking URI: {url}" in lines
 
         # from here on no credential is in the environment: they come from the ZenML secret
-        out = zen("run", "--config", DEMO, "--set", f"data.path={SAMPLE_DATA}", "--set", f"registry.history={history}").stdout
+        out = zen(
+            "run", "--config", DEMO, "--set", f"data.path={SAMPLE_DATA}", "--set", f"registry.history={history}"
+        ).stdout
         assert "(completed)" in out and "registered: models:/empathy-student/1 (alias challenger)" in out
         assert "promotion: v1 PROMOTED to champion (was none)" in out
         run_id = re.search(r"MLflow run: (\w+)", out).group(1)
@@ -60,8 +68,14 @@ def test_pipeline_registry_and_serving_against_a_tracking_server_on_postgres(zen
             cur.execute("SELECT version, status, entry->>'decision' FROM promotions ORDER BY seq")
             assert cur.fetchall() == [("1", "done", "promoted")]
 
-        chain = json.loads(zen("lineage", "models:/empathy-student@champion", "--json", "--set", f"registry.history={history}").stdout)
-        assert chain["mlflow_run"]["run_id"] == run_id and chain["missing"] == [] and chain["promotions"][0]["decision"] == "promoted"
+        chain = json.loads(
+            zen("lineage", "models:/empathy-student@champion", "--json", "--set", f"registry.history={history}").stdout
+        )
+        assert (
+            chain["mlflow_run"]["run_id"] == run_id
+            and chain["missing"] == []
+            and chain["promotions"][0]["decision"] == "promoted"
+        )
 
         # a manual rollback with no earlier champion is refused in one line, through the same shared history
         refused = zen("rollback", "--set", f"registry.history={history}", check=False)
@@ -69,16 +83,34 @@ def test_pipeline_registry_and_serving_against_a_tracking_server_on_postgres(zen
 
         # serving the champion from the server's registry
         port = free_port()
-        env = {"ZENML_CONFIG_PATH": str(tmp_path / "zen"), "PYTHONPATH": str(REPO), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-               "ZENML_ANALYTICS_OPT_IN": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
-        proc = subprocess.Popen([sys.executable, "-m", "empathy_distill.cli", "serve", "--port", str(port)], cwd=tmp_path / "work", env=env,
-                                stdout=open(tmp_path / "serve.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        env = {
+            "ZENML_CONFIG_PATH": str(tmp_path / "zen"),
+            "PYTHONPATH": str(REPO),
+            "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+            "ZENML_ANALYTICS_OPT_IN": "false",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "HF_HUB_OFFLINE": "1",
+            "HOME": str(tmp_path),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+            cwd=tmp_path / "work",
+            env=env,
+            stdout=open(tmp_path / "serve.log", "w"),  # noqa: SIM115 (the server owns the handle until it stops)
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         from deploy.server import stop, wait_ready
 
         try:
             wait_ready(f"http://127.0.0.1:{port}", 120, proc)
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", headers={"Content-Type": "application/json"},
-                                         data=json.dumps({"dataframe_records": [{"messages": [{"role": "user", "content": "I lost my keys again."}]}]}).encode())
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations",
+                headers={"Content-Type": "application/json"},
+                data=json.dumps(
+                    {"dataframe_records": [{"messages": [{"role": "user", "content": "I lost my keys again."}]}]}
+                ).encode(),
+            )
             assert json.loads(urllib.request.urlopen(req, timeout=60).read())["predictions"][0]["response"]
         finally:
             stop(proc.pid)

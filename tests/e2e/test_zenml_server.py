@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,14 +50,19 @@ def test_a_run_recorded_on_the_server_and_its_dashboard_page(server, zen, tmp_pa
 
     # the run is in the server's database, not in a local store
     user, password, host, port, name = re.match(r"mysql://(\w+):(\w+)@([\d.]+):(\d+)/(\w+)", store).groups()
-    with pymysql.connect(host=host, port=int(port), user=user, password=password, database=name) as db, db.cursor() as cur:
+    with (
+        pymysql.connect(host=host, port=int(port), user=user, password=password, database=name) as db,
+        db.cursor() as cur,
+    ):
         cur.execute("SELECT status FROM pipeline_run WHERE name = %s", (run_name,))
         assert cur.fetchall() == (("completed",),)
         cur.execute("SELECT count(*) FROM step_run WHERE pipeline_run_id = %s", (page.group(2).replace("-", ""),))
         assert cur.fetchone()[0] == 12
     assert not list((tmp_path / "zen").rglob("zenml.db"))  # no local ZenML store was made
 
-    text, png = render(url, page.group(1), "default", "", must_show=[run_name, "train_sft", "promote_model", "completed"])
+    text, png = render(
+        url, page.group(1), "default", "", must_show=[run_name, "train_sft", "promote_model", "completed"]
+    )
     (tmp_path / "dashboard-run.png").write_bytes(png)
     image = Image.open(io.BytesIO(png)).convert("RGB")
     assert image.size == (1400, 900)
@@ -69,9 +75,13 @@ def test_a_run_recorded_on_the_server_and_its_dashboard_page(server, zen, tmp_pa
 
 def zenml_dag(env: dict[str, str], run_id: str) -> dict[str, list[str]]:
     """step -> upstream steps, as the ZenML server holds them for a run's snapshot."""
-    code = ("import json, sys; from zenml.client import Client; run = Client().get_pipeline_run(sys.argv[1]); "
-            "print(json.dumps({n: sorted(s.spec.upstream_steps) for n, s in run.snapshot.step_configurations.items()}))")
-    out = subprocess.run([sys.executable, "-c", code, run_id], env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+    code = (
+        "import json, sys; from zenml.client import Client; run = Client().get_pipeline_run(sys.argv[1]); "
+        "print(json.dumps({n: sorted(s.spec.upstream_steps) for n, s in run.snapshot.step_configurations.items()}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, run_id], env=env, capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -79,16 +89,20 @@ def kfp_tasks(package: str) -> dict[str, dict]:
     """task -> {after, image, command, resources} from a compiled KFP package (the IR YAML)."""
     import yaml
 
-    spec = next(yaml.safe_load_all(open(package)))
+    spec = next(yaml.safe_load_all(Path(package).read_text()))
     executors = spec["deploymentSpec"]["executors"]
     dag = spec["root"]["dag"]["tasks"]
     tasks = {}
     for task in dag.values():
         container = executors[spec["components"][task["componentRef"]["name"]]["executorLabel"]]["container"]
         after = sorted(dag[key]["taskInfo"]["name"] for key in task.get("dependentTasks", []))
-        tasks[task["taskInfo"]["name"]] = {"after": after, "image": container["image"],
-                                           "command": container.get("command", []), "args": container.get("args", []),
-                                           "resources": container.get("resources", {})}
+        tasks[task["taskInfo"]["name"]] = {
+            "after": after,
+            "image": container["image"],
+            "command": container.get("command", []),
+            "args": container.get("args", []),
+            "resources": container.get("resources", {}),
+        }
     return tasks
 
 
@@ -99,15 +113,28 @@ def test_distill_compiles_for_kubeflow_and_the_schedule_is_a_recurring_retrain(s
     capture = tmp_path / "kfp"
     env = {**zenml_client_env(url), "KFP_CAPTURE_DIR": str(capture)}
     creds = {"MLFLOW_TRACKING_USERNAME": ADMIN[0], "MLFLOW_TRACKING_PASSWORD": ADMIN[1]}
-    stack = yaml.safe_load(open(STACK_FILE))
-    with mlflow_server(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlartifacts", tmp_path / "mlflow.log", auth=True) as mlflow_url:
+    stack = yaml.safe_load(Path(STACK_FILE).read_text())
+    with mlflow_server(
+        f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlartifacts", tmp_path / "mlflow.log", auth=True
+    ) as mlflow_url:
         refused = zen("init", "--stack-file", STACK_FILE, extra_env=env, check=False)
         assert refused.returncode == 2 and "need a shared MLflow tracking server: pass --tracking-uri" in refused.stderr
         lines = zen("init", "--stack-file", STACK_FILE, "--tracking-uri", mlflow_url, extra_env={**env, **creds}).stdout
-        assert "orchestrator 'empathy-kubeflow': registered (flavor kubeflow)" in lines and "active stack: set to 'empathy-kubeflow'" in lines
+        assert (
+            "orchestrator 'empathy-kubeflow': registered (flavor kubeflow)" in lines
+            and "active stack: set to 'empathy-kubeflow'" in lines
+        )
 
-        common = ["--config", DEMO, "--set", f"data.path={SAMPLE_DATA}", "--set", f"stack={STACK_FILE}",
-                  "--set", f"registry.history={tmp_path / 'promotions.sqlite'}"]
+        common = [
+            "--config",
+            DEMO,
+            "--set",
+            f"data.path={SAMPLE_DATA}",
+            "--set",
+            f"stack={STACK_FILE}",
+            "--set",
+            f"registry.history={tmp_path / 'promotions.sqlite'}",
+        ]
         out = zen("run", *common, extra_env=env, entry=CAPTURE).stdout
         submitted = re.search(r"pipeline run: (\S+) submitted \((\w+)\) to orchestrator 'empathy-kubeflow'", out)
         assert submitted, out
@@ -132,7 +159,10 @@ def test_distill_compiles_for_kubeflow_and_the_schedule_is_a_recurring_retrain(s
     for name, task in tasks.items():
         accelerator = task["resources"].get("accelerator")
         if name in gpu_steps:
-            assert accelerator and accelerator.get("resourceCount", accelerator.get("count")) in ("1", 1), (name, task["resources"])
+            assert accelerator and accelerator.get("resourceCount", accelerator.get("count")) in ("1", 1), (
+                name,
+                task["resources"],
+            )
             assert accelerator.get("resourceType", accelerator.get("type")) == "nvidia-tesla-a100"
         else:
             assert not accelerator, (name, task["resources"])
@@ -140,4 +170,8 @@ def test_distill_compiles_for_kubeflow_and_the_schedule_is_a_recurring_retrain(s
     # the schedule: the retrain pipeline (its one gate step) as a KFP recurring run on the cron
     assert recurring["cron_expression"] == "0 3 * * 1" and recurring["experiment_id"] == "experiment-retrain"
     gate = kfp_tasks(recurring["package"])
-    assert list(gate) == ["retrain_gate"] and gate["retrain_gate"]["image"] == image and not gate["retrain_gate"]["resources"].get("accelerator")
+    assert (
+        list(gate) == ["retrain_gate"]
+        and gate["retrain_gate"]["image"] == image
+        and not gate["retrain_gate"]["resources"].get("accelerator")
+    )

@@ -9,16 +9,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from empathy_distill.config import BootstrapConfig, DataConfig, TeacherConfig, ValidationConfig
 from empathy_distill.data.ingest import ingest
-from empathy_distill.datasets import build_training_sets, to_conversational
+from empathy_distill.data.training_sets import to_conversational
+from empathy_distill.stages import build_training_sets
 from empathy_distill.teacher import build_teacher
-from empathy_distill.teacher.loopback import LoopbackServer
+from empathy_distill.testing.loopback import LoopbackServer
 from tests.conftest import REPO, SAMPLE_DATA
 
 
@@ -28,7 +28,9 @@ def sample_table():
 
 
 def teacher_cfg(server, tmp_path, **kw):
-    return TeacherConfig(base_url=server.base_url, model="loop", cache_path=str(tmp_path / "t.sqlite"), backoff_base_s=0.01, **kw)
+    return TeacherConfig(
+        base_url=server.base_url, model="loop", cache_path=str(tmp_path / "t.sqlite"), backoff_base_s=0.01, **kw
+    )
 
 
 def test_direct_counts_follow_the_rating_filter(sample_table):
@@ -44,10 +46,17 @@ def test_direct_counts_follow_the_rating_filter(sample_table):
     assert not set(sets.sft.dialogue_id) & set(sample_table[sample_table.split == "test"].dialogue_id)
 
 
-@pytest.mark.parametrize("method,strategy", [("improve_llm", "all_three"), ("improve_human", "sequential"), ("improve_llm", "identify_lacking")])
+@pytest.mark.parametrize(
+    "method,strategy",
+    [("improve_llm", "all_three"), ("improve_human", "sequential"), ("improve_llm", "identify_lacking")],
+)
 def test_improvement_methods_on_the_sample(sample_table, tmp_path, method, strategy):
     with LoopbackServer() as server:
-        sets = build_training_sets(sample_table, BootstrapConfig(method=method, strategy=strategy), build_teacher(teacher_cfg(server, tmp_path)))
+        sets = build_training_sets(
+            sample_table,
+            BootstrapConfig(method=method, strategy=strategy),
+            build_teacher(teacher_cfg(server, tmp_path)),
+        )
         turns = 3 if strategy == "sequential" else 1
         assert server.received == 45 * (turns + (method == "improve_llm"))
     assert (len(sets.sft), len(sets.dpo)) == (24, 21)  # 950:800 scaled to 45 train dialogues
@@ -60,15 +69,28 @@ def test_improvement_methods_on_the_sample(sample_table, tmp_path, method, strat
         assert sets.log["turns"].max() == 3
         import sqlite3
 
-        chats = [json.loads(r[0]) for r in sqlite3.connect(tmp_path / "t.sqlite").execute("SELECT request FROM replies")]
+        chats = [
+            json.loads(r[0]) for r in sqlite3.connect(tmp_path / "t.sqlite").execute("SELECT request FROM replies")
+        ]
         roles = sorted({tuple(m[0] for m in chat) for chat in chats}, key=len)
-        assert roles[-1] == ("system", "user", "assistant", "user", "assistant", "user")  # the third round sees both earlier answers
+        assert roles[-1] == (
+            "system",
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+        )  # the third round sees both earlier answers
         assert "Round three, compassionate" in max(chats, key=len)[-1][1]
 
 
 def test_empty_and_failed_replies_become_reasons_not_rows(sample_table, tmp_path):
     with LoopbackServer(faults=["empty"] * 3, fault_rates={}) as server:
-        sets = build_training_sets(sample_table, BootstrapConfig(method="improve_human", strategy="naive"), build_teacher(teacher_cfg(server, tmp_path)))
+        sets = build_training_sets(
+            sample_table,
+            BootstrapConfig(method="improve_human", strategy="naive"),
+            build_teacher(teacher_cfg(server, tmp_path)),
+        )
     assert sets.report["dialogues_invalid"] == 3
     assert sets.report["not_ok_reasons"] == {"naive": 3}
     assert len(sets.sft) + len(sets.dpo) == 42  # 45 train dialogues, 3 empty replies
@@ -90,7 +112,11 @@ def test_budget_stop_gives_a_consistent_partial_result(sample_table, tmp_path):
 def test_real_file_improve_llm_all_three(real_data, tmp_path):
     table = ingest(real_data, DataConfig(path=str(real_data)), ValidationConfig()).table
     with LoopbackServer() as server:
-        sets = build_training_sets(table, BootstrapConfig(method="improve_llm", strategy="all_three"), build_teacher(teacher_cfg(server, tmp_path)))
+        sets = build_training_sets(
+            table,
+            BootstrapConfig(method="improve_llm", strategy="all_three"),
+            build_teacher(teacher_cfg(server, tmp_path)),
+        )
         assert server.received == 3500
     assert (len(sets.sft), len(sets.dpo)) == (950, 800)
     assert sets.report["test_leakage"] == 0
@@ -106,9 +132,24 @@ def test_kill_minus_nine_then_resume_sends_nothing_twice(tmp_path):
     concurrency = 4
     with LoopbackServer(latency_mean_s=0.05, seed=1) as server:
         args = [
-            sys.executable, "-m", "empathy_distill.cli", "bootstrap", "--config", str(REPO / "configs" / "paper.yaml"), "--out", str(out),
-            "--set", f"data.path={SAMPLE_DATA}", "--set", "data.split.method=auto", "--set", f"teacher.base_url={server.base_url}",
-            "--set", f"teacher.cache_path={tmp_path / 'cache.sqlite'}", "--set", f"teacher.concurrency={concurrency}",
+            sys.executable,
+            "-m",
+            "app.cli",
+            "bootstrap",
+            "--config",
+            str(REPO / "configs" / "paper.yaml"),
+            "--out",
+            str(out),
+            "--set",
+            f"data.path={SAMPLE_DATA}",
+            "--set",
+            "data.split.method=auto",
+            "--set",
+            f"teacher.base_url={server.base_url}",
+            "--set",
+            f"teacher.cache_path={tmp_path / 'cache.sqlite'}",
+            "--set",
+            f"teacher.concurrency={concurrency}",
         ]
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120

@@ -7,11 +7,13 @@ import re
 import pandas as pd
 import pytest
 
-from empathy_distill.config import DataConfig, TeacherConfig, ValidationConfig
+from empathy_distill.config import DataConfig, JudgeEndpointConfig, TeacherConfig, ValidationConfig
 from empathy_distill.data.ingest import ingest
-from empathy_distill.judging.evaluate import LLMJudge, ScorerJudge, evaluate, report_markdown, save_report
+from empathy_distill.judging.judges import LLMJudge
+from empathy_distill.judging.protocol import evaluate
+from empathy_distill.judging.report import report_markdown, save_report
 from empathy_distill.teacher import build_teacher
-from empathy_distill.teacher.loopback import LoopbackServer
+from empathy_distill.testing.loopback import LoopbackServer
 from tests.conftest import SAMPLE_DATA
 
 
@@ -49,7 +51,9 @@ def rambles(messages):
 )
 def test_scripted_judge_through_the_whole_path(tmp_path, script, rate, consistency, invalid):
     with LoopbackServer(preferences=script) as server:
-        client = build_teacher(TeacherConfig(base_url=server.base_url, model="judge", cache_path=str(tmp_path / "j.sqlite")))
+        client = build_teacher(
+            TeacherConfig(base_url=server.base_url, model="judge", cache_path=str(tmp_path / "j.sqlite"))
+        )
         report = evaluate(frame(), [LLMJudge(client, name="loop")], {"base": "base_response", "human": "ref_human"})
         assert server.received == 2 * 2 * 40  # two opponents, both orders
     for comp in report["comparisons"]:
@@ -60,14 +64,17 @@ def test_scripted_judge_through_the_whole_path(tmp_path, script, rate, consisten
             assert comp["win_rate"] != comp["win_rate"]
     assert report["valid"] is (invalid == 0)
     if invalid:
-        assert report["invalid_reasons"] == ["base/loop: 40 of 40 comparisons invalid (100% > 10%)", "human/loop: 40 of 40 comparisons invalid (100% > 10%)"]
+        assert report["invalid_reasons"] == [
+            "base/loop: 40 of 40 comparisons invalid (100% > 10%)",
+            "human/loop: 40 of 40 comparisons invalid (100% > 10%)",
+        ]
     paths = save_report(report, tmp_path / "report")
     assert paths["plot"].stat().st_size > 1000
     assert "| base | loop |" in report_markdown(report)
 
 
 def test_the_invalid_threshold_is_per_judge_and_opponent(tmp_path):
-    from empathy_distill.judging.evaluate import mark_validity
+    from empathy_distill.judging.protocol import mark_validity
 
     def report(invalid: int, n: int = 40) -> dict:
         return {"comparisons": [{"opponent": "base", "judge": "j", "invalid": invalid, "n": n, "request_errors": 0}]}
@@ -79,22 +86,28 @@ def test_the_invalid_threshold_is_per_judge_and_opponent(tmp_path):
     assert not skipped["valid"] and skipped["invalid_reasons"] == ["opponent 'llm': no responses in this data"]
 
 
-def dead_endpoint(tmp_path) -> "JudgeEndpointConfig":
+def dead_endpoint(tmp_path) -> JudgeEndpointConfig:
     import socket
-
-    from empathy_distill.config import JudgeEndpointConfig
 
     with socket.socket() as sock:  # a port nobody listens on: connection refused
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    return JudgeEndpointConfig(base_url=f"http://127.0.0.1:{port}/v1", model="judge", max_retries=1, backoff_base_s=0.01, cache_path=str(tmp_path / "dead.sqlite"))
+    return JudgeEndpointConfig(
+        base_url=f"http://127.0.0.1:{port}/v1",
+        model="judge",
+        max_retries=1,
+        backoff_base_s=0.01,
+        cache_path=str(tmp_path / "dead.sqlite"),
+    )
 
 
 def test_a_judge_that_is_down_fails_loudly_or_makes_the_report_invalid(tmp_path):
     from empathy_distill.errors import JudgeError
 
     judge = LLMJudge(build_teacher(dead_endpoint(tmp_path)), name="down")
-    with pytest.raises(JudgeError, match=r"judge 'down': 20 of 20 requests failed \(teacher request failed after 2 attempts"):
+    with pytest.raises(
+        JudgeError, match=r"judge 'down': 20 of 20 requests failed \(teacher request failed after 2 attempts"
+    ):
         evaluate(frame(10), [judge], {"base": "base_response"})
     kept_going = LLMJudge(build_teacher(dead_endpoint(tmp_path)), name="down", on_error="continue")
     report = evaluate(frame(10), [kept_going], {"base": "base_response"})
@@ -107,19 +120,30 @@ def test_a_judge_that_is_down_fails_loudly_or_makes_the_report_invalid(tmp_path)
 def test_llm_judges_sample_nothing_by_default():
     from empathy_distill.config import load_config
 
-    cfg = load_config(None, ["evaluation.judges=[{name: gpt, kind: llm, endpoint: {base_url: 'http://127.0.0.1:1/v1', model: gpt-4o}}]"])
+    cfg = load_config(
+        None,
+        ["evaluation.judges=[{name: gpt, kind: llm, endpoint: {base_url: 'http://127.0.0.1:1/v1', model: gpt-4o}}]"],
+    )
     endpoint = cfg.evaluation.judges[0].endpoint
     assert endpoint.temperature == 0.0 and cfg.teacher.temperature == 0.7
     judge = LLMJudge(build_teacher(endpoint, use_cache=False), name="gpt")
     assert judge.client.request([("user", "x")]).openai_body()["temperature"] == 0.0
-    warm = load_config(None, ["evaluation.judges=[{name: gpt, kind: llm, endpoint: {model: gpt-4o, temperature: 0.3}}]"])
+    warm = load_config(
+        None, ["evaluation.judges=[{name: gpt, kind: llm, endpoint: {model: gpt-4o, temperature: 0.3}}]"]
+    )
     assert warm.evaluation.judges[0].endpoint.temperature == 0.3  # still settable
 
 
 def test_two_judges_report_kappa(tmp_path):
     with LoopbackServer(preferences=prefers_kind) as s1, LoopbackServer(preferences=always_a) as s2:
-        j1 = LLMJudge(build_teacher(TeacherConfig(base_url=s1.base_url, model="j1", cache_path=str(tmp_path / "1.sqlite"))), name="fair")
-        j2 = LLMJudge(build_teacher(TeacherConfig(base_url=s2.base_url, model="j2", cache_path=str(tmp_path / "2.sqlite"))), name="biased")
+        j1 = LLMJudge(
+            build_teacher(TeacherConfig(base_url=s1.base_url, model="j1", cache_path=str(tmp_path / "1.sqlite"))),
+            name="fair",
+        )
+        j2 = LLMJudge(
+            build_teacher(TeacherConfig(base_url=s2.base_url, model="j2", cache_path=str(tmp_path / "2.sqlite"))),
+            name="biased",
+        )
         report = evaluate(frame(20), [j1, j2], {"base": "base_response"})
     assert report["agreement"][0]["judges"] == ["fair", "biased"]
     assert report["agreement"][0]["kappa"] == pytest.approx(0.0)  # one judge says win, the other tie, every time
@@ -156,7 +180,7 @@ def test_calibration_applies_the_deployed_tie_rule():
 def test_calibrate_cli_uses_the_configured_margin(capsys):
     import json
 
-    from empathy_distill.cli import main
+    from app.cli import main
 
     assert main(["calibrate", "--data", str(SAMPLE_DATA), "--folds", "3", "--set", "evaluation.scorer_margin=10"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -168,17 +192,22 @@ def test_scorer_calibration_on_the_real_file(real_data, capsys):
     from empathy_distill.judging.scorer import calibrate
 
     table = ingest(real_data, DataConfig(path=str(real_data)), ValidationConfig()).table
-    subset = table[table.dialogue_id.isin(sorted(table.dialogue_id.unique())[:600])]  # 600 dialogues keep the test under a few minutes
+    subset = table[
+        table.dialogue_id.isin(sorted(table.dialogue_id.unique())[:600])
+    ]  # 600 dialogues keep the test under a few minutes
     result = calibrate(subset, folds=3)
     with capsys.disabled():
-        print(f"\nscorer calibration on 600 real dialogues: {result['scorer_accuracy']} (ties {result['scorer_tie_rate']}) "
-              f"vs length {result['length_baseline_accuracy']} on {result['pairs']} pairs")
+        print(
+            f"\nscorer calibration on 600 real dialogues: {result['scorer_accuracy']} (ties "
+            f"{result['scorer_tie_rate']}) "
+            f"vs length {result['length_baseline_accuracy']} on {result['pairs']} pairs"
+        )
     assert result["pairs"] > 2500
     assert result["scorer_accuracy"] > result["length_baseline_accuracy"] + 0.03
 
 
 def test_llm_judge_calibration_against_human_ratings(tmp_path):
-    from empathy_distill.judging.evaluate import calibrate_judge
+    from empathy_distill.judging.calibration import calibrate_judge
 
     table = ingest(SAMPLE_DATA, DataConfig(path=str(SAMPLE_DATA)), ValidationConfig()).table
 
@@ -186,13 +215,26 @@ def test_llm_judge_calibration_against_human_ratings(tmp_path):
         text = messages[-1]["content"]
         a = re.search(r'Response A: "(.*)"', text).group(1)
         b = re.search(r'Response B: "(.*)"', text).group(1)
-        return "Verdict: A" if len(a.split()) > len(b.split()) else "Verdict: B" if len(b.split()) > len(a.split()) else "Verdict: tie"
+        return (
+            "Verdict: A"
+            if len(a.split()) > len(b.split())
+            else "Verdict: B"
+            if len(b.split()) > len(a.split())
+            else "Verdict: tie"
+        )
 
     with LoopbackServer(preferences=prefers_longer) as server:
-        judge = LLMJudge(build_teacher(TeacherConfig(base_url=server.base_url, model="judge", cache_path=str(tmp_path / "c.sqlite"))), name="longer")
+        judge = LLMJudge(
+            build_teacher(
+                TeacherConfig(base_url=server.base_url, model="judge", cache_path=str(tmp_path / "c.sqlite"))
+            ),
+            name="longer",
+        )
         result = calibrate_judge(table, judge, max_pairs=80)
     assert result["pairs"] == 80 and result["invalid"] == 0
     # a judge that only looks at length agrees with the length baseline
     assert result["judge_accuracy"] == pytest.approx(result["length_baseline_accuracy"], abs=1e-9)
-    assert result["judge_tie_rate"] == pytest.approx(result["length_tie_rate"], abs=1e-9)  # equal lengths: the judge says tie
+    assert result["judge_tie_rate"] == pytest.approx(
+        result["length_tie_rate"], abs=1e-9
+    )  # equal lengths: the judge says tie
     assert result["position_consistency"] == 1.0

@@ -38,12 +38,16 @@ class Registry:
 
 @pytest.fixture(scope="module")
 def tracking_server(tmp_path_factory):
-    """An MLflow tracking server on a PostgreSQL database of its own (module-wide; each test uses its own model and history)."""
+    """An MLflow tracking server on a PostgreSQL database of its own (module-wide; each test uses its own model and
+    history)."""
     reason = postgres_reason()
     if reason:
         pytest.skip(reason)
     folder = tmp_path_factory.mktemp("server")
-    with postgres_database("ed_mlflow") as backend, mlflow_server(backend, folder / "artifacts", folder / "server.log") as url:
+    with (
+        postgres_database("ed_mlflow") as backend,
+        mlflow_server(backend, folder / "artifacts", folder / "server.log") as url,
+    ):
         yield url
 
 
@@ -75,14 +79,23 @@ def test_promotion_moves_champion_and_records_every_decision(registry):
     p, model = registry.p, registry.model
     first = p.move_champion(model, "1", expected=None, promote=True, action="gate")
     assert first["promoted"] and first["previous"] is None and p.alias(model) == "1"
-    refused = p.move_champion(model, "2", expected="1", promote=False, action="gate", reasons=["vs base: ci_low > 0.5 not met"])
+    refused = p.move_champion(
+        model, "2", expected="1", promote=False, action="gate", reasons=["vs base: ci_low > 0.5 not met"]
+    )
     assert not refused["promoted"] and refused["champion_after"] == "1" and p.alias(model) == "1"
     tags = p.client.get_model_version(model, "2").tags
-    assert tags["promotion.last_decision"] == "not promoted" and tags["promotion.last_reasons"] == "vs base: ci_low > 0.5 not met"
+    assert (
+        tags["promotion.last_decision"] == "not promoted"
+        and tags["promotion.last_reasons"] == "vs base: ci_low > 0.5 not met"
+    )
     second = p.move_champion(model, "3", expected="1", promote=True, action="manual")
     assert second["previous"] == "1" and p.alias(model) == "3"
     entries = p.history.entries(model)
-    assert [(e["version"], e["decision"]) for e in entries] == [("1", "promoted"), ("2", "not promoted"), ("3", "promoted")]
+    assert [(e["version"], e["decision"]) for e in entries] == [
+        ("1", "promoted"),
+        ("2", "not promoted"),
+        ("3", "promoted"),
+    ]
     assert check_chain(entries, p.alias(model)) == []
 
 
@@ -128,7 +141,13 @@ def test_a_crash_mid_promotion_is_repaired_by_the_next_one(registry, stage, alia
     p, model = registry.p, registry.model
     p.move_champion(model, "1", expected=None, promote=True, action="gate")
     env = {**os.environ, CRASH_ENV: stage, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", PROMOTE_IN_CHILD, registry.uri, model, "2", registry.history or ""], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROMOTE_IN_CHILD, registry.uri, model, "2", registry.history or ""],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 137, proc.stderr  # died like kill -9: no cleanup ran
     assert p.alias(model) == alias_after
     assert p.history.entries(model)[-1]["status"] == "pending"
@@ -160,7 +179,8 @@ moved = 0
 for i in range(int(n)):
     seen = p.alias(model)          # read ...
     target = str(rng.randint(1, 5))
-    e = p.move_champion(model, target, expected=seen, promote=True, action="manual", actor=f"racer{seed}")  # ... check-and-set
+    e = p.move_champion(model, target, expected=seen, promote=True, action="manual", actor=f"racer{seed}")  # ...
+    check-and-set
     moved += e["promoted"]
 print(moved)
 """
@@ -169,8 +189,16 @@ print(moved)
 def test_two_processes_racing_50_promotions_each_stay_consistent(registry):
     p, model = registry.p, registry.model
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, registry.uri, model, str(seed), "50", registry.history or ""], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for seed in (1, 2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, registry.uri, model, str(seed), "50", registry.history or ""],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
     outs = [proc.communicate(timeout=300) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], [o[1][-2000:] for o in outs]
     entries = p.history.entries(model)
@@ -179,7 +207,10 @@ def test_two_processes_racing_50_promotions_each_stay_consistent(registry):
     assert check_chain(entries, p.alias(model)) == []
     moved = sum(int(o[0]) for o in outs)
     assert moved == sum(e["promoted"] for e in entries) and moved > 10
-    print(f"race ({registry.p.history.__class__.__name__}, {registry.uri.split(':')[0]}): 100 decisions, {moved} moves, {sum('stale' in ' '.join(e['reasons']) for e in entries)} refused as stale")
+    print(
+        f"race ({registry.p.history.__class__.__name__}, {registry.uri.split(':')[0]}): 100 decisions, {moved} "
+        f"moves, {sum('stale' in ' '.join(e['reasons']) for e in entries)} refused as stale"
+    )
 
 
 def post(url: str, payload, timeout: float = 60) -> tuple[int, dict]:
@@ -203,18 +234,30 @@ def champion_model(tmp_path):
     from tests.tiny_model import build_tiny_chat_model
 
     base = build_tiny_chat_model(tmp_path / "base")
-    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    peft = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False),
+    )
     peft.save_pretrained(tmp_path / "adapter")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     try:
         with mlflow.start_run():
-            info = log_student_model(str(tmp_path / "adapter"), str(base), bundle_base=True, chat_template=None, dtype="float32",
-                                     generation={"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "no_repeat_ngram_size": 3},
-                                     system_prompt="Answer kindly.", model_name=MODEL)
+            info = log_student_model(
+                str(tmp_path / "adapter"),
+                str(base),
+                bundle_base=True,
+                chat_template=None,
+                dtype="float32",
+                generation={"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "no_repeat_ngram_size": 3},
+                system_prompt="Answer kindly.",
+                model_name=MODEL,
+            )
     finally:
         mlflow.set_tracking_uri(None)
-    Promotions.open(uri).move_champion(MODEL, str(info.registered_model_version), expected=None, promote=True, action="manual")
+    Promotions.open(uri).move_champion(
+        MODEL, str(info.registered_model_version), expected=None, promote=True, action="manual"
+    )
     return uri
 
 
@@ -228,7 +271,9 @@ def test_the_registered_model_loads_offline_and_relocates_its_base(champion_mode
         chat = pd.DataFrame({"messages": [[{"role": "user", "content": "I did not get the job."}]]})
         out = model.predict(chat)
         # the base can be pointed elsewhere at load time (a deployment with its own copy)
-        moved = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion", model_config={"base_source": "reference", "base_model": str(tmp_path / "base")})
+        moved = mlflow.pyfunc.load_model(
+            f"models:/{MODEL}@champion", model_config={"base_source": "reference", "base_model": str(tmp_path / "base")}
+        )
         assert moved.predict(chat)["response"].tolist() == out["response"].tolist()
         meta = model.metadata
         assert [i["name"] for i in meta.get_input_schema().to_dict()] == ["messages"]
@@ -241,16 +286,29 @@ def test_the_registered_model_loads_offline_and_relocates_its_base(champion_mode
 
 def test_serve_answers_chats_refuses_malformed_ones_and_holds_under_load(champion_model, tmp_path):
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": champion_model, "PYTHONPATH": str(REPO), "ZENML_CONFIG_PATH": str(tmp_path / "zen")}
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "empathy_distill.cli", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": champion_model,
+        "PYTHONPATH": str(REPO),
+        "ZENML_CONFIG_PATH": str(tmp_path / "zen"),
+    }
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (the server writes it until the test stops it)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         from deploy.server import wait_ready
 
         ready = wait_ready(url, 120, proc)
-        chat = {"dataframe_records": [{"messages": [{"role": "user", "content": "My exam went badly and I feel awful."}]}], "params": {"max_new_tokens": 6}}
+        chat = {
+            "dataframe_records": [{"messages": [{"role": "user", "content": "My exam went badly and I feel awful."}]}],
+            "params": {"max_new_tokens": 6},
+        }
         status, body = post(url + "/invocations", chat)
         assert status == 200 and isinstance(body["predictions"][0]["response"], str)
         bad = {
@@ -258,7 +316,11 @@ def test_serve_answers_chats_refuses_malformed_ones_and_holds_under_load(champio
             "no messages": {"dataframe_records": [{"text": "hi"}]},
             "unknown role": {"dataframe_records": [{"messages": [{"role": "bot", "content": "hi"}]}]},
             "empty content": {"dataframe_records": [{"messages": [{"role": "user", "content": "  "}]}]},
-            "assistant last": {"dataframe_records": [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}]},
+            "assistant last": {
+                "dataframe_records": [
+                    {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+                ]
+            },
             "oversized chat": {"dataframe_records": [{"messages": [{"role": "user", "content": "word " * 5000}]}]},
             "too many tokens": {**chat, "params": {"max_new_tokens": 100000}},
             "wrong param type": {**chat, "params": {"max_new_tokens": "lots"}},
@@ -266,10 +328,17 @@ def test_serve_answers_chats_refuses_malformed_ones_and_holds_under_load(champio
         for name, payload in bad.items():
             status, body = post(url + "/invocations", payload)
             assert 400 <= status < 500, (name, status, body)
+
         # 200 requests, 8 at a time: none fails, the server is still up
         def one(i: int) -> tuple[int, float]:
             start = time.perf_counter()
-            code, _ = post(url + "/invocations", {"dataframe_records": [{"messages": [{"role": "user", "content": f"Day {i} was hard."}]}], "params": {"max_new_tokens": 6}})
+            code, _ = post(
+                url + "/invocations",
+                {
+                    "dataframe_records": [{"messages": [{"role": "user", "content": f"Day {i} was hard."}]}],
+                    "params": {"max_new_tokens": 6},
+                },
+            )
             return code, time.perf_counter() - start
 
         with ThreadPoolExecutor(8) as pool:
@@ -277,7 +346,10 @@ def test_serve_answers_chats_refuses_malformed_ones_and_holds_under_load(champio
         errors = sum(code != 200 for code, _ in results)
         latencies = sorted(t for _, t in results)
         p50, p99 = statistics.median(latencies) * 1000, latencies[int(0.99 * len(latencies)) - 1] * 1000
-        print(f"serve: ready in {ready:.1f} s; 200 requests at concurrency 8: {errors} errors, p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+        print(
+            f"serve: ready in {ready:.1f} s; 200 requests at concurrency 8: {errors} errors, p50 {p50:.0f} ms, p99 "
+            f"{p99:.0f} ms"
+        )
         assert errors == 0
         assert proc.poll() is None and urllib.request.urlopen(url + "/health", timeout=5).status == 200
     finally:
@@ -288,10 +360,25 @@ def test_serve_answers_chats_refuses_malformed_ones_and_holds_under_load(champio
 
 
 def test_serve_without_a_champion_is_one_clear_line(tmp_path):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}", "PYTHONPATH": str(REPO), "ZENML_CONFIG_PATH": str(tmp_path / "zen")}
-    proc = subprocess.run([sys.executable, "-m", "empathy_distill.cli", "serve", "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}",
+        "PYTHONPATH": str(REPO),
+        "ZENML_CONFIG_PATH": str(tmp_path / "zen"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: models:/{MODEL}@champion: no such version or alias in the registry")
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: models:/{MODEL}@champion: no such version or alias in the registry")
+    )
 
 
 def test_deploy_switches_to_the_new_version_then_stops_the_old_server(champion_model, tmp_path):
@@ -303,7 +390,9 @@ def test_deploy_switches_to_the_new_version_then_stops_the_old_server(champion_m
     v1 = client.get_model_version(MODEL, "1")
     mlflow.set_tracking_uri(champion_model)  # the source (a logged model) resolves against the global URI
     try:
-        client.create_model_version(MODEL, source=v1.source, run_id=v1.run_id, model_id=v1.model_id)  # a second version to switch to
+        client.create_model_version(
+            MODEL, source=v1.source, run_id=v1.run_id, model_id=v1.model_id
+        )  # a second version to switch to
     finally:
         mlflow.set_tracking_uri(None)
     port = free_port()
@@ -329,7 +418,10 @@ def test_lineage_of_a_version_registered_by_hand_says_what_is_missing(registry):
     p, model = registry.p, registry.model
     chain = audit(p.client, p.history, f"models:/{model}/2")  # created without a run or any lineage tag
     assert chain["version"]["version"] == "2"
-    assert "version tag lineage.data_hash" in chain["missing"] and "the MLflow run (the version names none)" in chain["missing"]
+    assert (
+        "version tag lineage.data_hash" in chain["missing"]
+        and "the MLflow run (the version names none)" in chain["missing"]
+    )
     assert audit_lines(chain)[-1].startswith("  missing:      version tag lineage.data_path; ")
     with pytest.raises(ValueError, match="not found in the registry"):
         audit(p.client, p.history, f"models:/{model}@champion")  # no champion yet

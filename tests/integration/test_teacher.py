@@ -12,13 +12,19 @@ from empathy_distill.config import PriceConfig, TeacherConfig
 from empathy_distill.teacher import build_teacher
 from empathy_distill.teacher.batch import BatchTeacher
 from empathy_distill.teacher.cache import ReplyCache
-from empathy_distill.teacher.loopback import LoopbackServer
 from empathy_distill.teacher.openai_client import OpenAITeacher
 from empathy_distill.teacher.types import TeacherError
+from empathy_distill.testing.loopback import LoopbackServer
 
 
 def cfg(server, tmp_path, **kw) -> TeacherConfig:
-    base = {"base_url": server.base_url, "model": "loop", "cache_path": str(tmp_path / "cache.sqlite"), "backoff_base_s": 0.01, "timeout_s": 5}
+    base = {
+        "base_url": server.base_url,
+        "model": "loop",
+        "cache_path": str(tmp_path / "cache.sqlite"),
+        "backoff_base_s": 0.01,
+        "timeout_s": 5,
+    }
     return TeacherConfig(**{**base, **kw})
 
 
@@ -58,7 +64,9 @@ def test_exhausted_retries_give_a_clear_error_not_an_exception(tmp_path):
     with LoopbackServer(fault_rates={"500": 1.0}) as server:
         teacher = OpenAITeacher(cfg(server, tmp_path, max_retries=2))
         _, results = ask(teacher, 2)
-    assert [r.error for r in results] == ["teacher request failed after 3 attempts (last: HTTP 500 InternalServerError)"] * 2
+    assert [r.error for r in results] == [
+        "teacher request failed after 3 attempts (last: HTTP 500 InternalServerError)"
+    ] * 2
     assert server.received == 6
     assert len(ReplyCache(tmp_path / "cache.sqlite")) == 0  # errors are never cached
 
@@ -92,7 +100,9 @@ def test_cost_budget_and_accounting(tmp_path):
     assert 0 < len(sent) < 50
     expected = sum(r.prompt_tokens / 1000 * 1.0 + r.completion_tokens / 1000 * 2.0 for r in sent)
     assert teacher.usage.cost_usd == pytest.approx(expected)
-    assert teacher.usage.cost_usd >= 0.05 and teacher.usage.cost_usd < 0.05 + max(r.prompt_tokens / 1000 + r.completion_tokens / 500 for r in sent)
+    assert teacher.usage.cost_usd >= 0.05 and teacher.usage.cost_usd < 0.05 + max(
+        r.prompt_tokens / 1000 + r.completion_tokens / 500 for r in sent
+    )
     assert teacher.usage.by_stage["test"]["requests"] == len(sent)
     assert "max_cost_usd=0.05 reached" in teacher.budget.exhausted
 
@@ -100,12 +110,24 @@ def test_cost_budget_and_accounting(tmp_path):
 def test_batch_mode_end_to_end_and_resume_by_id(tmp_path):
     with LoopbackServer(batch_polls_before_done=3) as server:
         # first run gives up waiting: the batch id stays in the cache database
-        impatient = BatchTeacher(cfg(server, tmp_path, mode="batch", batch_poll_s=0.01, batch_timeout_s=0.001), ReplyCache(tmp_path / "b.sqlite"))
+        impatient = BatchTeacher(
+            cfg(server, tmp_path, mode="batch", batch_poll_s=0.01, batch_timeout_s=0.001),
+            ReplyCache(tmp_path / "b.sqlite"),
+        )
         with pytest.raises(TeacherError, match="rerun to resume it"):
             ask(impatient, 12)
         assert len(server.batches) == 1
         # the rerun resumes the same batch instead of submitting another
-        teacher = BatchTeacher(cfg(server, tmp_path, mode="batch", batch_poll_s=0.01, prices=PriceConfig(input_per_1k=1.0, output_per_1k=1.0)), ReplyCache(tmp_path / "b.sqlite"))
+        teacher = BatchTeacher(
+            cfg(
+                server,
+                tmp_path,
+                mode="batch",
+                batch_poll_s=0.01,
+                prices=PriceConfig(input_per_1k=1.0, output_per_1k=1.0),
+            ),
+            ReplyCache(tmp_path / "b.sqlite"),
+        )
         _, results = ask(teacher, 12)
         assert len(server.batches) == 1
         assert all(r.ok and r.text for r in results)
@@ -125,7 +147,10 @@ def test_batch_mode_end_to_end_and_resume_by_id(tmp_path):
 def test_batch_mode_submits_only_what_the_budget_covers(tmp_path):
     prices = PriceConfig(input_per_1k=2.5, output_per_1k=10.0)  # list prices; the batch pays half
     with LoopbackServer() as server:
-        teacher = BatchTeacher(cfg(server, tmp_path, mode="batch", batch_poll_s=0.01, max_tokens=256, max_cost_usd=0.0001, prices=prices), ReplyCache(tmp_path / "b.sqlite"))
+        teacher = BatchTeacher(
+            cfg(server, tmp_path, mode="batch", batch_poll_s=0.01, max_tokens=256, max_cost_usd=0.0001, prices=prices),
+            ReplyCache(tmp_path / "b.sqlite"),
+        )
         reqs, results = ask(teacher, 50)
         # one request's worst case (256 tokens out at $5 per 1M) is over $0.0001: nothing may be submitted
         assert teacher.budget.worst_case_cost(reqs[0]) > 0.0001
@@ -135,7 +160,18 @@ def test_batch_mode_submits_only_what_the_budget_covers(tmp_path):
 
         # a budget for about 10 worst cases submits 10 requests and reports the rest as a budget stop
         worst = teacher.budget.worst_case_cost(reqs[0])
-        capped = BatchTeacher(cfg(server, tmp_path, mode="batch", batch_poll_s=0.01, max_tokens=256, max_cost_usd=worst * 10.5, prices=prices), ReplyCache(tmp_path / "c.sqlite"))
+        capped = BatchTeacher(
+            cfg(
+                server,
+                tmp_path,
+                mode="batch",
+                batch_poll_s=0.01,
+                max_tokens=256,
+                max_cost_usd=worst * 10.5,
+                prices=prices,
+            ),
+            ReplyCache(tmp_path / "c.sqlite"),
+        )
         _, results = ask(capped, 50)
         assert server.received == 10 and len(server.batches) == 1
         assert sum(r.ok for r in results) == 10
@@ -158,8 +194,19 @@ def test_local_transformers_backend(tmp_path):
     from tests.tiny_model import build_tiny_chat_model
 
     folder = build_tiny_chat_model(tmp_path / "tiny")
-    teacher = build_teacher(TeacherConfig(backend="local", model=str(folder), max_tokens=6, temperature=0.0, cache_path=str(tmp_path / "c.sqlite")))
+    teacher = build_teacher(
+        TeacherConfig(
+            backend="local", model=str(folder), max_tokens=6, temperature=0.0, cache_path=str(tmp_path / "c.sqlite")
+        )
+    )
     reqs, results = ask(teacher, 2)
     assert all(r.ok and isinstance(r.text, str) and r.completion_tokens > 0 for r in results)
-    _, again = ask(build_teacher(TeacherConfig(backend="local", model=str(folder), max_tokens=6, temperature=0.0, cache_path=str(tmp_path / "c.sqlite"))), 2)
+    _, again = ask(
+        build_teacher(
+            TeacherConfig(
+                backend="local", model=str(folder), max_tokens=6, temperature=0.0, cache_path=str(tmp_path / "c.sqlite")
+            )
+        ),
+        2,
+    )
     assert all(r.cached for r in again)

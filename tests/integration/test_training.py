@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import pytest
 
-from empathy_distill.config import DataConfig, GenerationSettings, StageSettings, StudentConfig, TinyStudentConfig, TrainingConfig, ValidationConfig
+from empathy_distill.config import (
+    BootstrapConfig,
+    DataConfig,
+    GenerationSettings,
+    StageSettings,
+    StudentConfig,
+    TinyStudentConfig,
+    TrainingConfig,
+    ValidationConfig,
+)
 from empathy_distill.data.ingest import ingest
-from empathy_distill.datasets import build_direct
-from empathy_distill.config import BootstrapConfig
+from empathy_distill.stages import build_training_sets, student_stage
 from empathy_distill.training.common import AdapterUnchanged
 from empathy_distill.training.dpo import train_dpo
 from empathy_distill.training.generate import generate_base_and_tuned, prompts_for_test_split
 from empathy_distill.training.sft import train_sft
-from empathy_distill.training.student import build_tiny_student, prepare_tiny_student
+from empathy_distill.training.student import build_tiny_student
 from tests.conftest import SAMPLE_DATA
 
 
@@ -21,13 +29,21 @@ from tests.conftest import SAMPLE_DATA
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     table = ingest(SAMPLE_DATA, DataConfig(path=str(SAMPLE_DATA)), ValidationConfig()).table
-    sets = build_direct(table, BootstrapConfig())
+    sets = build_training_sets(table, BootstrapConfig())
     student = StudentConfig(cache_dir=str(root / "students"), tiny=TinyStudentConfig(pretrain_steps=200))
-    folder, info = prepare_tiny_student(table, [sets.sft, sets.dpo], student)
+    base, info = student_stage(table, [sets.sft, sets.dpo], student)
     from empathy_distill.training.warmup import build_warmup_corpus
 
     corpus = build_warmup_corpus(table, [sets.sft, sets.dpo])
-    return {"root": root, "table": table, "sets": sets, "student": student, "base": str(folder), "info": info, "corpus": (corpus.units, corpus.chats)}
+    return {
+        "root": root,
+        "table": table,
+        "sets": sets,
+        "student": student,
+        "base": base,
+        "info": info,
+        "corpus": (corpus.units, corpus.chats),
+    }
 
 
 def stage(max_steps: int, save_steps: int = 50, lr: float = 1e-3) -> StageSettings:
@@ -40,8 +56,10 @@ def test_tiny_student_is_built_once_and_reused(world):
     assert 300 <= info["vocab_size"] <= 4000
     texts, chats = world["corpus"]
     folder, again = build_tiny_student(texts, chats, world["student"])
-    assert again["reused"] and str(folder) == world["base"]
-    other, fresh = build_tiny_student(texts[:-5], chats, world["student"].model_copy(update={"tiny": TinyStudentConfig(pretrain_steps=5)}))
+    assert again["reused"] and str(folder.resolve()) == world["base"]
+    other, fresh = build_tiny_student(
+        texts[:-5], chats, world["student"].model_copy(update={"tiny": TinyStudentConfig(pretrain_steps=5)})
+    )
     assert not fresh["reused"] and other != folder  # other data or settings: another student
 
 
@@ -60,7 +78,9 @@ def test_sft_then_dpo(world):
     assert train_sft(world["base"], world["sets"].sft, cfg, world["student"]).reused
 
     prompts = prompts_for_test_split(world["table"])
-    out = generate_base_and_tuned(world["base"], dpo.adapter_dir, prompts, world["student"], GenerationSettings(max_new_tokens=24, batch_size=8))
+    out = generate_base_and_tuned(
+        world["base"], dpo.adapter_dir, prompts, world["student"], GenerationSettings(max_new_tokens=24, batch_size=8)
+    )
     assert len(out) == len(prompts) == int((world["table"].drop_duplicates("dialogue_id").split == "test").sum())
     assert (out.base_response.str.strip() != "").all() and (out.tuned_response.str.strip() != "").all()
 
@@ -101,7 +121,14 @@ def test_adapter_materializer_round_trip(world, tmp_path):
 
     cfg = TrainingConfig(output_dir=str(world["root"] / "runs"), sft=stage(30, lr=5e-3), dpo=stage(12))
     sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"])
-    adapter = Adapter(path=sft.adapter_dir, base_model=world["base"], stage="sft", weights_hash=sft.hash_after, global_step=30, rows=len(world["sets"].sft))
+    adapter = Adapter(
+        path=sft.adapter_dir,
+        base_model=world["base"],
+        stage="sft",
+        weights_hash=sft.hash_after,
+        global_step=30,
+        rows=len(world["sets"].sft),
+    )
     materializer = AdapterFolderMaterializer(str(tmp_path / "artifact"))
     materializer.save(adapter)
     loaded = materializer.load(Adapter)
@@ -137,14 +164,16 @@ def test_dpo_reference_is_the_frozen_sft_adapter(world, tmp_path):
     """The reference log-probabilities are the SFT adapter's (a frozen copy named ref), not the base model's."""
     import torch
     from peft import PeftModel
+    from trl.trainer.utils import use_adapter
 
     from empathy_distill.training.dpo import build_dpo_trainer
     from empathy_distill.training.student import load_student
-    from trl.trainer.utils import use_adapter
 
     cfg = TrainingConfig(output_dir=str(tmp_path), sft=stage(8, lr=5e-3), dpo=stage(1))
     sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"])
-    trainer, _, _, _ = build_dpo_trainer(world["base"], world["sets"].dpo.head(4), cfg, world["student"], sft.adapter_dir, tmp_path / "dpo")
+    trainer, _, _, _ = build_dpo_trainer(
+        world["base"], world["sets"].dpo.head(4), cfg, world["student"], sft.adapter_dir, tmp_path / "dpo"
+    )
     model = trainer.model
     assert "ref" in model.peft_config
     ref_params = [p for n, p in model.named_parameters() if ".ref." in n]
@@ -183,8 +212,18 @@ def test_batched_greedy_generation_equals_one_at_a_time(world):
     tokenizer, model = load_student(world["base"], world["student"])
     model = PeftModel.from_pretrained(model, sft.adapter_dir)
     prompts = prompts_for_test_split(world["table"])
-    chats = [[{"role": "system", "content": s}, {"role": "user", "content": u}] for s, u in zip(prompts["system"], prompts["user"])]
-    lengths = {len(tokenizer(tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False), add_special_tokens=False)["input_ids"]) for c in chats}
+    chats = [
+        [{"role": "system", "content": s}, {"role": "user", "content": u}]
+        for s, u in zip(prompts["system"], prompts["user"])
+    ]
+    lengths = {
+        len(
+            tokenizer(
+                tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False), add_special_tokens=False
+            )["input_ids"]
+        )
+        for c in chats
+    }
     assert len(lengths) > 1  # prompts of different lengths, so batches really are padded
     batched = generate(model, tokenizer, chats, GenerationSettings(max_new_tokens=24, batch_size=8))
     single = generate(model, tokenizer, chats, GenerationSettings(max_new_tokens=24, batch_size=1))
@@ -193,14 +232,20 @@ def test_batched_greedy_generation_equals_one_at_a_time(world):
 
 
 def test_two_processes_train_inside_the_step_like_one_with_the_same_global_batch(world):
-    """torchrun from inside the stage (gloo on CPU): SFT and DPO finish, one adapter, the same steps, the same loss level."""
+    """torchrun from inside the stage (gloo on CPU): SFT and DPO finish, one adapter, the same steps, the same loss
+    level."""
     from statistics import mean
 
     from empathy_distill.training.launch import train_stage
 
     def run(folder: str, processes: int, per_device: int):
         settings = StageSettings(learning_rate=5e-3, epochs=1, batch_size=per_device, save_steps=1000)
-        cfg = TrainingConfig(output_dir=str(world["root"] / folder), sft=settings, dpo=settings.model_copy(update={"learning_rate": 1e-3}), num_processes=processes)
+        cfg = TrainingConfig(
+            output_dir=str(world["root"] / folder),
+            sft=settings,
+            dpo=settings.model_copy(update={"learning_rate": 1e-3}),
+            num_processes=processes,
+        )
         sft = train_stage("sft", world["base"], world["sets"].sft, cfg, world["student"])
         dpo = train_stage("dpo", world["base"], world["sets"].dpo, cfg, world["student"], sft.adapter_dir)
         return cfg, sft, dpo
@@ -210,10 +255,17 @@ def test_two_processes_train_inside_the_step_like_one_with_the_same_global_batch
     assert (one_sft.processes, one_dpo.processes, two_sft.processes, two_dpo.processes) == (1, 1, 2, 2)
     assert two_sft.global_step == one_sft.global_step == -(-len(world["sets"].sft) // 4)
     assert two_dpo.global_step == one_dpo.global_step
-    adapters = sorted(p.parent.name for p in (world["root"] / "ddp").rglob("adapter_model.safetensors") if "checkpoint" not in str(p))
-    assert adapters == ["adapter", "adapter"] and len({two_sft.adapter_dir, two_dpo.adapter_dir}) == 2  # one per stage, saved once
+    adapters = sorted(
+        p.parent.name for p in (world["root"] / "ddp").rglob("adapter_model.safetensors") if "checkpoint" not in str(p)
+    )
+    assert (
+        adapters == ["adapter", "adapter"] and len({two_sft.adapter_dir, two_dpo.adapter_dir}) == 2
+    )  # one per stage, saved once
     assert two_sft.hash_after != two_sft.hash_before and two_dpo.eval_metrics["rewards/accuracies"] > 0.5
     one_loss = mean(h["loss"] for h in one_sft.history if "loss" in h)
     two_loss = mean(h["loss"] for h in two_sft.history if "loss" in h)
-    print(f"SFT mean loss: 1 process {one_loss:.3f}, 2 processes {two_loss:.3f}; steps {one_sft.global_step} / {two_sft.global_step}")
+    print(
+        f"SFT mean loss: 1 process {one_loss:.3f}, 2 processes {two_loss:.3f}; steps {one_sft.global_step} / "
+        f"{two_sft.global_step}"
+    )
     assert abs(one_loss - two_loss) / one_loss < 0.1

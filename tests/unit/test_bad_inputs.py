@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from empathy_distill.cli import main
+from app.cli import main
 from tests.conftest import LVH_HEADER, lvh_csv, lvh_record
 
 
@@ -96,10 +96,26 @@ GOOD = [lvh_record(i) for i in range(1, 4)]  # 15 good rows around each bad reco
 QUARANTINE = {
     # name: (file bytes, {(dialogue_id, source): reason}, field)
     "rating_7": (lvh_csv([*GOOD, lvh_record(9, rating_human="7")]), {("d9", "human"): "bad_rating"}, "rating_raw"),
-    "rating_word": (lvh_csv([*GOOD, lvh_record(9, rating_gemini_empathy="good")]), {("d9", "gemini"): "bad_rating"}, "rating_raw"),
-    "empty_response": (lvh_csv([*GOOD, lvh_record(9, response_llama_empathy="   ")]), {("d9", "llama"): "empty_text"}, "response"),
-    "nul_byte": (lvh_csv([*GOOD, lvh_record(9, response_human="I am \x00 here")]), {("d9", "human"): "nul_byte"}, "response"),
-    "control_char": (lvh_csv([*GOOD, lvh_record(9, response_human="bell \x07 sound")]), {("d9", "human"): "control_char"}, "response"),
+    "rating_word": (
+        lvh_csv([*GOOD, lvh_record(9, rating_gemini_empathy="good")]),
+        {("d9", "gemini"): "bad_rating"},
+        "rating_raw",
+    ),
+    "empty_response": (
+        lvh_csv([*GOOD, lvh_record(9, response_llama_empathy="   ")]),
+        {("d9", "llama"): "empty_text"},
+        "response",
+    ),
+    "nul_byte": (
+        lvh_csv([*GOOD, lvh_record(9, response_human="I am \x00 here")]),
+        {("d9", "human"): "nul_byte"},
+        "response",
+    ),
+    "control_char": (
+        lvh_csv([*GOOD, lvh_record(9, response_human="bell \x07 sound")]),
+        {("d9", "human"): "control_char"},
+        "response",
+    ),
     "formula": (
         lvh_csv([*GOOD, lvh_record(9, response_mixtral_empathy='=HYPERLINK("http://x.example","click")')]),
         {("d9", "mixtral"): "formula"},
@@ -116,7 +132,8 @@ QUARANTINE = {
         None,
     ),
     "non_utf8": (
-        lvh_csv([*GOOD]).encode() + lvh_csv([lvh_record(9, response_human="caf\x00")]).split("\n", 1)[1].encode().replace(b"\x00", b"\xe9"),
+        lvh_csv([*GOOD]).encode()
+        + lvh_csv([lvh_record(9, response_human="caf\x00")]).split("\n", 1)[1].encode().replace(b"\x00", b"\xe9"),
         {("d9", "human"): "invalid_utf8"},
         "response",
     ),
@@ -152,7 +169,15 @@ def test_truncated_last_line(write, tmp_path, capsys):
 
 
 def test_jsonl_bad_lines(write, tmp_path, capsys):
-    good = {"dialogue_id": "a", "emotion": "sad", "situation": "s", "utterance": "u", "source": "human", "response": "r", "rating": 2}
+    good = {
+        "dialogue_id": "a",
+        "emotion": "sad",
+        "situation": "s",
+        "utterance": "u",
+        "source": "human",
+        "response": "r",
+        "rating": 2,
+    }
     lines = [
         json.dumps(good),
         '{"dialogue_id": "b", "situation": ',  # truncated JSON
@@ -177,8 +202,11 @@ def test_subprocess_prints_no_traceback(write, tmp_path):
     path = write("empty.csv", b"")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.run(
-        [sys.executable, "-m", "empathy_distill.cli", "ingest", "--data", str(path), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, env=env, timeout=120,
+        [sys.executable, "-m", "app.cli", "ingest", "--data", str(path), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {path}: file is empty"

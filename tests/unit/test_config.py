@@ -41,5 +41,33 @@ def test_bad_yaml_file(tmp_path):
 def test_redaction_keeps_variable_names_and_drops_secrets():
     from empathy_distill.tracking import redacted
 
-    tree = {"teacher": {"api_key_env": "OPENAI_API_KEY", "max_tokens": 256, "api_key": "sk-live", "extra": {"hf_token": "hf_x"}}}
-    assert redacted(tree) == {"teacher": {"api_key_env": "OPENAI_API_KEY", "max_tokens": 256, "api_key": "<redacted>", "extra": {"hf_token": "<redacted>"}}}
+    tree = {
+        "teacher": {
+            "api_key_env": "OPENAI_API_KEY",
+            "max_tokens": 256,
+            "api_key": "sk-live",
+            "extra": {"hf_token": "hf_x"},
+        }
+    }
+    assert redacted(tree) == {
+        "teacher": {
+            "api_key_env": "OPENAI_API_KEY",
+            "max_tokens": 256,
+            "api_key": "<redacted>",
+            "extra": {"hf_token": "<redacted>"},
+        }
+    }
+
+
+def test_a_config_extends_another(tmp_path):
+    demo = load_config(REPO / "configs" / "demo.yaml")
+    ablation = load_config(REPO / "configs" / "ablation.yaml")
+    # what ablation.yaml sets wins; a mapping it sets in part keeps demo's other keys; the rest is demo's
+    assert (ablation.name, ablation.training.sft.learning_rate, ablation.training.sft.epochs) == ("ablation", 1e-3, 1)
+    assert ablation.training.dpo == demo.training.dpo and ablation.student == demo.student
+    assert ablation.data == demo.data and ablation.generation == demo.generation
+    assert ablation.ablation.strategies == ["naive", "all_three", "sequential"]
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="cannot extend itself"):
+        load_config(tmp_path / "a.yaml")

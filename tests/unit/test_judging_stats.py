@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from empathy_distill.judging.stats import cohen_kappa, combine_orders, length_controlled_win_rate, position_consistency, win_rate, win_rate_ci, wilson_interval
+from empathy_distill.judging.stats import (
+    cohen_kappa,
+    combine_orders,
+    length_controlled_win_rate,
+    position_consistency,
+    wilson_interval,
+    win_rate,
+    win_rate_ci,
+)
 
 Z95 = 1.959963984540054
 
@@ -52,14 +60,25 @@ def test_ties_count_half_and_invalid_is_never_a_loss():
 
 @pytest.mark.parametrize(
     "first, swapped, expected",
-    [("A", "B", 1.0), ("B", "A", 0.0), ("tie", "tie", 0.5), ("A", "A", 0.5), ("B", "B", 0.5), ("A", "tie", 0.5), (None, "B", None), ("A", None, None)],
+    [
+        ("A", "B", 1.0),
+        ("B", "A", 0.0),
+        ("tie", "tie", 0.5),
+        ("A", "A", 0.5),
+        ("B", "B", 0.5),
+        ("A", "tie", 0.5),
+        (None, "B", None),
+        ("A", None, None),
+    ],
 )
 def test_swap_logic(first, swapped, expected):
     assert combine_orders(first, swapped) == expected
 
 
 def test_position_consistency():
-    assert position_consistency([("A", "B"), ("B", "A"), ("A", "A"), ("tie", "tie"), (None, "A")]) == pytest.approx(3 / 4)
+    assert position_consistency([("A", "B"), ("B", "A"), ("A", "A"), ("tie", "tie"), (None, "A")]) == pytest.approx(
+        3 / 4
+    )
 
 
 def test_kappa_known_values():

@@ -16,8 +16,12 @@ def comparison(opponent: str, wins: int, ties: int, losses: int, invalid: int = 
 
 
 def report(*comparisons: dict, valid: bool = True, champion: str | None = None) -> dict:
-    return {"valid": valid, "invalid_reasons": [] if valid else ["base/scorer: 9 of 40 comparisons invalid (22% > 10%)"],
-            "comparisons": list(comparisons), "champion_version": champion}
+    return {
+        "valid": valid,
+        "invalid_reasons": [] if valid else ["base/scorer: 9 of 40 comparisons invalid (22% > 10%)"],
+        "comparisons": list(comparisons),
+        "champion_version": champion,
+    }
 
 
 POLICY = PromotionPolicy(min_valid_comparisons=30)
@@ -38,7 +42,9 @@ def test_a_point_estimate_above_half_is_not_enough():
     result = gate(r, POLICY, champion_version=None)
     assert r["comparisons"][0]["win_rate"] == 0.6 and r["comparisons"][0]["ci_low"] < 0.5
     assert not result["passed"]
-    assert result["reasons"] == [f"vs base: ci_low > 0.5 not met by judge scorer: ci_low = {r['comparisons'][0]['ci_low']:.3f}"]
+    assert result["reasons"] == [
+        f"vs base: ci_low > 0.5 not met by judge scorer: ci_low = {r['comparisons'][0]['ci_low']:.3f}"
+    ]
 
 
 def test_a_loser_fails_on_the_champion_rule():
@@ -84,12 +90,19 @@ def test_figures_against_another_champion_are_stale():
 
 
 def test_first_champion_rules_apply_only_while_there_is_none():
-    loose = PromotionPolicy(min_valid_comparisons=10, first_champion_rules=[GateRule(opponent="base", bound="ci_high", op=">=", threshold=0.5)])
+    loose = PromotionPolicy(
+        min_valid_comparisons=10,
+        first_champion_rules=[GateRule(opponent="base", bound="ci_high", op=">=", threshold=0.5)],
+    )
     r = report(comparison("base", 4, 0, 11))  # the demo's first run: 0.267 [0.109, 0.520]
     assert math.isclose(r["comparisons"][0]["ci_high"], 0.5195, abs_tol=1e-3)
     assert gate(r, loose, champion_version=None)["passed"]
     # the same figures once a champion exists: the production rules, unchanged
-    later = gate(report(comparison("base", 4, 0, 11), comparison("champion", 4, 0, 11), champion="1"), loose, champion_version="1")
+    later = gate(
+        report(comparison("base", 4, 0, 11), comparison("champion", 4, 0, 11), champion="1"),
+        loose,
+        champion_version="1",
+    )
     assert not later["passed"] and later["rules"] == ["vs base: ci_low > 0.5", "vs champion: ci_low >= 0.45"]
     # and a first version that clearly loses to base is refused even by the loose rule
     assert not gate(report(comparison("base", 1, 0, 14)), loose, champion_version=None)["passed"]

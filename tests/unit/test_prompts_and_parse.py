@@ -7,13 +7,26 @@ import string
 
 import pytest
 
-from empathy_distill.config import BootstrapConfig
-from empathy_distill.datasets import lineage_prompt_hash
-from empathy_distill.prompts import DIMENSIONS, STRATEGIES, load_template, prompt_hash, render, strategy_turns, templates_for
+from empathy_distill.prompts import (
+    DIMENSIONS,
+    STRATEGIES,
+    load_template,
+    method_prompt_hash,
+    prompt_hash,
+    render,
+    strategy_turns,
+    templates_for,
+)
 from empathy_distill.teacher.parse import parse_reply
 from tests.conftest import REPO
 
-FIELDS = {"situation": "My bike was stolen.", "utterance": "I rode it every day.", "response": "That sucks.", "target_words": 28, "max_words": 97}
+FIELDS = {
+    "situation": "My bike was stolen.",
+    "utterance": "I rode it every day.",
+    "response": "That sucks.",
+    "target_words": 28,
+    "max_words": 97,
+}
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -42,9 +55,9 @@ def test_sequential_is_three_turns_in_dimension_order():
 
 
 def test_prompt_hash_tracks_the_templates_in_use():
-    hashes = {s: lineage_prompt_hash(BootstrapConfig(method="improve_llm", strategy=s)) for s in STRATEGIES}
+    hashes = {s: method_prompt_hash("improve_llm", s) for s in STRATEGIES}
     assert len(set(hashes.values())) == len(STRATEGIES)
-    assert lineage_prompt_hash(BootstrapConfig(method="improve_human", strategy="naive")) != hashes["naive"]  # no initial template
+    assert method_prompt_hash("improve_human", "naive") != hashes["naive"]  # no initial template
     assert prompt_hash(templates_for("naive")) == prompt_hash(templates_for("naive"))
     with pytest.raises(KeyError):
         templates_for("kindness")

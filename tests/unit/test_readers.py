@@ -26,12 +26,23 @@ def test_lvh_quoted_commas_bom_and_crlf(write):
     row = result.table[(result.table.dialogue_id == "d1") & (result.table.source == "chatgpt")].iloc[0]
     assert row.situation == 'She said "wait, please", then left.'
     assert not any(text.endswith("\r") for text in result.table["response"])
-    assert list(result.table.columns) == ["dialogue_id", "emotion", "situation", "utterance", "source", "response", "rating", "split"]
+    assert list(result.table.columns) == [
+        "dialogue_id",
+        "emotion",
+        "situation",
+        "utterance",
+        "source",
+        "response",
+        "rating",
+        "split",
+    ]
     assert str(result.table["rating"].dtype) == "Int64"
 
 
 def test_lvh_multiline_quoted_field_keeps_line_numbers(write):
-    path = write("multi.csv", lvh_csv([lvh_record(1, situation="line one\r\nline two"), lvh_record(2, rating_human="9")]))
+    path = write(
+        "multi.csv", lvh_csv([lvh_record(1, situation="line one\r\nline two"), lvh_record(2, rating_human="9")])
+    )
     result = run(path)
     assert result.table.loc[result.table.dialogue_id == "d1", "situation"].iloc[0] == "line one\nline two"
     bad = result.quarantine.iloc[0]
@@ -40,7 +51,8 @@ def test_lvh_multiline_quoted_field_keeps_line_numbers(write):
 
 ED_TEXT = (
     "conv_id,utterance_idx,context,prompt,speaker_idx,utterance,selfeval,tags\n"
-    "hit:1_conv:2,1,proud,I built a shed_comma_ all by myself,10,I finished my shed today_comma_ finally!,5|5|5_2|2|5,\n"
+    "hit:1_conv:2,1,proud,I built a shed_comma_ all by myself,10,I finished my shed today_comma_ "
+    "finally!,5|5|5_2|2|5,\n"
     "hit:1_conv:2,2,proud,I built a shed_comma_ all by myself,11,Nice work_comma_ how long did it take?,5|5|5_2|2|5,\n"
     "hit:1_conv:2,3,proud,I built a shed_comma_ all by myself,10,About three weekends,5|5|5_2|2|5,\n"
     "hit:1_conv:2,4,proud,I built a shed_comma_ all by myself,11,That is impressive for a first try,5|5|5_2|2|5,\n"
@@ -70,11 +82,26 @@ def test_empathetic_dialogues_pairs_turns_and_restores_commas(write):
 
 def test_jsonl_nested_and_flat(write):
     lines = [
-        {"dialogue_id": "a", "emotion": "afraid", "situation": "A dog chased me.", "utterance": "My heart is still racing.",
-         "responses": [{"source": "human", "response": "Yikes, are you ok?", "rating": 2},
-                       {"source": "teacher", "response": "That sounds frightening; I am glad you are safe.", "rating": None}]},
-        {"dialogue_id": "b", "emotion": "joyful", "situation": "I got the job.", "utterance": "I start Monday!",
-         "source": "human", "response": "Congratulations!", "rating": 3, "split": "test"},
+        {
+            "dialogue_id": "a",
+            "emotion": "afraid",
+            "situation": "A dog chased me.",
+            "utterance": "My heart is still racing.",
+            "responses": [
+                {"source": "human", "response": "Yikes, are you ok?", "rating": 2},
+                {"source": "teacher", "response": "That sounds frightening; I am glad you are safe.", "rating": None},
+            ],
+        },
+        {
+            "dialogue_id": "b",
+            "emotion": "joyful",
+            "situation": "I got the job.",
+            "utterance": "I start Monday!",
+            "source": "human",
+            "response": "Congratulations!",
+            "rating": 3,
+            "split": "test",
+        },
     ]
     path = write("d.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n\n")
     assert detect_format(path) == "jsonl"

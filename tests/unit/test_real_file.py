@@ -21,7 +21,11 @@ def test_real_file_counts_and_paper_split(real_data):
     assert report["split_method"] == "paper"
     assert report["sources"] == {s: 2000 for s in ("chatgpt", "gemini", "human", "llama", "mixtral")}
     # the rule itself, recomputed: test dialogues have fewer than two responses rated 3
-    top = result.table.assign(top=result.table.rating.eq(3)).groupby("dialogue_id").agg(top=("top", "sum"), split=("split", "first"))
+    top = (
+        result.table.assign(top=result.table.rating.eq(3))
+        .groupby("dialogue_id")
+        .agg(top=("top", "sum"), split=("split", "first"))
+    )
     assert ((top.top < 2) == (top.split == "test")).all()
     # no dialogue on both sides
     assert result.table.groupby("dialogue_id")["split"].nunique().max() == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
 from empathy_distill.config import DataConfig, ValidationConfig
 from empathy_distill.data.hashing import data_hash
@@ -16,8 +15,18 @@ def table(ids, ratings=None):
     rows = []
     for d in ids:
         for s, r in zip("abc", ratings or [None, None, None]):
-            rows.append({"dialogue_id": d, "emotion": "sad", "situation": "x", "utterance": "y", "source": s,
-                         "response": "z", "rating": r, "split": None})
+            rows.append(
+                {
+                    "dialogue_id": d,
+                    "emotion": "sad",
+                    "situation": "x",
+                    "utterance": "y",
+                    "source": s,
+                    "response": "z",
+                    "rating": r,
+                    "split": None,
+                }
+            )
     return pd.DataFrame(rows).astype({"rating": "Int64"})
 
 
@@ -71,7 +80,13 @@ def test_sample_data_is_fit_for_the_demo():
 def test_sample_ratings_follow_the_real_mix_and_fix_no_winner():
     table = ingest(SAMPLE_DATA, DataConfig(path=str(SAMPLE_DATA)), ValidationConfig()).table
     share_of_3 = table.assign(top=table.rating.eq(3)).groupby("source")["top"].mean()
-    real = {"human": 0.493, "chatgpt": 0.648, "llama": 0.610, "gemini": 0.541, "mixtral": 0.596}  # the real file's shares
+    real = {
+        "human": 0.493,
+        "chatgpt": 0.648,
+        "llama": 0.610,
+        "gemini": 0.541,
+        "mixtral": 0.596,
+    }  # the real file's shares
     for source, share in real.items():
         assert abs(share_of_3[source] - share) < 0.15, (source, share_of_3[source])
     wide = table.pivot_table(index="dialogue_id", columns="source", values="rating", aggfunc="first")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from app.stack import load_stack_file
 from empathy_distill.errors import ConfigError
-from pipelines.stack import load_stack_file
 from tests.conftest import REPO
 
 KUBEFLOW = REPO / "configs" / "stacks" / "kubeflow.yaml"
@@ -16,7 +16,11 @@ def test_the_shipped_kubeflow_file_parses_with_gpus_on_the_student_steps():
     spec = load_stack_file(KUBEFLOW)
     assert spec.name == "empathy-kubeflow"
     assert {k: c.flavor for k, c in spec.components.items()} == {
-        "orchestrator": "kubeflow", "artifact_store": "s3", "container_registry": "default", "image_builder": "local"}
+        "orchestrator": "kubeflow",
+        "artifact_store": "s3",
+        "container_registry": "default",
+        "image_builder": "local",
+    }
     docker = spec.run.settings["docker"]
     assert docker["skip_build"] is True and docker["parent_image"].endswith(":0.1.0")
     for name in ("train_sft", "train_dpo", "generate_responses"):
@@ -25,13 +29,19 @@ def test_the_shipped_kubeflow_file_parses_with_gpus_on_the_student_steps():
         assert settings["orchestrator.kubeflow"]["pod_settings"]["node_selectors"]["accelerator"]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("name: x\ncomponents: {}\nextra: 1\n", "extra"),
-    ("name: x\ncomponents: {orchestrator: {name: k}}\n", "flavor"),
-    ("name: x\ncomponents: {experiment_tracker: {name: m, flavor: mlflow}}\n", "components.experiment_tracker: not a stack component type here"),
-    ("name: x\ncomponents: {}\nrun: {schedule: {cron_expression: '* * * * *'}}\n", "schedule"),
-    ("name: [unclosed\n", "not a stack file"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("name: x\ncomponents: {}\nextra: 1\n", "extra"),
+        ("name: x\ncomponents: {orchestrator: {name: k}}\n", "flavor"),
+        (
+            "name: x\ncomponents: {experiment_tracker: {name: m, flavor: mlflow}}\n",
+            "components.experiment_tracker: not a stack component type here",
+        ),
+        ("name: x\ncomponents: {}\nrun: {schedule: {cron_expression: '* * * * *'}}\n", "schedule"),
+        ("name: [unclosed\n", "not a stack file"),
+    ],
+)
 def test_a_bad_stack_file_is_one_line_naming_the_file(tmp_path, content, message):
     path = tmp_path / "stack.yaml"
     path.write_text(content)
@@ -50,7 +60,7 @@ def test_explicit_kubeflow_pod_settings_survive_validation_and_a_round_trip():
     from zenml.integrations.kubeflow.flavors.kubeflow_orchestrator_flavor import KubeflowOrchestratorSettings
     from zenml.integrations.kubeflow.orchestrators.kubeflow_orchestrator import KubeflowOrchestrator
 
-    from pipelines import zenml_compat
+    from app import zenml_compat
 
     given = yaml.safe_load(KUBEFLOW.read_text())["run"]["steps"]["train_sft"]["settings"]["orchestrator.kubeflow"]
     # ZenML 0.98 as shipped: explicit pod settings are replaced with empty ones (no GPU ever reaches KFP)

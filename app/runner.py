@@ -3,13 +3,13 @@
 import os
 import sys
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from empathy_distill.config import DistillConfig
 from empathy_distill.data.hashing import file_fingerprint
-from empathy_distill.datasets import lineage_prompt_hash
 from empathy_distill.errors import ConfigError, InputError, StepFailed
+from empathy_distill.prompts import method_prompt_hash
 from empathy_distill.registry.promotion import version_label as _v
 from empathy_distill.tracking import redacted
 
@@ -39,10 +39,14 @@ def prepared(config: DistillConfig, needs_teacher: bool) -> DistillConfig:
             "student": config.student.model_copy(update={"cache_dir": absolute(config.student.cache_dir)}),
             "training": config.training.model_copy(update={"output_dir": absolute(config.training.output_dir)}),
             "evaluation": config.evaluation.model_copy(update={"cache_dir": absolute(config.evaluation.cache_dir)}),
-            "registry": config.registry.model_copy(update={
-                "history": history_location(config.registry.history),
-                "deploy": config.registry.deploy.model_copy(update={"state_dir": absolute(config.registry.deploy.state_dir)}),
-            }),
+            "registry": config.registry.model_copy(
+                update={
+                    "history": history_location(config.registry.history),
+                    "deploy": config.registry.deploy.model_copy(
+                        update={"state_dir": absolute(config.registry.deploy.state_dir)}
+                    ),
+                }
+            ),
         }
     )
 
@@ -60,8 +64,16 @@ def git_commit() -> str:
 
     repo = Path(__file__).resolve().parents[1]
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head + ("-dirty" if dirty else "")
@@ -81,8 +93,10 @@ def attach_schedule(config: DistillConfig):
     orchestrator = Client().active_stack.orchestrator
     if not orchestrator.config.is_schedulable:
         raise ConfigError(
-            f"schedule.cron is set ('{config.schedule.cron}') but the orchestrator '{orchestrator.name}' ({orchestrator.flavor}) cannot run schedules: "
-            "run `empathy-distill schedule --config CONFIG` for a crontab line (or systemd timer) that calls `empathy-distill retrain`, "
+            f"schedule.cron is set ('{config.schedule.cron}') but the orchestrator '{orchestrator.name}' "
+            f"({orchestrator.flavor}) cannot run schedules: "
+            "run `empathy-distill schedule --config CONFIG` for a crontab line (or systemd timer) that calls "
+            "`empathy-distill retrain`, "
             "or use a stack whose orchestrator schedules (Kubeflow, Kubernetes, Vertex, SageMaker, AzureML, Airflow)"
         )
     return Schedule(cron_expression=config.schedule.cron)
@@ -97,18 +111,21 @@ def schedule_retrain(config: DistillConfig, schedule) -> list[str]:
     """
     from zenml.client import Client
 
-    from pipelines import zenml_compat
+    from app import zenml_compat
+    from app.stack import run_configuration
     from pipelines.retrain import retrain
-    from pipelines.stack import run_configuration
 
     zenml_compat.apply()
     run_config = run_configuration(config.stack)
     options = {"step_configurations": run_config.steps} if run_config.steps else {}
-    retrain.with_options(schedule=schedule, run_name=f"retrain-{config.name}-{{date}}-{{time}}", settings=run_config.settings, **options)(
-        config=config)
+    retrain.with_options(
+        schedule=schedule, run_name=f"retrain-{config.name}-{{date}}-{{time}}", settings=run_config.settings, **options
+    )(config=config)
     stack = Client().active_stack_model
-    return [f"scheduled: the retrain pipeline on cron '{config.schedule.cron}' on stack '{stack.name}'; "
-            "each run starts distill only when an input differs from the champion's"]
+    return [
+        f"scheduled: the retrain pipeline on cron '{config.schedule.cron}' on stack '{stack.name}'; "
+        "each run starts distill only when an input differs from the champion's"
+    ]
 
 
 def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, scheduled: bool = True) -> list[str]:
@@ -124,13 +141,12 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
     from zenml import Model
     from zenml.client import Client
 
+    from app import zenml_compat
+    from app.stack import mlflow_tracking_uri, run_configuration
     from empathy_distill.registry.inputs import input_hashes
     from empathy_distill.registry.promotion import Promotions
-
     from pipelines.bootstrap import bootstrap
     from pipelines.distill import distill
-    from pipelines import zenml_compat
-    from pipelines.stack import mlflow_tracking_uri, run_configuration
 
     zenml_compat.apply()
     config = prepared(config, needs_teacher=config.bootstrap.method != "direct")
@@ -140,7 +156,7 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
             return schedule_retrain(config, schedule)
     run_config = run_configuration(config.stack)
     tracking_uri = mlflow_tracking_uri()
-    run_name = f"{name}-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
+    run_name = f"{name}-{config.name}-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
     settings = dict(run_config.settings)
     if config.tracking.experiment:
         settings["experiment_tracker"] = {"experiment_name": config.tracking.experiment}
@@ -150,28 +166,43 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
         "bootstrap": config.bootstrap,
         "teacher": config.teacher,
         "source_fingerprint": file_fingerprint(config.data.path),
-        "prompt_hash": lineage_prompt_hash(config.bootstrap),
+        "prompt_hash": method_prompt_hash(config.bootstrap.method, config.bootstrap.strategy),
     }
     options: dict = {"step_configurations": run_config.steps} if run_config.steps else {}
     champion = None
     if name == "distill":
         promotions = Promotions.open(tracking_uri, config.registry.history)
         champion = promotions.alias(config.registry.model_name)
-        params.update(student=config.student, training=config.training, generation=config.generation, evaluation=config.evaluation,
-                      registry=config.registry, inputs=input_hashes(config, params["source_fingerprint"]), git_commit=git_commit(),
-                      champion_version=champion)
+        params.update(
+            student=config.student,
+            training=config.training,
+            generation=config.generation,
+            evaluation=config.evaluation,
+            registry=config.registry,
+            inputs=input_hashes(config, params["source_fingerprint"]),
+            git_commit=git_commit(),
+            champion_version=champion,
+        )
         # one ZenML model version per run: the Model Control Plane's view of the same registered version
-        options["model"] = Model(name=config.registry.model_name, description="LoRA adapters of the empathy student, one version per distill run",
-                                 tags=[config.name])
+        options["model"] = Model(
+            name=config.registry.model_name,
+            description="LoRA adapters of the empathy student, one version per distill run",
+            tags=[config.name],
+        )
     fn = {"distill": distill, "bootstrap": bootstrap}[name]
     with root_cause(run_name):
         run = fn.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings, **options)(**params)
     run = Client().get_pipeline_run(run.id)
-    if not run.status.is_finished:  # an orchestrator that returns once the run is submitted (Kubeflow with synchronous: false)
-        return [f"pipeline run: {run.name} submitted ({run.status.value}) to orchestrator '{Client().active_stack_model.name}'",
-                f"  follow it: {dashboard_hint(run, '', Path(sys.executable).parent)}",
-                "  it registers and gates its adapter in its last steps; then: empathy-distill lineage "
-                f"models:/{config.registry.model_name}@champion"]
+    if (
+        not run.status.is_finished
+    ):  # an orchestrator that returns once the run is submitted (Kubeflow with synchronous: false)
+        return [
+            f"pipeline run: {run.name} submitted ({run.status.value}) to orchestrator "
+            f"'{Client().active_stack_model.name}'",
+            f"  follow it: {dashboard_hint(run, '', Path(sys.executable).parent)}",
+            "  it registers and gates its adapter in its last steps; then: empathy-distill lineage "
+            f"models:/{config.registry.model_name}@champion",
+        ]
     ingest = run.steps["validate_dialogues"].outputs["ingest_report"][0].load()
     training = run.steps["validate_training_sets"].outputs["training_report"][0].load()
     boot = run.steps["bootstrap_responses"].outputs["bootstrap_report"][0].load()
@@ -180,15 +211,21 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
         import mlflow
 
         # the fully resolved config, once per run (secrets redacted; keys are only ever named, never stored)
-        mlflow.MlflowClient(tracking_uri=tracking_uri).log_dict(mlflow_run_id, resolved_config(config), "config/resolved.json")
+        mlflow.MlflowClient(tracking_uri=tracking_uri).log_dict(
+            mlflow_run_id, resolved_config(config), "config/resolved.json"
+        )
     bin_dir = Path(sys.executable).parent
     env = f"ZENML_CONFIG_PATH={os.environ['ZENML_CONFIG_PATH']} " if os.environ.get("ZENML_CONFIG_PATH") else ""
     lines = [
         f"pipeline run: {run.name} ({run.status.value}); {step_counts(run)}",
-        f"dialogues: {ingest['dialogues_kept']} kept ({ingest['train_dialogues']} train / {ingest['test_dialogues']} test), "
-        f"rows kept {ingest['rows_kept']}, quarantined {ingest['rows_quarantined']}, data hash {ingest['data_hash'][:19]}",
-        f"training sets ({config.bootstrap.method}/{boot.get('strategy', 'none')}): {training['sft_rows']} SFT rows, {training['dpo_pairs']} DPO pairs, "
-        f"{training['rows_quarantined']} quarantined, test leakage {training['test_leakage']}; teacher requests {boot.get('teacher_requests', 0)}"
+        f"dialogues: {ingest['dialogues_kept']} kept ({ingest['train_dialogues']} train / {ingest['test_dialogues']} "
+        "test), "
+        f"rows kept {ingest['rows_kept']}, quarantined {ingest['rows_quarantined']}, data hash "
+        f"{ingest['data_hash'][:19]}",
+        f"training sets ({config.bootstrap.method}/{boot.get('strategy', 'none')}): {training['sft_rows']} SFT rows, "
+        f"{training['dpo_pairs']} DPO pairs, "
+        f"{training['rows_quarantined']} quarantined, test leakage {training['test_leakage']}; teacher requests "
+        f"{boot.get('teacher_requests', 0)}"
         + (f", budget stop: {boot['budget_exhausted']}" if boot.get("budget_exhausted") else ""),
         *training_lines(run),
         f"MLflow run: {mlflow_run_id or 'n/a (every step was cached)'}",
@@ -206,61 +243,77 @@ def dashboard_hint(run, env: str, bin_dir: Path) -> str:
     from zenml.utils.dashboard_utils import get_run_url
 
     url = get_run_url(run)
-    return url or f"{env}{bin_dir / 'zenml'} login --local (a local server with the dashboard; a team's: docs/production-stack.md)"
+    return (
+        url
+        or f"{env}{bin_dir / 'zenml'} login --local (a local server with the dashboard; a team's: "
+        "docs/production-stack.md)"
+    )
 
 
 def run_ablation(config: DistillConfig, enable_cache: bool = True) -> list[str]:
     """Runs the ablation grid and returns its table."""
     from zenml.client import Client
 
+    from app.stack import mlflow_tracking_uri
     from empathy_distill.judging.ablation import cells
     from pipelines.ablation import ablation
-    from pipelines.stack import mlflow_tracking_uri
 
     grid = config.ablation
     config = prepared(config, needs_teacher=any(m != "direct" for m in grid.methods))
-    hashes = {
-        f"{m}__{s}": lineage_prompt_hash(config.bootstrap.model_copy(update={"method": m} | ({"strategy": s} if s != "none" else {})))
-        for m, s in cells(grid.methods, grid.strategies)
-    }
+    hashes = {f"{m}__{s}": method_prompt_hash(m, s) for m, s in cells(grid.methods, grid.strategies)}
     tracking_uri = mlflow_tracking_uri()
-    run_name = f"ablation-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
+    run_name = f"ablation-{config.name}-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
     # one nested MLflow run per step: cells log the same param names with different values
-    settings = {"experiment_tracker": {"nested": True, **({"experiment_name": config.tracking.experiment} if config.tracking.experiment else {})}}
+    settings = {
+        "experiment_tracker": {
+            "nested": True,
+            **({"experiment_name": config.tracking.experiment} if config.tracking.experiment else {}),
+        }
+    }
     with root_cause(run_name):
         run = ablation.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings)(
-        data=config.data,
-        validation=config.validation,
-        bootstrap=config.bootstrap,
-        teacher=config.teacher,
-        student=config.student,
-        training=config.training,
-        generation=config.generation,
-        evaluation=config.evaluation,
-        grid=grid,
-        source_fingerprint=file_fingerprint(config.data.path),
-        prompt_hashes=hashes,
+            data=config.data,
+            validation=config.validation,
+            bootstrap=config.bootstrap,
+            teacher=config.teacher,
+            student=config.student,
+            training=config.training,
+            generation=config.generation,
+            evaluation=config.evaluation,
+            grid=grid,
+            source_fingerprint=file_fingerprint(config.data.path),
+            prompt_hashes=hashes,
         )
     run = Client().get_pipeline_run(run.id)
     table = str(run.steps["summarize_ablation"].outputs["ablation_table"][0].load())
-    return [f"pipeline run: {run.name} ({run.status.value})", table, f"MLflow run: {find_mlflow_run(tracking_uri, run.name) or 'n/a'}  (mlflow ui --backend-store-uri {tracking_uri})"]
+    return [
+        f"pipeline run: {run.name} ({run.status.value})",
+        table,
+        f"MLflow run: {find_mlflow_run(tracking_uri, run.name) or 'n/a'}  (mlflow ui --backend-store-uri "
+        f"{tracking_uri})",
+    ]
 
 
 def run_evaluation_pipeline(config: DistillConfig, generations_version: str | None = None) -> list[str]:
     """Runs :func:`pipelines.evaluate.evaluate` and returns the report lines."""
     from zenml.client import Client
 
+    from app.stack import mlflow_tracking_uri
     from pipelines.evaluate import evaluate
-    from pipelines.stack import mlflow_tracking_uri
 
     tracking_uri = mlflow_tracking_uri()
-    run_name = f"evaluate-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
-    evaluation = config.evaluation.model_copy(update={"cache_dir": str(Path(config.evaluation.cache_dir).resolve())})  # no data file needed here
+    run_name = f"evaluate-{config.name}-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
+    evaluation = config.evaluation.model_copy(
+        update={"cache_dir": str(Path(config.evaluation.cache_dir).resolve())}
+    )  # no data file needed here
     with root_cause(run_name):
         run = evaluate.with_options(run_name=run_name)(evaluation=evaluation, generations_version=generations_version)
     run = Client().get_pipeline_run(run.id)
     lines = [f"pipeline run: {run.name} ({run.status.value})", *training_lines(run)]
-    lines.append(f"MLflow run: {find_mlflow_run(tracking_uri, run.name) or 'n/a'}  (mlflow ui --backend-store-uri {tracking_uri})")
+    lines.append(
+        f"MLflow run: {find_mlflow_run(tracking_uri, run.name) or 'n/a'}  (mlflow ui --backend-store-uri "
+        f"{tracking_uri})"
+    )
     return lines
 
 
@@ -291,7 +344,11 @@ def find_mlflow_run(tracking_uri: str, run_name: str) -> str | None:
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, filter_string=f"attributes.run_name = '{run_name}'", max_results=1) if experiments else []
+    runs = (
+        client.search_runs(experiments, filter_string=f"attributes.run_name = '{run_name}'", max_results=1)
+        if experiments
+        else []
+    )
     return runs[0].info.run_id if runs else None
 
 
@@ -307,16 +364,23 @@ def training_lines(run) -> list[str]:
     for step_name, output in (("train_sft", "sft_adapter"), ("train_dpo", "dpo_adapter")):
         if step_name in run.steps:
             adapter = run.steps[step_name].outputs[output][0].load()
-            lines.append(f"{adapter.stage.upper()}: {adapter.global_step} steps on {adapter.rows} rows, adapter {adapter.weights_hash[:19]}")
+            lines.append(
+                f"{adapter.stage.upper()}: {adapter.global_step} steps on {adapter.rows} rows, adapter "
+                f"{adapter.weights_hash[:19]}"
+            )
     if "evaluate_responses" in run.steps:
         report = run.steps["evaluate_responses"].outputs["evaluation_report"][0].load()
         validity = "valid" if report.get("valid") else "NOT VALID: " + "; ".join(report.get("invalid_reasons", []))
-        lines.append(f"evaluation ({validity}; tuned student vs opponent; ties count half; invalid verdicts are not losses; "
-                     f"95% {report.get('ci_method', 'wilson')} intervals):")
+        lines.append(
+            f"evaluation ({validity}; tuned student vs opponent; ties count half; invalid verdicts are not losses; "
+            f"95% {report.get('ci_method', 'wilson')} intervals):"
+        )
         for c in report["comparisons"]:
             lines.append(
-                f"  vs {c['opponent']:<8} judge {c['judge']}: win rate {c['win_rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}], "
-                f"W/T/L {c['wins']}/{c['ties']}/{c['losses']}, invalid {c['invalid']}, consistency {c['position_consistency']:.2f}, "
+                f"  vs {c['opponent']:<8} judge {c['judge']}: win rate {c['win_rate']:.3f} [{c['ci_low']:.3f}, "
+                f"{c['ci_high']:.3f}], "
+                f"W/T/L {c['wins']}/{c['ties']}/{c['losses']}, invalid {c['invalid']}, consistency "
+                f"{c['position_consistency']:.2f}, "
                 f"LC win rate {c['length_controlled_win_rate']:.3f}"
             )
     if "generate_responses" in run.steps:
@@ -333,25 +397,38 @@ def registry_lines(run, config: DistillConfig, tracking_uri: str, bin_dir: Path,
     if "register_model" not in run.steps:
         return []
     reg = run.steps["register_model"].outputs["registration"][0].load()
-    lines = [f"registered: {reg['uri']} (alias challenger), judged against champion: {_v(reg.get('champion_judged_against'))}"]
+    lines = [
+        f"registered: {reg['uri']} (alias challenger), judged against champion: "
+        f"{_v(reg.get('champion_judged_against'))}"
+    ]
     if "promote_model" in run.steps:
         d = run.steps["promote_model"].outputs["promotion_decision"][0].load()
         rules = "; ".join(d["figures"].get("rules", []))
         if d["promoted"]:
-            lines.append(f"promotion: v{d['version']} PROMOTED to champion (was {_v(d['previous'])}); rules met: {rules}")
+            lines.append(
+                f"promotion: v{d['version']} PROMOTED to champion (was {_v(d['previous'])}); rules met: {rules}"
+            )
         else:
-            lines.append(f"promotion: v{d['version']} not promoted (champion stays {_v(d['champion_after'])}): {'; '.join(d['reasons'])}")
+            lines.append(
+                f"promotion: v{d['version']} not promoted (champion stays {_v(d['champion_after'])}): "
+                f"{'; '.join(d['reasons'])}"
+            )
         lines.append(f"  decision #{d['seq']} recorded in the promotion history")
     if "deploy_model" in run.steps:
         dep = run.steps["deploy_model"].outputs["deployment"][0].load()
-        lines.append(f"deployed: v{dep['version']} at {dep['url']} (ready in {dep['ready_seconds']} s)" if dep["deployed"] else f"deploy: nothing to do ({dep['reason']})")
+        lines.append(
+            f"deployed: v{dep['version']} at {dep['url']} (ready in {dep['ready_seconds']} s)"
+            if dep["deployed"]
+            else f"deploy: nothing to do ({dep['reason']})"
+        )
     cli = f"{env}{bin_dir / 'empathy-distill'}"
-    lines += ["Next:",
-              f"  serve the champion:   {cli} serve --port {config.registry.deploy.port}",
-              f"  audit its lineage:    {cli} lineage models:/{config.registry.model_name}@champion",
-              f"  roll back:            {cli} rollback"]
+    lines += [
+        "Next:",
+        f"  serve the champion:   {cli} serve --port {config.registry.deploy.port}",
+        f"  audit its lineage:    {cli} lineage models:/{config.registry.model_name}@champion",
+        f"  roll back:            {cli} rollback",
+    ]
     return lines
-
 
 
 def resolved_config(config: DistillConfig) -> dict:

@@ -41,14 +41,22 @@ def tracker_configuration(tracking_uri: str | None) -> tuple[dict[str, str], lis
         return {}, []
     if not tracking_uri.startswith(("http://", "https://")):
         return {"tracking_uri": tracking_uri}, []
-    user, password, token = (os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"))
+    user, password, token = (
+        os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+    )
     if user and password:
-        values, refs = {"username": user, "password": password}, {"tracking_username": "username", "tracking_password": "password"}
+        values, refs = (
+            {"username": user, "password": password},
+            {"tracking_username": "username", "tracking_password": "password"},
+        )
     elif token:
         values, refs = {"token": token}, {"tracking_token": "token"}
     else:
-        raise ConfigError(f"the MLflow server at {tracking_uri} needs credentials: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
-                          "(or MLFLOW_TRACKING_TOKEN) for this command; they are stored as a ZenML secret, never in a config")
+        raise ConfigError(
+            f"the MLflow server at {tracking_uri} needs credentials: set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD "
+            "(or MLFLOW_TRACKING_TOKEN) for this command; they are stored as a ZenML secret, never in a config"
+        )
     from zenml.client import Client
 
     client = Client()
@@ -96,7 +104,6 @@ def load_stack_file(path: str | Path) -> StackFile:
     """Raises: ConfigError naming the file and what is wrong in it."""
     import yaml
     from pydantic import ValidationError
-
     from zenml.enums import StackComponentType
 
     file = Path(path)
@@ -109,8 +116,10 @@ def load_stack_file(path: str | Path) -> StackFile:
     allowed = {t.value for t in StackComponentType} - {"experiment_tracker", "model_registry"}
     unknown = sorted(set(spec.components) - allowed)
     if unknown:
-        raise ConfigError(f"{file}: components.{unknown[0]}: not a stack component type here (one of {', '.join(sorted(allowed))}; "
-                          "the MLflow tracker and registry come from --tracking-uri)")
+        raise ConfigError(
+            f"{file}: components.{unknown[0]}: not a stack component type here (one of {', '.join(sorted(allowed))}; "
+            "the MLflow tracker and registry come from --tracking-uri)"
+        )
     return spec
 
 
@@ -141,8 +150,10 @@ def ensure_local_stack(
     if spec is not None:
         stack_name = spec.name
         if not (tracking_uri or "").startswith(("http://", "https://")):
-            raise ConfigError(f"{stack_file}: its steps run away from this machine, so they need a shared MLflow tracking server: "
-                              "pass --tracking-uri https://... (docs/production-stack.md)")
+            raise ConfigError(
+                f"{stack_file}: its steps run away from this machine, so they need a shared MLflow tracking server: "
+                "pass --tracking-uri https://... (docs/production-stack.md)"
+            )
     lines: list[str] = []
     root = Path(repo_root or Path.cwd()).resolve()
     found_root = Client.find_repository(root)
@@ -162,7 +173,9 @@ def ensure_local_stack(
         label = ctype.value.replace("_", " ")
         try:
             found = client.get_stack_component(ctype, name_id_or_prefix=name, allow_name_prefix_match=False)
-            current = found.configuration.get("tracking_uri") if ctype == StackComponentType.EXPERIMENT_TRACKER else None
+            current = (
+                found.configuration.get("tracking_uri") if ctype == StackComponentType.EXPERIMENT_TRACKER else None
+            )
             if ctype == StackComponentType.EXPERIMENT_TRACKER and tracking_uri is not None and current != tracking_uri:
                 client.update_stack_component(name, ctype, configuration=config)
                 lines.append(f"{label} '{name}': found, pointed at {tracking_uri}")
@@ -170,27 +183,40 @@ def ensure_local_stack(
                 lines.append(f"{label} '{name}': found")
         except KeyError:
             client.create_stack_component(name=name, flavor=flavor, component_type=ctype, configuration=config)
-            lines.append(f"{label} '{name}': registered (flavor {flavor}" + (f", {tracking_uri})" if tracking_uri else ")"))
+            lines.append(
+                f"{label} '{name}': registered (flavor {flavor}" + (f", {tracking_uri})" if tracking_uri else ")")
+            )
 
-    wanted = {StackComponentType.ORCHESTRATOR: "default", StackComponentType.ARTIFACT_STORE: "default",
-              StackComponentType.EXPERIMENT_TRACKER: tracker_name, StackComponentType.MODEL_REGISTRY: registry_name}
-    for kind, component in (spec.components.items() if spec else ()):
+    wanted = {
+        StackComponentType.ORCHESTRATOR: "default",
+        StackComponentType.ARTIFACT_STORE: "default",
+        StackComponentType.EXPERIMENT_TRACKER: tracker_name,
+        StackComponentType.MODEL_REGISTRY: registry_name,
+    }
+    for kind, component in spec.components.items() if spec else ():
         ctype = StackComponentType(kind)
         wanted[ctype] = component.name
         label = ctype.value.replace("_", " ")
         try:
             found = client.get_stack_component(ctype, name_id_or_prefix=component.name, allow_name_prefix_match=False)
             if found.flavor_name != component.flavor:
-                raise ConfigError(f"{stack_file}: components.{kind}: '{component.name}' is registered with flavor '{found.flavor_name}', "
-                                  f"not '{component.flavor}': rename it in the file")
+                raise ConfigError(
+                    f"{stack_file}: components.{kind}: '{component.name}' is registered with flavor "
+                    f"'{found.flavor_name}', "
+                    f"not '{component.flavor}': rename it in the file"
+                )
             if {k: found.configuration.get(k) for k in component.configuration} != component.configuration:
                 client.update_stack_component(component.name, ctype, configuration=component.configuration)
                 lines.append(f"{label} '{component.name}': found, configuration updated")
             else:
                 lines.append(f"{label} '{component.name}': found")
         except KeyError:
-            client.create_stack_component(name=component.name, flavor=component.flavor, component_type=ctype,
-                                          configuration=component.configuration)
+            client.create_stack_component(
+                name=component.name,
+                flavor=component.flavor,
+                component_type=ctype,
+                configuration=component.configuration,
+            )
             lines.append(f"{label} '{component.name}': registered (flavor {component.flavor})")
 
     try:
@@ -227,8 +253,10 @@ def run_configuration(stack_file: str | Path | None) -> RunSection:
     spec = load_stack_file(stack_file)
     active = Client().active_stack_model.name
     if active != spec.name:
-        raise ConfigError(f"stack is {stack_file} (stack '{spec.name}') but the active ZenML stack is '{active}': "
-                          f"run `empathy-distill init --stack-file {stack_file} --tracking-uri URI` first")
+        raise ConfigError(
+            f"stack is {stack_file} (stack '{spec.name}') but the active ZenML stack is '{active}': "
+            f"run `empathy-distill init --stack-file {stack_file} --tracking-uri URI` first"
+        )
     return spec.run
 
 

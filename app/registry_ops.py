@@ -22,7 +22,7 @@ from empathy_distill.registry.promotion import version_label as _v
 
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` when set (as for MLflow's own CLI), else the active ZenML stack's tracker."""
-    from pipelines.stack import mlflow_tracking_uri
+    from app.stack import mlflow_tracking_uri
 
     return os.environ.get("MLFLOW_TRACKING_URI") or mlflow_tracking_uri()
 
@@ -52,9 +52,13 @@ def _version(p, model: str, version: str):
 def _evaluation_of(p, mv) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            return json.loads(Path(p.client.download_artifacts(mv.run_id, "evaluation/evaluation.json", tmp)).read_text())
+            return json.loads(
+                Path(p.client.download_artifacts(mv.run_id, "evaluation/evaluation.json", tmp)).read_text()
+            )
         except Exception:
-            raise ConfigError(f"version {mv.version} has no evaluation report in its MLflow run {mv.run_id}: it cannot be gated") from None
+            raise ConfigError(
+                f"version {mv.version} has no evaluation report in its MLflow run {mv.run_id}: it cannot be gated"
+            ) from None
 
 
 def sync_zenml_stage(p, model: str, version: str | None) -> str:
@@ -70,15 +74,20 @@ def sync_zenml_stage(p, model: str, version: str | None) -> str:
     from zenml.enums import ModelStages
 
     try:
-        Client().update_model_version(model_name_or_id=model, version_name_or_id=UUID(zen_id), stage=ModelStages.PRODUCTION, force=True)
+        Client().update_model_version(
+            model_name_or_id=model, version_name_or_id=UUID(zen_id), stage=ModelStages.PRODUCTION, force=True
+        )
     except KeyError:
         return f"ZenML: model version {zen_id} not found in this ZenML store; stage unchanged"
     return f"ZenML: model version {zen_id} set to production"
 
 
 def decision_lines(entry: dict[str, Any]) -> list[str]:
-    head = (f"v{entry['version']} PROMOTED to champion (was {_v(entry['previous'])})" if entry["promoted"]
-            else f"v{entry['version']} not promoted; champion stays {_v(entry['champion_after'])}")
+    head = (
+        f"v{entry['version']} PROMOTED to champion (was {_v(entry['previous'])})"
+        if entry["promoted"]
+        else f"v{entry['version']} not promoted; champion stays {_v(entry['champion_after'])}"
+    )
     lines = [f"{entry['action']}: {head}; decision #{entry['seq']} recorded"]
     lines += [f"  reason: {r}" for r in entry["reasons"]]
     lines += [f"  repaired: {r}" for r in entry.get("repaired", [])]
@@ -98,17 +107,36 @@ def promote(config: DistillConfig, version: str, force: bool = False, reason: st
     result = gate(_evaluation_of(p, mv), config.registry.policy, champion)
     if force:
         reasons = [f"forced: {reason}"] + [f"the gate said: {r}" for r in result["reasons"]]
-        entry = p.move_champion(model, version, expected=champion, promote=True, action="forced", reasons=reasons,
-                                figures={"checks": result["checks"], "rules": result["rules"]}, actor=f"cli:{_user()}")
+        entry = p.move_champion(
+            model,
+            version,
+            expected=champion,
+            promote=True,
+            action="forced",
+            reasons=reasons,
+            figures={"checks": result["checks"], "rules": result["rules"]},
+            actor=f"cli:{_user()}",
+        )
     else:
-        entry = p.move_champion(model, version, expected=champion, promote=result["passed"], action="manual", reasons=result["reasons"],
-                                figures={"checks": result["checks"], "rules": result["rules"]}, actor=f"cli:{_user()}")
+        entry = p.move_champion(
+            model,
+            version,
+            expected=champion,
+            promote=result["passed"],
+            action="manual",
+            reasons=result["reasons"],
+            figures={"checks": result["checks"], "rules": result["rules"]},
+            actor=f"cli:{_user()}",
+        )
     lines = decision_lines(entry)
     if entry["promoted"]:
         lines.append(sync_zenml_stage(p, model, version))
         return 0, lines
     if not force and not result["passed"]:
-        lines.append(f"refused by the gate: `empathy-distill promote --version {version} --force --reason '...'` overrides it (recorded)")
+        lines.append(
+            f"refused by the gate: `empathy-distill promote --version {version} --force --reason '...'` overrides it "
+            "(recorded)"
+        )
     return 1, lines
 
 
@@ -132,8 +160,11 @@ def lineage(config: DistillConfig, uri: str, as_json: bool) -> list[str]:
 
         try:
             run = Client().get_pipeline_run(zen["pipeline_run_id"])
-            zen.update(pipeline=run.pipeline.name if run.pipeline else None, status=run.status.value,
-                       steps={n: s.status.value for n, s in run.steps.items()})
+            zen.update(
+                pipeline=run.pipeline.name if run.pipeline else None,
+                status=run.status.value,
+                steps={n: s.status.value for n, s in run.steps.items()},
+            )
         except KeyError:
             chain["missing"].append(f"ZenML pipeline run {zen['pipeline_run_id']} (not in this ZenML store)")
     if as_json:
@@ -156,20 +187,27 @@ def serve(config: DistillConfig, model: str | None, host: str, port: int) -> int
     p = Promotions(mlflow_client(), history=None, lock=None)  # reading the registry needs no promotion history
     found = p.alias(name, alias) if alias else (version if _exists(p, name, version) else None)
     if found is None:
-        raise ConfigError(f"{uri}: no such version or alias in the registry at {tracking_uri()}" + (" (promote a version first)" if alias == "champion" else ""))
+        raise ConfigError(
+            f"{uri}: no such version or alias in the registry at {tracking_uri()}"
+            + (" (promote a version first)" if alias == "champion" else "")
+        )
     if not port_free(host, port):
         raise ConfigError(f"port {port} on {host} is in use: pass --port")
     cmd = serve_command(uri, host, port)
-    print(f"serving {uri} (v{found}) at http://{host}:{port} (POST /invocations, GET /health); Ctrl-C stops", file=sys.stderr, flush=True)
+    print(
+        f"serving {uri} (v{found}) at http://{host}:{port} (POST /invocations, GET /health); Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
     os.execve(cmd[0], cmd, serve_env(tracking_uri()))
     return 0  # not reached
 
 
 def retrain(config: DistillConfig, force: bool = False, enable_cache: bool = True) -> list[str]:
     """Runs the distill pipeline only when an input differs from what the champion was trained on."""
+    from app.runner import prepared, run_pipeline
     from empathy_distill.data.hashing import file_fingerprint
     from empathy_distill.registry.inputs import changed_parts, input_hashes
-    from pipelines.runner import prepared, run_pipeline
 
     p = promotions(config)
     model = config.registry.model_name
@@ -183,7 +221,11 @@ def retrain(config: DistillConfig, force: bool = False, enable_cache: bool = Tru
         changed = changed_parts(now, {k.split(".", 1)[1]: v for k, v in tags.items() if k.startswith("inputs.")})
         if not changed and not force:
             return [f"retrain: nothing changed since champion v{champion} (inputs {now['all'][:19]}): no run"]
-        why = f"changed since champion v{champion}: {', '.join(changed)}" if changed else f"nothing changed since champion v{champion}, --force"
+        why = (
+            f"changed since champion v{champion}: {', '.join(changed)}"
+            if changed
+            else f"nothing changed since champion v{champion}, --force"
+        )
     return [f"retrain: {why}: running", *run_pipeline("distill", config, enable_cache=enable_cache, scheduled=False)]
 
 
@@ -196,9 +238,11 @@ def schedule_lines(config: DistillConfig, config_path: str) -> list[str]:
         raise ConfigError(f"{config_path}: schedule.cron is not set (e.g. --set schedule.cron='0 3 * * 1')")
     cron = config.schedule.cron.split()
     if len(cron) != 5:
-        raise ConfigError(f"schedule.cron '{config.schedule.cron}': expected five fields (minute hour day month weekday)")
+        raise ConfigError(
+            f"schedule.cron '{config.schedule.cron}': expected five fields (minute hour day month weekday)"
+        )
     if Client().active_stack.orchestrator.config.is_schedulable:
-        from pipelines.runner import attach_schedule, prepared, schedule_retrain
+        from app.runner import attach_schedule, prepared, schedule_retrain
 
         return schedule_retrain(prepared(config, needs_teacher=False), attach_schedule(config))
     repo = Path.cwd().resolve()
@@ -206,15 +250,21 @@ def schedule_lines(config: DistillConfig, config_path: str) -> list[str]:
     zen = os.environ.get("ZENML_CONFIG_PATH")
     env = f"ZENML_CONFIG_PATH={shlex.quote(zen)} " if zen else ""
     cfg = shlex.quote(str(Path(config_path).resolve()))
-    command = f"cd {shlex.quote(str(repo))} && {env}{cli} retrain --config {cfg} >> {shlex.quote(str(repo / 'retrain.log'))} 2>&1"
+    log = shlex.quote(str(repo / "retrain.log"))
+    command = f"cd {shlex.quote(str(repo))} && {env}{cli} retrain --config {cfg} >> {log} 2>&1"
     return [
         "# crontab -e, then add (runs only when an input changed since the champion):",
         f"{config.schedule.cron} {command}",
         "",
         "# or a systemd user timer: ~/.config/systemd/user/empathy-retrain.{service,timer}",
-        "[Service]", "Type=oneshot", f"WorkingDirectory={repo}", *([f"Environment=ZENML_CONFIG_PATH={zen}"] if zen else []),
+        "[Service]",
+        "Type=oneshot",
+        f"WorkingDirectory={repo}",
+        *([f"Environment=ZENML_CONFIG_PATH={zen}"] if zen else []),
         f"ExecStart={cli} retrain --config {cfg}",
-        "[Timer]", f"OnCalendar={cron_to_oncalendar(cron)}", "Persistent=true",
+        "[Timer]",
+        f"OnCalendar={cron_to_oncalendar(cron)}",
+        "Persistent=true",
         "# systemctl --user enable --now empathy-retrain.timer",
     ]
 
@@ -238,7 +288,6 @@ def _exists(p, name: str, version: str) -> bool:
         return True
     except MlflowException:
         return False
-
 
 
 def _user() -> str:

@@ -15,6 +15,7 @@ N requests) or drawn at a rate: ``429`` (with ``Retry-After``), ``500``, ``hang`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
@@ -66,7 +67,7 @@ def scripted_reply(messages: list[dict[str, str]]) -> str:
     if "Weakest:" in last:
         dim = ("cognitive", "affective", "compassionate")[digest[4] % 3]
         return f"Weakest: {dim}\nImproved response: {text}"
-    return f"Improved response: \"{text}\""
+    return f'Improved response: "{text}"'
 
 
 class LoopbackServer:
@@ -141,10 +142,8 @@ class LoopbackServer:
         if self._loop is None:
             return
         fut = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
-        try:
+        with contextlib.suppress(Exception):  # shutting down anyway
             fut.result(10)
-        except Exception:  # noqa: BLE001 - shutting down anyway
-            pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop = None
@@ -193,7 +192,11 @@ class LoopbackServer:
             "created": int(time.time()),
             "model": body.get("model", "loopback"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()), "total_tokens": prompt_tokens + len(text.split())},
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": len(text.split()),
+                "total_tokens": prompt_tokens + len(text.split()),
+            },
         }
 
     # ------------------------------------------------------------------ handlers
@@ -209,7 +212,11 @@ class LoopbackServer:
         await asyncio.sleep(self._latency())
         if fault == "429":
             self.statuses["429"] += 1
-            return web.json_response({"error": {"message": "rate limited", "type": "rate_limit"}}, status=429, headers={"Retry-After": str(self.retry_after_s)})
+            return web.json_response(
+                {"error": {"message": "rate limited", "type": "rate_limit"}},
+                status=429,
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
         if fault == "500":
             self.statuses["500"] += 1
             return web.json_response({"error": {"message": "internal error", "type": "server_error"}}, status=500)
@@ -241,10 +248,20 @@ class LoopbackServer:
         data = upload.file.read() if hasattr(upload, "file") else bytes(upload)
         file_id = "file-" + hashlib.sha256(data).hexdigest()[:16]
         self.files[file_id] = data
-        return web.json_response(self._file_object(file_id, getattr(upload, "filename", "upload.jsonl"), form.get("purpose", "batch")))
+        return web.json_response(
+            self._file_object(file_id, getattr(upload, "filename", "upload.jsonl"), form.get("purpose", "batch"))
+        )
 
     def _file_object(self, file_id: str, filename: str = "file.jsonl", purpose: str = "batch") -> dict[str, Any]:
-        return {"id": file_id, "object": "file", "bytes": len(self.files[file_id]), "created_at": int(time.time()), "filename": filename, "purpose": purpose, "status": "processed"}
+        return {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(self.files[file_id]),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+        }
 
     async def _file_info(self, request):
         from aiohttp import web
@@ -277,7 +294,16 @@ class LoopbackServer:
             with self._lock:
                 self.received += 1
                 self.completed[body_key(item["body"])] += 1
-            out_lines.append(json.dumps({"id": "batch_req_" + item["custom_id"][:8], "custom_id": item["custom_id"], "response": {"status_code": 200, "request_id": "r", "body": self.completion(item["body"])}, "error": None}))
+            out_lines.append(
+                json.dumps(
+                    {
+                        "id": "batch_req_" + item["custom_id"][:8],
+                        "custom_id": item["custom_id"],
+                        "response": {"status_code": 200, "request_id": "r", "body": self.completion(item["body"])},
+                        "error": None,
+                    }
+                )
+            )
         output = ("\n".join(out_lines) + "\n").encode()
         output_id = "file-" + hashlib.sha256(output).hexdigest()[:16]
         self.files[output_id] = output
@@ -313,7 +339,7 @@ class LoopbackServer:
 
 
 def main() -> None:
-    """``python -m empathy_distill.teacher.loopback [--latency 0.2]``: serve until Ctrl-C."""
+    """``python -m empathy_distill.testing.loopback [--latency 0.2]``: serve until Ctrl-C."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -323,10 +349,8 @@ def main() -> None:
     args = parser.parse_args()
     with LoopbackServer(latency_mean_s=args.latency, latency_sigma=args.sigma, seed=args.seed) as server:
         print(f"serving the OpenAI wire format at {server.base_url} (Ctrl-C to stop)", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":

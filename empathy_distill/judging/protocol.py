@@ -1,0 +1,154 @@
+"""The evaluation protocol: every pair judged in both orders, by every configured judge.
+
+A comparison is (dialogue, candidate = the tuned student's reply, opponent). Each
+judge gives one verdict with the candidate shown first and one with it shown
+second; :func:`~empathy_distill.judging.stats.combine_orders` turns the two into a
+win, loss, tie or invalid. Per opponent and judge the report holds the win rate
+with a 95% Wilson interval, the counts, the position-consistency rate, the invalid
+count and the length-controlled win rate; with two or more judges, Cohen's kappa.
+
+A report is ``valid`` only when every configured opponent was judged by every judge
+and no (judge, opponent) has more invalid comparisons than ``max_invalid_fraction``;
+otherwise ``invalid_reasons`` says why. Nothing is dropped: a win rate with no valid
+comparison stays NaN and makes the report invalid.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from empathy_distill.judging.judges import PairJudge, build_judges
+from empathy_distill.judging.stats import (
+    CI_METHOD,
+    cohen_kappa,
+    combine_orders,
+    length_controlled_win_rate,
+    position_consistency,
+    win_rate_ci,
+)
+
+logger = logging.getLogger(__name__)
+
+OPPONENT_COLUMNS = {"base": "base_response", "human": "ref_human", "champion": "champion_response"}
+
+
+def judge_both_orders(
+    judge: PairJudge, frame: pd.DataFrame, candidate: str, opponent: str
+) -> list[tuple[str | None, str | None]]:
+    situations, utterances = list(frame["situation"]), list(frame["utterance"])
+    cand, opp = list(frame[candidate]), list(frame[opponent])
+    both = judge.verdicts(situations * 2, utterances * 2, cand + opp, opp + cand)
+    return list(zip(both[: len(cand)], both[len(cand) :]))
+
+
+def evaluate(
+    frame: pd.DataFrame,
+    judges: Sequence[PairJudge],
+    opponents: dict[str, str],
+    candidate: str = "tuned_response",
+    max_invalid_fraction: float = 0.1,
+    skipped_opponents: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The full report for ``candidate`` against each opponent column, by each judge.
+
+    Args:
+        frame: one row per test dialogue with ``situation``, ``utterance`` and the response columns.
+        judges: the judges to ask.
+        opponents: report label -> column, e.g. ``{"base": "base_response", "human": "ref_human"}``.
+        candidate: the column of the model under test.
+        max_invalid_fraction: above this share of invalid comparisons a (judge, opponent) is not valid.
+        skipped_opponents: configured opponents the data has no responses for (they make the report not valid).
+    """
+    results: dict[str, Any] = {"candidate": candidate, "ci_method": CI_METHOD, "comparisons": []}
+    for label, column in opponents.items():
+        rows = frame[frame[column].notna() & (frame[column].str.strip() != "")]
+        by_judge = {}
+        for judge in judges:
+            errors_before = getattr(judge, "request_errors", 0)
+            pairs = judge_both_orders(judge, rows, candidate, column)
+            outcomes = [combine_orders(a, b) for a, b in pairs]
+            length_diff = [len(str(c).split()) - len(str(o).split()) for c, o in zip(rows[candidate], rows[column])]
+            stats = win_rate_ci(outcomes)
+            entry = {
+                "opponent": label,
+                "judge": judge.name,
+                **stats.as_dict(),
+                "request_errors": getattr(judge, "request_errors", 0) - errors_before,
+                "position_consistency": position_consistency(pairs),
+                "length_controlled_win_rate": length_controlled_win_rate(outcomes, length_diff),
+                "mean_length_diff_words": float(sum(length_diff) / len(length_diff)) if length_diff else 0.0,
+            }
+            results["comparisons"].append(entry)
+            by_judge[judge.name] = outcomes
+        names = list(by_judge)
+        for i in range(len(names)):
+            for j in range(i + 1, len(names)):
+                results.setdefault("agreement", []).append(
+                    {
+                        "opponent": label,
+                        "judges": [names[i], names[j]],
+                        "kappa": cohen_kappa(by_judge[names[i]], by_judge[names[j]]),
+                    }
+                )
+    results["max_invalid_fraction"] = max_invalid_fraction
+    results["skipped_opponents"] = list(skipped_opponents)
+    return mark_validity(results, max_invalid_fraction, skipped_opponents)
+
+
+def mark_validity(
+    report: dict[str, Any], max_invalid_fraction: float, skipped_opponents: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Sets ``valid`` and ``invalid_reasons``: what would make these win rates unfit to promote on."""
+    reasons = [f"opponent '{o}': no responses in this data" for o in skipped_opponents]
+    for c in report["comparisons"]:
+        where = f"{c['opponent']}/{c['judge']}"
+        if c["n"] == 0:
+            reasons.append(f"{where}: no comparisons")
+        elif c["invalid"] / c["n"] > max_invalid_fraction:
+            reasons.append(
+                f"{where}: {c['invalid']} of {c['n']} comparisons invalid ({c['invalid'] / c['n']:.0%} > "
+                f"{max_invalid_fraction:.0%})"
+            )
+        if c.get("request_errors"):
+            reasons.append(f"{where}: {c['request_errors']} judge requests failed")
+    if not report["comparisons"]:
+        reasons.append("no comparisons at all")
+    report["valid"] = not reasons
+    report["invalid_reasons"] = reasons
+    return report
+
+
+def evaluation_frame(generations: pd.DataFrame, dialogues: pd.DataFrame) -> pd.DataFrame:
+    """Generations joined with each dialogue's situation and utterance."""
+    ctx = (
+        dialogues.groupby("dialogue_id")
+        .agg(situation=("situation", "first"), utterance=("utterance", "first"))
+        .reset_index()
+    )
+    return generations.merge(ctx, on="dialogue_id", how="left")
+
+
+def run_evaluation(generations: pd.DataFrame, dialogues: pd.DataFrame, cfg) -> dict[str, Any]:
+    """Judges the tuned student against the configured opponents that the data has."""
+    frame = evaluation_frame(generations, dialogues)
+    columns = {**OPPONENT_COLUMNS, "llm": f"ref_{cfg.reference_llm}"}
+    opponents = {o: columns[o] for o in cfg.opponents if columns[o] in frame.columns}
+    # no champion yet is not a gap in the data: the first registered version has nothing to beat
+    skipped = [o for o in cfg.opponents if o not in opponents and o != "champion"]
+    if skipped:
+        logger.warning("no responses for opponents %s in this data; skipped", skipped)
+    report = evaluate(
+        frame,
+        build_judges(cfg, dialogues),
+        opponents,
+        max_invalid_fraction=cfg.max_invalid_fraction,
+        skipped_opponents=skipped,
+    )
+    report["test_dialogues"] = len(frame)
+    champion = frame["champion_version"].dropna().unique() if "champion_version" in frame.columns else []
+    report["champion_version"] = str(champion[0]) if len(champion) else None
+    return report

@@ -1,0 +1,65 @@
+"""An evaluation report as people read it: the Markdown table, the win-rate plot, the files logged to MLflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from empathy_distill.judging.stats import CI_METHOD
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The paper-style table: one line per (opponent, judge)."""
+    lines = [
+        f"## Evaluation of `{report['candidate']}`",
+        "",
+        f"Valid: {'yes' if report.get('valid') else 'NO (' + '; '.join(report.get('invalid_reasons', [])) + ')'}. "
+        f"Intervals: 95% {report.get('ci_method', CI_METHOD)} score intervals, ties counted half.",
+        "",
+        "| opponent | judge | win rate | 95% CI | W / T / L | invalid | consistency | LC win rate |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in report["comparisons"]:
+        lines.append(
+            f"| {c['opponent']} | {c['judge']} | {c['win_rate']:.3f} | [{c['ci_low']:.3f}, {c['ci_high']:.3f}] | "
+            f"{c['wins']} / {c['ties']} / {c['losses']} "
+            f"| {c['invalid']} | {c['position_consistency']:.2f} | {c['length_controlled_win_rate']:.3f} |"
+        )
+    for a in report.get("agreement", []):
+        lines.append(f"\nCohen's kappa ({a['opponent']}, {' vs '.join(a['judges'])}): {a['kappa']:.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def report_plot(report: dict[str, Any], path: str | Path) -> Path:
+    """Bar chart of win rates with CI error bars, one bar per (opponent, judge); 0.5 marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    comps = report["comparisons"]
+    labels = [f"vs {c['opponent']}\n({c['judge']})" for c in comps]
+    rates = [c["win_rate"] for c in comps]
+    err = [[max(c["win_rate"] - c["ci_low"], 0) for c in comps], [max(c["ci_high"] - c["win_rate"], 0) for c in comps]]
+    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(comps)), 3.4))
+    ax.bar(range(len(comps)), rates, yerr=err, capsize=5, color="#4C72B0")
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(comps)), labels, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("win rate (ties = 1/2)")
+    ax.set_title(f"{report['candidate']}: win rates, 95% {report.get('ci_method', CI_METHOD)} intervals")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def save_report(report: dict[str, Any], folder: str | Path) -> dict[str, Path]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"json": folder / "evaluation.json", "markdown": folder / "evaluation.md", "plot": folder / "win_rates.png"}
+    paths["json"].write_text(json.dumps(report, indent=2, default=float))
+    paths["markdown"].write_text(report_markdown(report))
+    report_plot(report, paths["plot"])
+    return paths

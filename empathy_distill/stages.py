@@ -1,0 +1,128 @@
+"""One core function per pipeline stage, without ZenML.
+
+The ZenML steps call these and add what belongs to a run (MLflow logging, step metadata,
+materializers); the no-ZenML path (:mod:`empathy_distill.standalone`), the benchmarks and
+the tests call the same functions, so a stage is written once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from empathy_distill.config import BootstrapConfig, StudentConfig, TeacherConfig, ValidationConfig
+from empathy_distill.data.hashing import table_digest
+from empathy_distill.data.training_sets import REWRITE_LOG_COLUMNS, sets_for_method
+from empathy_distill.prompts import method_prompt_hash
+from empathy_distill.teacher.types import TeacherError
+
+QUARANTINE_COLUMNS = ["set", "dialogue_id", "field", "reason", "detail"]
+
+
+def rewrite_stage(
+    dialogues: pd.DataFrame, bootstrap: BootstrapConfig, teacher=None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The teacher's rewrites for the improvement methods (an empty log for ``direct``) and the report.
+
+    Args:
+        dialogues: the validated dialogue table.
+        bootstrap: method, strategy and set sizes.
+        teacher: a client from :func:`empathy_distill.teacher.build_teacher`; None for ``direct``.
+    """
+    if bootstrap.method == "direct":
+        log = pd.DataFrame(columns=REWRITE_LOG_COLUMNS).astype("string")
+        report: dict[str, Any] = {"method": "direct", "strategy": "none", "teacher_requests": 0}
+    else:
+        if teacher is None:
+            raise ValueError(f"method {bootstrap.method} needs a teacher")
+        from empathy_distill.teacher.rewrite import rewrite_with_teacher
+
+        log, report = rewrite_with_teacher(dialogues, bootstrap, teacher)
+    report["prompt_hash"] = method_prompt_hash(bootstrap.method, bootstrap.strategy)
+    return log, report
+
+
+def require_teacher_success(report: dict[str, Any], teacher: TeacherConfig) -> None:
+    """Raises :class:`TeacherError` when more dialogues failed at the teacher than ``teacher.max_failed_fraction``."""
+    planned = report.get("sft_dialogues_planned", 0) + report.get("dpo_dialogues_planned", 0)
+    if planned and report.get("dialogues_error", 0) / planned > teacher.max_failed_fraction:
+        raise TeacherError(
+            f"{report['dialogues_error']} of {planned} dialogues failed at the teacher "
+            f"(more than teacher.max_failed_fraction={teacher.max_failed_fraction}); first error: "
+            f"{report.get('first_error')}"
+        )
+
+
+def training_sets_stage(
+    dialogues: pd.DataFrame, log: pd.DataFrame, bootstrap: BootstrapConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """SFT rows and DPO pairs for the configured method."""
+    return sets_for_method(dialogues, log, bootstrap)
+
+
+def validate_sets_stage(
+    dialogues: pd.DataFrame,
+    sft_rows: pd.DataFrame,
+    dpo_pairs: pd.DataFrame,
+    bootstrap: BootstrapConfig,
+    validation: ValidationConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Great Expectations over both sets: non-empty, not over-long, chosen != rejected, no duplicates, no
+    test-split leakage. Returns the kept SFT rows, the kept DPO pairs, the quarantine and the report."""
+    from empathy_distill.validation import validate_training_set
+
+    test_ids = set(dialogues.loc[dialogues["split"] == "test", "dialogue_id"])
+    sft = validate_training_set(sft_rows, "sft", test_ids, bootstrap.max_words, validation.max_text_chars)
+    dpo = validate_training_set(dpo_pairs, "dpo", test_ids, bootstrap.max_words, validation.max_text_chars)
+    quarantine = pd.DataFrame(sft.quarantined + dpo.quarantined, columns=QUARANTINE_COLUMNS).astype("string")
+    reasons: Counter = sft.reasons + dpo.reasons
+    report = {
+        "sft_rows_in": len(sft_rows),
+        "sft_rows": len(sft.kept),
+        "dpo_pairs_in": len(dpo_pairs),
+        "dpo_pairs": len(dpo.kept),
+        "rows_quarantined": len(quarantine),
+        "quarantine_reasons": dict(reasons),
+        "test_leakage": int(reasons.get("test_leakage", 0)),
+        "sft_train_hash": table_digest(sft.kept),
+        "dpo_train_hash": table_digest(dpo.kept),
+    }
+    return sft.kept, dpo.kept, quarantine, report
+
+
+def student_stage(
+    dialogues: pd.DataFrame, training_sets: list[pd.DataFrame], student: StudentConfig
+) -> tuple[str, dict[str, Any]]:
+    """The student's base model: a configured folder or hub id as is, or the offline tiny student, built
+    (warmed up on train situations and speaker turns only, never on a training target) and cached."""
+    if student.model != "tiny":
+        return student.model, {"model": student.model}
+    from empathy_distill.training.student import prepare_tiny_student
+
+    folder, info = prepare_tiny_student(dialogues, training_sets, student)
+    return str(Path(folder).resolve()), info
+
+
+@dataclass
+class TrainingSets:
+    """Both training sets with the rewrite log and the report, for callers that want the first stages in one call."""
+
+    sft: pd.DataFrame
+    dpo: pd.DataFrame
+    log: pd.DataFrame
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def build_training_sets(dialogues: pd.DataFrame, bootstrap: BootstrapConfig, teacher=None) -> TrainingSets:
+    """:func:`rewrite_stage` then :func:`training_sets_stage`, unvalidated (tests and benchmarks)."""
+    log, report = rewrite_stage(dialogues, bootstrap, teacher)
+    sft, dpo = training_sets_stage(dialogues, log, bootstrap)
+    test_ids = set(dialogues.loc[dialogues["split"] == "test", "dialogue_id"])
+    leaked = (set(sft["dialogue_id"]) | set(dpo["dialogue_id"])) & test_ids
+    return TrainingSets(
+        sft, dpo, log, {**report, "sft_rows": len(sft), "dpo_pairs": len(dpo), "test_leakage": len(leaked)}
+    )

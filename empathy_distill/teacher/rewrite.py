@@ -1,0 +1,178 @@
+"""The teacher rewrites responses: strategy turns over the SFT and DPO groups of train dialogues.
+
+For ``improve_human`` the teacher improves the human response; for ``improve_llm`` it
+writes an initial response, then improves it. Train dialogues are shuffled (seeded)
+and cut into disjoint SFT and DPO groups (950 and 800 on the real file, as in the
+paper, scaled down proportionally on smaller data). The result is one log row per
+dialogue (original, improved, status, reason, raw reply) and a report;
+:mod:`empathy_distill.data.training_sets` turns the log into training rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from typing import Any
+
+import pandas as pd
+
+from empathy_distill.config import BootstrapConfig
+from empathy_distill.data.training_sets import REWRITE_LOG_COLUMNS, contexts
+from empathy_distill.prompts import INITIAL, SYSTEM, load_template, render, strategy_turns
+from empathy_distill.teacher.openai_client import BUDGET_ERROR
+from empathy_distill.teacher.parse import parse_reply
+
+logger = logging.getLogger(__name__)
+
+
+def split_roles(train_ids: list[str], cfg: BootstrapConfig) -> tuple[list[str], list[str]]:
+    """Disjoint SFT and DPO dialogue ids, seeded; scaled down when there are fewer dialogues."""
+    ids = sorted(set(train_ids))
+    random.Random(cfg.seed).shuffle(ids)
+    want = cfg.sft_dialogues + cfg.dpo_dialogues
+    if want == 0:
+        return [], []
+    if len(ids) >= want:
+        n_sft, n_dpo = cfg.sft_dialogues, cfg.dpo_dialogues
+    else:
+        n_sft = round(len(ids) * cfg.sft_dialogues / want)
+        n_dpo = len(ids) - n_sft
+        logger.warning(
+            "only %d train dialogues for %d SFT + %d DPO: using %d + %d",
+            len(ids),
+            cfg.sft_dialogues,
+            cfg.dpo_dialogues,
+            n_sft,
+            n_dpo,
+        )
+    return ids[:n_sft], ids[n_sft : n_sft + n_dpo]
+
+
+async def _improve(table: pd.DataFrame, roles: dict[str, str], cfg: BootstrapConfig, teacher) -> pd.DataFrame:
+    """Runs the teacher stage by stage; returns one log row per selected dialogue."""
+    ctx = contexts(table)
+    system = load_template(SYSTEM)
+    fields = {"target_words": cfg.target_words, "max_words": cfg.max_words}
+    state: dict[str, dict[str, Any]] = {}
+    human = table[table["source"] == "human"].drop_duplicates("dialogue_id").set_index("dialogue_id")["response"]
+    for dialogue_id, role in roles.items():
+        row = ctx.loc[dialogue_id]
+        state[dialogue_id] = {
+            "dialogue_id": dialogue_id,
+            "role": role,
+            "situation": row["situation"],
+            "utterance": row["utterance"],
+            "status": "pending",
+            "reason": None,
+            "turns": 0,
+        }
+        if cfg.method == "improve_human":
+            if dialogue_id in human.index:
+                state[dialogue_id].update(original=human[dialogue_id], original_source="human")
+            else:
+                state[dialogue_id].update(status="skipped", reason="no_human_response")
+
+    async def stage(name: str, build) -> None:
+        todo = [s for s in state.values() if s["status"] == "pending"]
+        requests = [teacher.request(build(s), tag=name) for s in todo]
+        results = await teacher.complete_many(requests, desc=f"teacher {name}")
+        for s, req, res in zip(todo, requests, results):
+            s["turns"] += 1
+            s["messages"] = list(req.messages)
+            if not res.ok:
+                s.update(status="budget" if res.error.startswith(BUDGET_ERROR) else "error", reason=res.error, raw=None)
+                continue
+            parsed = parse_reply(res.text, cfg.max_words, expect_dimension=name.endswith("identify_lacking"))
+            s["raw"] = parsed.raw
+            s["last"] = parsed.text
+            s["dimension"] = parsed.dimension
+            if not parsed.valid:
+                s.update(status="invalid", reason=f"{name}:{parsed.reason}")
+
+    if cfg.method == "improve_llm":
+        await stage(
+            INITIAL,
+            lambda s: [
+                ("system", system),
+                ("user", render(INITIAL, situation=s["situation"], utterance=s["utterance"], **fields)),
+            ],
+        )
+        for s in state.values():
+            if s["status"] == "pending":
+                s.update(original=s["last"], original_source="teacher_initial")
+    turns = strategy_turns(cfg.strategy)
+    for i, turn in enumerate(turns):
+        if i == 0:
+            await stage(
+                turn,
+                lambda s, t=turn: [
+                    ("system", system),
+                    (
+                        "user",
+                        render(t, situation=s["situation"], utterance=s["utterance"], response=s["original"], **fields),
+                    ),
+                ],
+            )
+        else:
+            await stage(
+                turn, lambda s, t=turn: [*s["messages"], ("assistant", s["last"]), ("user", render(t, **fields))]
+            )
+    for s in state.values():
+        if s["status"] == "pending":
+            s.update(status="ok", improved=s["last"])
+    return pd.DataFrame(
+        [{c: s.get(c) for c in REWRITE_LOG_COLUMNS} for s in state.values()], columns=REWRITE_LOG_COLUMNS
+    )
+
+
+def rewrite_with_teacher(table: pd.DataFrame, cfg: BootstrapConfig, teacher) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Runs the teacher over the SFT and DPO groups of train dialogues.
+
+    Returns:
+        The per-dialogue log (original, improved, status, reason, raw reply) and
+        a report with counts, teacher usage per stage and the budget state.
+    """
+    train_ids = table.loc[table["split"] == "train", "dialogue_id"].unique().tolist()
+    sft_ids, dpo_ids = split_roles(train_ids, cfg)
+    roles = {**{d: "sft" for d in sft_ids}, **{d: "dpo" for d in dpo_ids}}
+
+    async def run() -> pd.DataFrame:
+        try:
+            return await _improve(table, roles, cfg, teacher)
+        finally:
+            await teacher.aclose()
+
+    log = asyncio.run(run()).astype({c: "string" for c in REWRITE_LOG_COLUMNS if c != "turns"})
+    statuses = Counter(log["status"])
+    reasons = Counter(
+        str(r).split(":")[0] if s == "invalid" else s for s, r in zip(log["status"], log["reason"]) if s != "ok"
+    )
+    usage = teacher.usage.as_dict()
+    report = {
+        "method": cfg.method,
+        "strategy": cfg.strategy,
+        "train_dialogues": len(train_ids),
+        "sft_dialogues_planned": len(sft_ids),
+        "dpo_dialogues_planned": len(dpo_ids),
+        "dialogues_ok": statuses.get("ok", 0),
+        "dialogues_invalid": statuses.get("invalid", 0),
+        "dialogues_error": statuses.get("error", 0),
+        "dialogues_budget": statuses.get("budget", 0),
+        "dialogues_skipped": statuses.get("skipped", 0),
+        "not_ok_reasons": dict(reasons),
+        "first_error": next((str(r) for s, r in zip(log["status"], log["reason"]) if s == "error"), None),
+        "teacher_requests": usage["requests"],
+        "teacher_cache_hits": usage["cache_hits"],
+        "teacher_usage": usage,
+        "budget_exhausted": getattr(teacher.budget, "exhausted", None),
+    }
+    if report["budget_exhausted"]:
+        logger.warning(
+            "teacher budget reached (%s): %d dialogues not bootstrapped; the sets hold the %d that were",
+            report["budget_exhausted"],
+            statuses.get("budget", 0),
+            statuses.get("ok", 0),
+        )
+    return log, report
