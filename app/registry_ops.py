@@ -96,7 +96,7 @@ def decision_lines(entry: dict[str, Any]) -> list[str]:
 
 def promote(config: DistillConfig, version: str, force: bool = False, reason: str = "") -> tuple[int, list[str]]:
     """A manual promotion: the same gate as the pipeline's; ``force`` overrides it and records why."""
-    from empathy_distill.registry.policy import gate
+    from empathy_distill.registry.policy import gate, record_decision
 
     if force and not reason.strip():
         raise ConfigError("--force needs --reason: the history records why the gate was overridden")
@@ -105,29 +105,16 @@ def promote(config: DistillConfig, version: str, force: bool = False, reason: st
     mv = _version(p, model, version)
     champion = p.alias(model)
     result = gate(_evaluation_of(p, mv), config.registry.policy, champion)
-    if force:
-        reasons = [f"forced: {reason}"] + [f"the gate said: {r}" for r in result["reasons"]]
-        entry = p.move_champion(
-            model,
-            version,
-            expected=champion,
-            promote=True,
-            action="forced",
-            reasons=reasons,
-            figures={"checks": result["checks"], "rules": result["rules"]},
-            actor=f"cli:{_user()}",
-        )
-    else:
-        entry = p.move_champion(
-            model,
-            version,
-            expected=champion,
-            promote=result["passed"],
-            action="manual",
-            reasons=result["reasons"],
-            figures={"checks": result["checks"], "rules": result["rules"]},
-            actor=f"cli:{_user()}",
-        )
+    entry = record_decision(
+        p,
+        model,
+        version,
+        champion,
+        result,
+        "forced" if force else "manual",
+        f"cli:{_user()}",
+        forced_because=reason if force else None,
+    )
     lines = decision_lines(entry)
     if entry["promoted"]:
         lines.append(sync_zenml_stage(p, model, version))

@@ -128,6 +128,11 @@ def schedule_retrain(config: DistillConfig, schedule) -> list[str]:
     ]
 
 
+def sections(config: DistillConfig, *names: str) -> dict:
+    """The named sections of ``config``, as pipeline parameters."""
+    return {name: getattr(config, name) for name in names}
+
+
 def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, scheduled: bool = True) -> list[str]:
     """Runs the ``distill`` or ``bootstrap`` pipeline; returns the summary lines.
 
@@ -161,10 +166,7 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
     if config.tracking.experiment:
         settings["experiment_tracker"] = {"experiment_name": config.tracking.experiment}
     params = {
-        "data": config.data,
-        "validation": config.validation,
-        "bootstrap": config.bootstrap,
-        "teacher": config.teacher,
+        **sections(config, "data", "validation", "bootstrap", "teacher"),
         "source_fingerprint": file_fingerprint(config.data.path),
         "prompt_hash": method_prompt_hash(config.bootstrap.method, config.bootstrap.strategy),
     }
@@ -174,11 +176,7 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
         promotions = Promotions.open(tracking_uri, config.registry.history)
         champion = promotions.alias(config.registry.model_name)
         params.update(
-            student=config.student,
-            training=config.training,
-            generation=config.generation,
-            evaluation=config.evaluation,
-            registry=config.registry,
+            **sections(config, "student", "training", "generation", "evaluation", "registry"),
             inputs=input_hashes(config, params["source_fingerprint"]),
             git_commit=git_commit(),
             champion_version=champion,
@@ -272,17 +270,7 @@ def run_ablation(config: DistillConfig, enable_cache: bool = True) -> list[str]:
     }
     with root_cause(run_name):
         run = ablation.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings)(
-            data=config.data,
-            validation=config.validation,
-            bootstrap=config.bootstrap,
-            teacher=config.teacher,
-            student=config.student,
-            training=config.training,
-            generation=config.generation,
-            evaluation=config.evaluation,
-            grid=grid,
-            source_fingerprint=file_fingerprint(config.data.path),
-            prompt_hashes=hashes,
+            config=config, source_fingerprint=file_fingerprint(config.data.path), prompt_hashes=hashes
         )
     run = Client().get_pipeline_run(run.id)
     table = str(run.steps["summarize_ablation"].outputs["ablation_table"][0].load())

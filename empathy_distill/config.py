@@ -358,17 +358,32 @@ class DistillConfig(Strict):
     name: str = "empathy-distill"
     """A label for this config, logged with every run."""
     data: DataConfig = DataConfig()
+    """The dialogue file, its format and the train/test split."""
     validation: ValidationConfig = ValidationConfig()
+    """Limits that send a row to quarantine."""
     bootstrap: BootstrapConfig = BootstrapConfig()
+    """The distillation method (``direct`` needs no teacher), the teacher's strategy, and the sizes of the
+    disjoint SFT and DPO groups of train dialogues."""
     teacher: TeacherConfig = TeacherConfig()
+    """The teacher's endpoint, model, limits and reply cache."""
     student: StudentConfig = StudentConfig()
+    """The student's base model (``tiny``: built here, offline)."""
     training: TrainingConfig = TrainingConfig()
+    """Which stages run (``sft+dpo``, ``sft``, ``dpo``), the LoRA shape, the SFT and DPO settings, and where
+    checkpoints go (a rerun resumes from them)."""
     generation: GenerationSettings = GenerationSettings()
+    """How the base, tuned and champion models answer the test prompts."""
     evaluation: EvaluationConfig = EvaluationConfig()
+    """Judges, opponents and the invalid threshold."""
     ablation: AblationConfig = AblationConfig()
+    """The grid of ``empathy-distill ablation``."""
     tracking: TrackingConfig = TrackingConfig()
+    """The MLflow experiment (default: the pipeline's name)."""
     registry: RegistryConfig = RegistryConfig()
+    """The registered model, the promotion policy, the promotion history and lock (a database every
+    promoter reaches), and serving the champion."""
     schedule: ScheduleConfig = ScheduleConfig()
+    """When ``retrain`` runs by itself."""
     stack: str | None = None
     """A stack file (configs/stacks/kubeflow.yaml): its run settings (image, per-step resources) apply to every
     pipeline; ``empathy-distill init --stack-file`` registers the stack it describes. None: the stack as it is."""

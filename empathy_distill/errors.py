@@ -13,14 +13,7 @@ class InputError(Exception):
 
     exit_code = 2
 
-    def __init__(
-        self,
-        path: str | Path,
-        problem: str,
-        *,
-        row: int | None = None,
-        column: str | None = None,
-    ) -> None:
+    def __init__(self, path: str | Path, problem: str, *, row: int | None = None, column: str | None = None) -> None:
         self.path = str(path)
         self.problem = problem
         self.row = row

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from empathy_distill.judging.stats import WIN_RATE_FIELDS
+
 logger = logging.getLogger(__name__)
 
 _SECRET_NAMES = ("key", "api_key", "token", "secret", "password")
@@ -211,19 +213,7 @@ def log_evaluation(report: dict[str, Any], files: dict[str, Any], prefix: str = 
     metrics = {f"{prefix}.valid": float(bool(report.get("valid")))}
     for c in report["comparisons"]:
         name = f"{prefix}.{c['opponent']}.{c['judge']}"
-        for key in (
-            "win_rate",
-            "ci_low",
-            "ci_high",
-            "wins",
-            "ties",
-            "losses",
-            "invalid",
-            "n",
-            "request_errors",
-            "position_consistency",
-            "length_controlled_win_rate",
-        ):
+        for key in (*WIN_RATE_FIELDS, "request_errors", "position_consistency", "length_controlled_win_rate"):
             if key in c:
                 metrics[f"{name}.{key}"] = float(c[key])
     for a in report.get("agreement", []):

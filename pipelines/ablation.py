@@ -11,17 +11,7 @@ across runs.
 
 from zenml import pipeline
 
-from empathy_distill.config import (
-    AblationConfig,
-    BootstrapConfig,
-    DataConfig,
-    EvaluationConfig,
-    GenerationSettings,
-    StudentConfig,
-    TeacherConfig,
-    TrainingConfig,
-    ValidationConfig,
-)
+from empathy_distill.config import DistillConfig
 from empathy_distill.judging.ablation import cell_label, cells
 from steps import (
     bootstrap_responses,
@@ -39,19 +29,7 @@ from steps import (
 
 
 @pipeline(enable_cache=True)
-def ablation(
-    data: DataConfig,
-    validation: ValidationConfig,
-    bootstrap: BootstrapConfig,
-    teacher: TeacherConfig,
-    student: StudentConfig,
-    training: TrainingConfig,
-    generation: GenerationSettings,
-    evaluation: EvaluationConfig,
-    grid: AblationConfig,
-    source_fingerprint: str,
-    prompt_hashes: dict,
-) -> None:
+def ablation(config: DistillConfig, source_fingerprint: str, prompt_hashes: dict) -> None:
     """Steps, in order:
 
     1. ``ingest_dialogues``, ``validate_dialogues``: once for the grid.
@@ -62,33 +40,45 @@ def ablation(
     4. per cell (stages sft or sft+dpo): ``train_dpo`` (sft+dpo only), ``generate_responses``, ``evaluate_responses``.
     5. ``summarize_ablation``: the comparison table and plot.
     """
-    raw_rows, rejected, info = ingest_dialogues(data=data, source_fingerprint=source_fingerprint)
-    dialogues, _, _ = validate_dialogues(raw_rows, rejected, info, data=data, validation=validation)
+    grid = config.ablation
+    raw_rows, rejected, info = ingest_dialogues(data=config.data, source_fingerprint=source_fingerprint)
+    dialogues, _, _ = validate_dialogues(raw_rows, rejected, info, data=config.data, validation=config.validation)
     base = None
     for method, strategy in cells(grid.methods, grid.strategies):
         key = f"{method}__{strategy}"
-        cfg = bootstrap.model_copy(update={"method": method} | ({"strategy": strategy} if strategy != "none" else {}))
+        cfg = config.bootstrap.model_copy(
+            update={"method": method} | ({"strategy": strategy} if strategy != "none" else {})
+        )
         log, report = bootstrap_responses(
-            dialogues, bootstrap=cfg, teacher=teacher, prompt_hash=prompt_hashes[key], id=f"bootstrap_{key}"
+            dialogues, bootstrap=cfg, teacher=config.teacher, prompt_hash=prompt_hashes[key], id=f"bootstrap_{key}"
         )
         sft_rows, dpo_pairs = build_training_sets(dialogues, log, report, bootstrap=cfg, id=f"build_{key}")
         sft_train, dpo_train, _, _ = validate_training_sets(
-            dialogues, sft_rows, dpo_pairs, bootstrap=cfg, validation=validation, id=f"validate_sets_{key}"
+            dialogues, sft_rows, dpo_pairs, bootstrap=cfg, validation=config.validation, id=f"validate_sets_{key}"
         )
         if base is None:
-            base = prepare_student(dialogues, sft_train, dpo_train, student=student)
-        sft = train_sft(base, sft_train, training=training, student=student, id=f"sft_{key}")
+            base = prepare_student(dialogues, sft_train, dpo_train, student=config.student)
+        sft = train_sft(base, sft_train, training=config.training, student=config.student, id=f"sft_{key}")
         for stages in grid.stages:
             label = cell_label(method, strategy, stages)
             adapter = (
                 sft
                 if stages == "sft"
-                else train_dpo(base, dpo_train, training=training, student=student, sft_adapter=sft, id=f"dpo_{key}")
+                else train_dpo(
+                    base, dpo_train, training=config.training, student=config.student, sft_adapter=sft, id=f"dpo_{key}"
+                )
             )
             generations = generate_responses(
-                base, dialogues, generation=generation, student=student, adapter=adapter, id=f"generate_{label}"
+                base,
+                dialogues,
+                generation=config.generation,
+                student=config.student,
+                adapter=adapter,
+                id=f"generate_{label}",
             )
-            evaluate_responses(generations, dialogues, evaluation=evaluation, label=label, id=f"evaluate_{label}")
+            evaluate_responses(
+                generations, dialogues, evaluation=config.evaluation, label=label, id=f"evaluate_{label}"
+            )
     summarize_ablation(
         after=[
             f"evaluate_{cell_label(m, s, st)}" for m, s in cells(grid.methods, grid.strategies) for st in grid.stages

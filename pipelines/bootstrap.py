@@ -9,14 +9,7 @@ from empathy_distill.config import BootstrapConfig, DataConfig, TeacherConfig, V
 from steps import bootstrap_responses, build_training_sets, ingest_dialogues, validate_dialogues, validate_training_sets
 
 
-def bootstrap_stage(
-    data: DataConfig,
-    validation: ValidationConfig,
-    bootstrap: BootstrapConfig,
-    teacher: TeacherConfig,
-    source_fingerprint: str,
-    prompt_hash: str,
-):
+def training_data_steps(data, validation, bootstrap, teacher, source_fingerprint, prompt_hash):
     """Wires the data and bootstrap steps; shared by the ``bootstrap`` and ``distill`` pipelines.
 
     Returns the dialogues, the two training sets and the three reports (for lineage).
@@ -52,4 +45,4 @@ def bootstrap(
     4. ``build_training_sets``: SFT rows and DPO pairs.
     5. ``validate_training_sets``: GX suite over both sets, quarantine, leakage check.
     """
-    bootstrap_stage(data, validation, bootstrap, teacher, source_fingerprint, prompt_hash)
+    training_data_steps(data, validation, bootstrap, teacher, source_fingerprint, prompt_hash)

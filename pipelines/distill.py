@@ -16,7 +16,7 @@ from empathy_distill.config import (
     TrainingConfig,
     ValidationConfig,
 )
-from pipelines.bootstrap import bootstrap_stage
+from pipelines.bootstrap import training_data_steps
 from steps import (
     deploy_model,
     evaluate_responses,
@@ -64,7 +64,7 @@ def distill(
     13. ``deploy_model``: with ``registry.deploy.enabled``, the champion is served (a new one beside the old server,
     which is then stopped).
     """
-    dialogues, sft_train, dpo_train, reports = bootstrap_stage(
+    dialogues, sft_train, dpo_train, reports = training_data_steps(
         data, validation, bootstrap, teacher, source_fingerprint, prompt_hash
     )
     base = prepare_student(dialogues, sft_train, dpo_train, student=student)

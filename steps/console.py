@@ -22,7 +22,13 @@ def stage_done(what: str) -> None:
     print(f"{run.name}: {what} ({elapsed:.1f} s)", flush=True)
 
 
-def last_loss(history: list[dict[str, float]]) -> str:
-    """The last logged training loss, for the stage line."""
-    losses = [h["loss"] for h in history if "loss" in h]
-    return f"{losses[-1]:.3f}" if losses else "n/a"
+def trained(result) -> str:
+    """A training stage's line: steps, rows, the last loss (or that it was reused)."""
+    if result.reused:
+        return f"{result.global_step} steps on {result.rows} rows (reused)"
+    losses = [h["loss"] for h in result.history if "loss" in h]
+    return (
+        f"{result.global_step} steps on {result.rows} rows, loss {losses[-1]:.3f}"
+        if losses
+        else f"{result.global_step} steps"
+    )

@@ -7,7 +7,7 @@ from zenml import get_step_context, log_metadata, step
 from zenml.enums import ModelStages
 
 from empathy_distill.config import RegistryConfig
-from empathy_distill.registry.policy import gate
+from empathy_distill.registry.policy import gate, record_decision
 from empathy_distill.registry.promotion import Promotions
 from steps.console import stage_done
 
@@ -31,15 +31,14 @@ def promote_model(
     ctx = get_step_context()
     result = gate(evaluation_report, registry.policy, champion_version)
     promotions = Promotions.open(mlflow.get_tracking_uri(), registry.history)
-    entry = promotions.move_champion(
+    entry = record_decision(
+        promotions,
         registry.model_name,
         registration["version"],
-        expected=champion_version,
-        promote=result["passed"],
-        action="gate",
-        reasons=result["reasons"],
-        figures={"checks": result["checks"], "rules": result["rules"]},
-        actor=f"zenml:{ctx.pipeline_run.name}",
+        champion_version,
+        result,
+        "gate",
+        f"zenml:{ctx.pipeline_run.name}",
     )
     if entry["promoted"] and ctx.model is not None:
         ctx.model.set_stage(ModelStages.PRODUCTION, force=True)  # ZenML archives the previous production version

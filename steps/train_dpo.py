@@ -11,7 +11,7 @@ from empathy_distill.tracking import log_training_stage
 from empathy_distill.training.adapter import Adapter
 from empathy_distill.training.launch import train_stage
 from materializers import AdapterFolderMaterializer
-from steps.console import last_loss, stage_done
+from steps.console import stage_done, trained
 
 
 @step(experiment_tracker=True, output_materializers={"dpo_adapter": AdapterFolderMaterializer})
@@ -27,25 +27,12 @@ def train_dpo(
     log_training_stage(
         result,
         {
-            "learning_rate": training.dpo.learning_rate,
-            "epochs": training.dpo.epochs,
-            "batch_size": training.dpo.batch_size,
-            "max_steps": training.dpo.max_steps,
+            **training.dpo.model_dump(include={"learning_rate", "epochs", "batch_size", "max_steps"}),
             "beta": training.beta,
             "loss_type": training.loss_type,
             "reference": "sft_adapter" if sft_adapter else "base_model",
         },
         curve_keys=("loss", "rewards/accuracies", "rewards/margins"),
     )
-    stage_done(
-        f"{result.global_step} steps on {result.rows} rows"
-        + (" (reused)" if result.reused else f", loss {last_loss(result.history)}")
-    )
-    return Adapter(
-        path=result.adapter_dir,
-        base_model=student_base,
-        stage="dpo",
-        weights_hash=result.hash_after,
-        global_step=result.global_step,
-        rows=result.rows,
-    )
+    stage_done(trained(result))
+    return Adapter.from_stage(result)

@@ -11,7 +11,7 @@ from empathy_distill.tracking import log_training_stage
 from empathy_distill.training.adapter import Adapter
 from empathy_distill.training.launch import train_stage
 from materializers import AdapterFolderMaterializer
-from steps.console import last_loss, stage_done
+from steps.console import stage_done, trained
 
 
 @step(experiment_tracker=True, output_materializers={"sft_adapter": AdapterFolderMaterializer})
@@ -23,24 +23,11 @@ def train_sft(
     log_training_stage(
         result,
         {
-            "learning_rate": training.sft.learning_rate,
-            "epochs": training.sft.epochs,
-            "batch_size": training.sft.batch_size,
-            "max_steps": training.sft.max_steps,
+            **training.sft.model_dump(include={"learning_rate", "epochs", "batch_size", "max_steps"}),
             "lora_r": training.lora.r,
             "lora_alpha": training.lora.alpha,
             "base_model": student_base,
         },
     )
-    stage_done(
-        f"{result.global_step} steps on {result.rows} rows"
-        + (" (reused)" if result.reused else f", loss {last_loss(result.history)}")
-    )
-    return Adapter(
-        path=result.adapter_dir,
-        base_model=student_base,
-        stage="sft",
-        weights_hash=result.hash_after,
-        global_step=result.global_step,
-        rows=result.rows,
-    )
+    stage_done(trained(result))
+    return Adapter.from_stage(result)

@@ -78,11 +78,7 @@ def read_dialogues(path: str | Path, fmt: str = "auto") -> tuple[pd.DataFrame, p
 
 
 def validate_dialogues(
-    rows: pd.DataFrame,
-    rejected: pd.DataFrame,
-    info: dict[str, Any],
-    data: DataConfig,
-    validation: ValidationConfig,
+    rows: pd.DataFrame, rejected: pd.DataFrame, info: dict[str, Any], data: DataConfig, validation: ValidationConfig
 ) -> IngestResult:
     """Validates, splits and hashes rows from :func:`read_dialogues`.
 

@@ -23,13 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from empathy_distill.data.schema import (
-    ED_REQUIRED,
-    LVH_RATING_PREFIX,
-    LVH_REQUIRED,
-    LVH_RESPONSE_PREFIX,
-    source_name,
-)
+from empathy_distill.data.schema import ED_REQUIRED, LVH_RATING_PREFIX, LVH_REQUIRED, LVH_RESPONSE_PREFIX, source_name
 from empathy_distill.errors import InputError
 
 _SNIFF_BYTES = 64 * 1024

@@ -7,7 +7,7 @@ Outcomes are coded per comparison from the candidate's side: ``1.0`` win, ``0.5`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -30,6 +30,10 @@ class WinRate:
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
+
+
+WIN_RATE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(WinRate))
+"""The figures of a :class:`WinRate`, in order: what a report's comparison carries before its extras."""
 
 
 def _valid(outcomes: Sequence[float | None]) -> np.ndarray:

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from empathy_distill.judging.stats import WIN_RATE_FIELDS
 from empathy_distill.registry.inputs import PARTS
 from empathy_distill.registry.promotion import version_label as _v
 
@@ -170,21 +171,13 @@ def audit(client: Any, history: Any, uri: str) -> dict[str, Any]:
     usage = boot.get("teacher_usage") or {}
     evaluation = reports.get("evaluation", {})
     params = run.data.params if run is not None else {}
-    out["zenml"] = {
-        "pipeline_run_id": tags.get("lineage.zenml_run_id"),
-        "pipeline_run_name": tags.get("lineage.zenml_run_name"),
-        "model_version_id": tags.get("lineage.zenml_model_version_id"),
-        "model_version": tags.get("lineage.zenml_model_version"),
-    }
+    zen = ("pipeline_run_id", "run_id"), ("pipeline_run_name", "run_name"), ("model_version_id", "model_version_id")
+    out["zenml"] = {key: tags.get(f"lineage.zenml_{tag}") for key, tag in (*zen, ("model_version", "model_version"))}
+    counts = ("format", "rows_kept", "rows_quarantined", "quarantine_reasons", "train_dialogues", "test_dialogues")
     out["data"] = {
         "path": tags.get("lineage.data_path", ingest.get("data_path")),
         "hash": tags.get("lineage.data_hash", ingest.get("data_hash")),
-        "format": ingest.get("format"),
-        "rows_kept": ingest.get("rows_kept"),
-        "rows_quarantined": ingest.get("rows_quarantined"),
-        "quarantine_reasons": ingest.get("quarantine_reasons"),
-        "train_dialogues": ingest.get("train_dialogues"),
-        "test_dialogues": ingest.get("test_dialogues"),
+        **{key: ingest.get(key) for key in counts},
     }
     out["prompts"] = {
         "hash": tags.get("lineage.prompt_hash"),
@@ -214,22 +207,7 @@ def audit(client: Any, history: Any, uri: str) -> dict[str, Any]:
         "ci_method": evaluation.get("ci_method"),
         "champion_judged_against": tags.get("lineage.champion_judged_against"),
         "comparisons": [
-            {
-                k: c[k]
-                for k in (
-                    "opponent",
-                    "judge",
-                    "win_rate",
-                    "ci_low",
-                    "ci_high",
-                    "wins",
-                    "ties",
-                    "losses",
-                    "invalid",
-                    "n",
-                )
-            }
-            for c in evaluation.get("comparisons", [])
+            {k: c[k] for k in ("opponent", "judge", *WIN_RATE_FIELDS)} for c in evaluation.get("comparisons", [])
         ],
     }
     out["code"] = {"git_commit": tags.get("lineage.git_commit")}

@@ -95,3 +95,30 @@ def gate(report: dict[str, Any], policy: PromotionPolicy, champion_version: str 
         "champion_version": champion_version,
         "judged_against": judged_against,
     }
+
+
+def record_decision(
+    promotions,
+    model: str,
+    version: str,
+    expected: str | None,
+    result: dict[str, Any],
+    action: str,
+    actor: str,
+    forced_because: str | None = None,
+) -> dict[str, Any]:
+    """Moves the champion to ``version`` when the gate ``result`` passed (or ``forced_because`` says why it is
+    overridden) and writes the decision to the history; see :meth:`Promotions.move_champion`."""
+    reasons = result["reasons"]
+    if forced_because is not None:
+        reasons = [f"forced: {forced_because}"] + [f"the gate said: {r}" for r in reasons]
+    return promotions.move_champion(
+        model,
+        version,
+        expected=expected,
+        promote=forced_because is not None or result["passed"],
+        action=action,
+        reasons=reasons,
+        figures={"checks": result["checks"], "rules": result["rules"]},
+        actor=actor,
+    )

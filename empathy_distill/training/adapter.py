@@ -22,6 +22,12 @@ class Adapter(BaseModel):
     global_step: int = 0
     rows: int = 0
 
+    @classmethod
+    def from_stage(cls, result) -> Adapter:
+        """The adapter a training stage (:class:`~empathy_distill.training.common.StageResult`) saved."""
+        same = {name: getattr(result, name) for name in ("base_model", "stage", "global_step", "rows")}
+        return cls(path=result.adapter_dir, weights_hash=result.hash_after, **same)
+
 
 def folder_hash(folder: str | Path) -> str:
     """sha256 over every file under a folder (relative names included), for round-trip checks."""

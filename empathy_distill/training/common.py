@@ -103,6 +103,20 @@ def quiet_console(trainer) -> None:
     trainer.add_callback(EveryTenth())
 
 
+def make_trainer(trainer_class, model, args, dataset, tokenizer, peft_config, callbacks: list):
+    """A TRL trainer (``SFTTrainer`` or ``DPOTrainer``) over conversational rows, with the quiet console."""
+    trainer = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    quiet_console(trainer)
+    return trainer
+
+
 def metrics_recorder(prefix: str):
     """A ``TrainerCallback`` that keeps every logged value and mirrors it to the active MLflow run."""
     from transformers import TrainerCallback

@@ -16,15 +16,7 @@ import pandas as pd
 
 from empathy_distill.config import StudentConfig, TrainingConfig
 from empathy_distill.data.training_sets import to_conversational
-from empathy_distill.training.common import (
-    StageResult,
-    lora_config,
-    metrics_recorder,
-    quiet_console,
-    run_stage,
-    stage_key,
-    trainer_args,
-)
+from empathy_distill.training import common
 from empathy_distill.training.student import load_student
 
 
@@ -46,27 +38,19 @@ def build_dpo_trainer(
     if sft_adapter:
         model = PeftModel.from_pretrained(model, sft_adapter, is_trainable=True)
     else:
-        peft_config = lora_config(cfg.lora)
+        peft_config = common.lora_config(cfg.lora)
     dataset = Dataset.from_list(to_conversational(pairs))
-    args = DPOConfig(**trainer_args(cfg.dpo, cfg, output_dir), beta=cfg.beta, loss_type=[cfg.loss_type])
-    recorder = metrics_recorder("dpo")
-    trainer = DPOTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[recorder],
-    )
-    quiet_console(trainer)
+    args = DPOConfig(**common.trainer_args(cfg.dpo, cfg, output_dir), beta=cfg.beta, loss_type=[cfg.loss_type])
+    recorder = common.metrics_recorder("dpo")
+    trainer = common.make_trainer(DPOTrainer, model, args, dataset, tokenizer, peft_config, [recorder])
     return trainer, recorder, dataset, tokenizer
 
 
 def train_dpo(
     base_model: str, pairs: pd.DataFrame, cfg: TrainingConfig, student: StudentConfig, sft_adapter: str | None = None
-) -> StageResult:
+) -> common.StageResult:
     """Trains the DPO adapter (from the SFT adapter when given); raises :class:`AdapterUnchanged` when nothing moved."""
-    key = stage_key(
+    key = common.stage_key(
         "dpo",
         base_model,
         sft_adapter,
@@ -95,4 +79,4 @@ def train_dpo(
         scored = trainer.evaluate(eval_dataset=dataset.select(range(min(len(dataset), 64))))
         return {k.removeprefix("eval_"): float(v) for k, v in scored.items() if k.startswith("eval_rewards/")}
 
-    return run_stage("dpo", Path(cfg.output_dir) / f"dpo-{key}", len(pairs), base_model, build, score)
+    return common.run_stage("dpo", Path(cfg.output_dir) / f"dpo-{key}", len(pairs), base_model, build, score)

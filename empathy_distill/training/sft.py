@@ -13,15 +13,7 @@ import pandas as pd
 
 from empathy_distill.config import StudentConfig, TrainingConfig
 from empathy_distill.data.training_sets import to_conversational
-from empathy_distill.training.common import (
-    StageResult,
-    lora_config,
-    metrics_recorder,
-    quiet_console,
-    run_stage,
-    stage_key,
-    trainer_args,
-)
+from empathy_distill.training import common
 from empathy_distill.training.student import load_student
 
 
@@ -40,17 +32,10 @@ def build_sft_trainer(
     tokenizer, model = load_student(base_model, student)
     dataset = Dataset.from_list(to_conversational(rows))
     # completion_only_loss: prompt tokens get label -100, so the student learns replies, not the dialogues
-    args = SFTConfig(**trainer_args(cfg.sft, cfg, output_dir), completion_only_loss=True)
-    recorder = metrics_recorder("sft")
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=lora_config(cfg.lora),
-        callbacks=[recorder, *(extra_callbacks or [])],
-    )
-    quiet_console(trainer)
+    args = SFTConfig(**common.trainer_args(cfg.sft, cfg, output_dir), completion_only_loss=True)
+    recorder = common.metrics_recorder("sft")
+    callbacks = [recorder, *(extra_callbacks or [])]
+    trainer = common.make_trainer(SFTTrainer, model, args, dataset, tokenizer, common.lora_config(cfg.lora), callbacks)
     return trainer, recorder, tokenizer
 
 
@@ -60,12 +45,12 @@ def train_sft(
     cfg: TrainingConfig,
     student: StudentConfig,
     extra_callbacks: list | None = None,
-) -> StageResult:
+) -> common.StageResult:
     """Trains a LoRA adapter on SFT rows; raises :class:`AdapterUnchanged` when nothing moved.
 
     ``extra_callbacks`` are added to the trainer (tests use one to interrupt a run).
     """
-    key = stage_key(
+    key = common.stage_key(
         "sft",
         base_model,
         pd.util.hash_pandas_object(rows, index=False).sum(),
@@ -74,7 +59,7 @@ def train_sft(
         cfg.seed,
         *([cfg.num_processes] if cfg.num_processes > 1 else []),
     )
-    return run_stage(
+    return common.run_stage(
         "sft",
         Path(cfg.output_dir) / f"sft-{key}",
         len(rows),

@@ -38,10 +38,7 @@ ERRORS = {
     ),
     "empty_file": (b"", "file is empty"),
     "whitespace_only": (b"\n\n  \n", "file is empty"),
-    "header_only": (
-        lvh_csv([]),
-        "no rows kept (0 read, 0 quarantined: the file has no data rows)",
-    ),
+    "header_only": (lvh_csv([]), "no rows kept (0 read, 0 quarantined: the file has no data rows)"),
     "binary_garbage": (bytes(range(256)) * 40, "not a text file (binary content in the first 8 KiB)"),
     "wrong_delimiter": (
         lvh_csv([lvh_record(1)]).replace(",", ";"),
