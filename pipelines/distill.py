@@ -1,6 +1,6 @@
 """The end-to-end distillation pipeline (grows stage by stage).
 
-empathy-distill run --config configs/demo.yaml
+empathy-distill distill --config configs/demo.yaml
 """
 
 from zenml import pipeline

@@ -1,6 +1,6 @@
 """The retrain pipeline: what a schedule runs on an orchestrator that schedules (Kubeflow, Kubernetes, Vertex, ...).
 
-    empathy-distill run --config configs/paper.yaml --set schedule.cron='0 3 * * 1' --set
+    empathy-distill distill --config configs/paper.yaml --set schedule.cron='0 3 * * 1' --set
     stack=configs/stacks/kubeflow.yaml
 
 One step, the retrain gate; it starts ``distill`` only when an input differs from the champion's.

@@ -170,17 +170,21 @@ def log_student_model(
         "system_prompt": system_prompt,
         **generation,
     }
+    import contextlib
+    import io
+    import sys
     import warnings
 
-    with warnings.catch_warnings():
+    # MLflow prints "Successfully registered model" and "Created version" to stderr; the register step prints
+    # its own line with the version, so those two go, and anything else MLflow writes passes through
+    said = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stderr(said):
         # MLflow asks for an input example, which it would run through the model (loading the base and the
         # adapter) at logging time; the signature is explicit and the serving tests send real chats instead
         warnings.filterwarnings("ignore", message=".*An input example was not provided")  # MLflow colours the text
-        return mlflow.pyfunc.log_model(
+        info = mlflow.pyfunc.log_model(
             name="student",
-            python_model=str(
-                Path(__file__).with_name("model_code.py")
-            ),  # code, not a pickle: loads with the installed package
+            python_model=str(Path(__file__).with_name("model_code.py")),  # code, not a pickle: loads with the package
             artifacts=artifacts,
             model_config=model_config,
             signature=signature(generation),
@@ -189,3 +193,6 @@ def log_student_model(
             tags=tags,
             await_registration_for=0,
         )
+    routine = ("Successfully registered model", "Created version")
+    sys.stderr.writelines(line for line in said.getvalue().splitlines(keepends=True) if not line.startswith(routine))
+    return info

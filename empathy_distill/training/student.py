@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ def train_tokenizer(texts: list[str], max_vocab: int):
         min_frequency=2,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=sys.stderr.isatty(),  # its bars write bare newlines into logs
     )
     tok.train_from_iterator(texts, trainer)
     fast = PreTrainedTokenizerFast(

@@ -36,7 +36,7 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
         assert item in second
     assert "registered" not in second and "created" not in second
 
-    proc = zen("run", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={SAMPLE_DATA}")
+    proc = zen("distill", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={SAMPLE_DATA}")
     out = proc.stdout
     assert "(completed)" in out
     # a quiet console in a log (no terminal): no progress bars, no per-step training dicts, no library notes
@@ -50,9 +50,31 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
         "pin_memory",
         "can be interpreted in multiple ways",
         "Creating initial MLflow database tables",
+        "Successfully registered model",
     ):
         assert noise not in console, noise
-    assert len(console.splitlines()) < 45, console
+    assert "\n\n" not in console.strip(), console  # no bare newlines from progress bars
+    # one line per step as it ends (what it did, counts, seconds), then the summary, on one screen
+    lines = console.splitlines()
+    stage_lines = [line for line in lines if re.match(r"^\w+: .+ \(\d+\.\d s\)$", line)]
+    steps = [
+        "ingest_dialogues",
+        "validate_dialogues",
+        "bootstrap_responses",
+        "build_training_sets",
+        "validate_training_sets",
+        "prepare_student",
+        "train_sft",
+        "train_dpo",
+        "generate_responses",
+        "evaluate_responses",
+        "register_model",
+        "promote_model",
+    ]
+    assert [line.split(":")[0] for line in stage_lines] == steps, console
+    assert "train_sft: " in console and re.search(r"train_sft: \d+ steps on 133 rows, loss \d+\.\d+", console)
+    assert lines.index(stage_lines[-1]) < next(i for i, line in enumerate(lines) if line.startswith("pipeline run:"))
+    assert len(lines) < 50, console
     run_id = re.search(r"MLflow run: (\w+)", out).group(1)
     uri = re.search(r"--backend-store-uri (\S+)", out).group(1)
     assert uri.startswith("sqlite:///") and str(tmp_path) in uri
