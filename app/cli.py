@@ -469,6 +469,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("zenml.integrations.mlflow.experiment_trackers.mlflow_experiment_tracker").addFilter(
         lambda record: "Failed to disable MLflow autologging" not in record.getMessage()
     )
+    # after a failed step the local orchestrator warns once for every step it then skips; the last line this
+    # command prints names the step that failed and its root cause, which is what there is to act on
+    logging.getLogger("zenml.orchestrators.local.local_orchestrator").addFilter(
+        lambda record: not record.getMessage().startswith("Skipping step")
+    )
     # MLflow announces at INFO that it creates the tables of a fresh SQLite store: the first run's two lines
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     handler = logging.StreamHandler()

@@ -199,7 +199,7 @@ def retrain(config: DistillConfig, force: bool = False, enable_cache: bool = Tru
     p = promotions(config)
     model = config.registry.model_name
     champion = p.alias(model)
-    ready = prepared(config, needs_teacher=False)
+    ready = prepared(config, needs_teacher=False, needs_student=False)
     now = input_hashes(ready, file_fingerprint(ready.data.path))
     if champion is None:
         why = f"no champion of '{model}' yet"
@@ -231,7 +231,7 @@ def schedule_lines(config: DistillConfig, config_path: str) -> list[str]:
     if Client().active_stack.orchestrator.config.is_schedulable:
         from app.runner import attach_schedule, prepared, schedule_retrain
 
-        return schedule_retrain(prepared(config, needs_teacher=False), attach_schedule(config))
+        return schedule_retrain(prepared(config, needs_teacher=False, needs_student=False), attach_schedule(config))
     repo = Path.cwd().resolve()
     cli = Path(sys.executable).parent / "empathy-distill"
     zen = os.environ.get("ZENML_CONFIG_PATH")

@@ -8,22 +8,22 @@ from pathlib import Path
 
 from empathy_distill.config import DistillConfig
 from empathy_distill.data.hashing import file_fingerprint
-from empathy_distill.errors import ConfigError, InputError, StepFailed
+from empathy_distill.errors import ConfigError, StepFailed
 from empathy_distill.prompts import method_prompt_hash
 from empathy_distill.registry.promotion import version_label as _v
 from empathy_distill.tracking import redacted
 
 
-def prepared(config: DistillConfig, needs_teacher: bool) -> DistillConfig:
+def prepared(config: DistillConfig, needs_teacher: bool, needs_student: bool = True) -> DistillConfig:
     """The config with every path made absolute (steps may run elsewhere than the CLI), checked early.
 
     Raises:
-        InputError: the data file is missing.
-        ConfigError: a teacher is needed and its key variable is unset.
+        InputError: the data file is missing, a folder, unreadable or empty.
+        ConfigError: a teacher is needed and its key variable is unset; a model cannot be loaded from here.
     """
-    data_path = Path(config.data.path)
-    if not data_path.exists():
-        raise InputError(data_path, "file not found")
+    from empathy_distill.preflight import check_run
+
+    check_run(config, needs_teacher, needs_student)
     if needs_teacher and config.teacher.backend == "openai":
         from empathy_distill.teacher.openai_client import resolve_api_key
 
@@ -154,7 +154,7 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
     from pipelines.distill import distill
 
     zenml_compat.apply()
-    config = prepared(config, needs_teacher=config.bootstrap.method != "direct")
+    config = prepared(config, needs_teacher=config.bootstrap.method != "direct", needs_student=name == "distill")
     if name == "distill" and scheduled:
         schedule = attach_schedule(config)
         if schedule is not None:

@@ -151,6 +151,23 @@ def _require_columns(path: Path, header: list[str], required: list[str], fmt: st
         )
 
 
+def check_source(path: Path, fmt: str) -> None:
+    """What a reader checks when it opens ``path`` (exists, a file or a datasets folder as the format needs,
+    readable, text, not empty), without reading rows: a clear error before a pipeline starts.
+
+    Raises:
+        InputError: naming the path and what is wrong with it.
+    """
+    if fmt == "auto":
+        detect_format(path)
+    elif fmt == "hf_datasets":
+        if not path.is_dir():
+            raise InputError(path, "format hf_datasets needs a datasets save_to_disk folder")
+        detect_format(path)
+    else:
+        read_text(path)
+
+
 def detect_format(path: Path) -> str:
     """Guess the format from the content, not the file name.
 

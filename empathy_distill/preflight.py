@@ -1,0 +1,67 @@
+"""Checks that run before a pipeline starts, so that a mistake costs one clear line, not a teacher bill.
+
+A data path that is a folder or cannot be read, and a model (student, local teacher, local judge)
+that cannot be loaded from here, are found now, before any teacher call or training, with the
+config key that names them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from empathy_distill.config import DistillConfig
+from empathy_distill.errors import ConfigError
+
+
+def check_run(config: DistillConfig, needs_teacher: bool, needs_student: bool = True) -> None:
+    """Every check a run needs; raises InputError or ConfigError naming the file or the key."""
+    from empathy_distill.data.readers import check_source
+
+    check_source(Path(config.data.path), config.data.format)
+    if needs_student:
+        check_model_source(config.student.model, "student.model")
+    if needs_teacher and config.teacher.backend == "local":
+        check_model_source(config.teacher.model, "teacher.model")
+    for i, judge in enumerate(config.evaluation.judges):
+        if judge.kind == "llm" and judge.endpoint is not None and judge.endpoint.backend == "local":
+            check_model_source(judge.endpoint.model, f"evaluation.judges[{i}].endpoint.model")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def check_model_source(name: str, key: str) -> None:
+    """Raises :class:`ConfigError` when ``name`` (a model folder or a Hugging Face hub id) cannot be loaded here.
+
+    ``tiny`` is built locally. A folder must exist and hold ``config.json``. A hub id must be in the local
+    Hugging Face cache, or (unless ``HF_HUB_OFFLINE`` is set) answer on the hub.
+    """
+    if name == "tiny":
+        return
+    path = Path(name).expanduser()
+    if name.startswith(("/", ".", "~")) or path.exists():
+        if not path.is_dir():
+            raise ConfigError(f"{key} '{name}': no such folder")
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{key} '{name}': the folder has no config.json (not a transformers model folder)")
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    if _offline():
+        raise ConfigError(
+            f"{key} '{name}': not in the local Hugging Face cache and HF_HUB_OFFLINE is set "
+            f"(download it first: hf download {name}; or give a local folder)"
+        )
+    from huggingface_hub import model_info
+
+    try:
+        model_info(name, timeout=10)
+    except Exception as exc:  # no network, no such repo, a private repo without a token: all say the same to a user
+        detail = " ".join(str(exc).split())[:200]
+        raise ConfigError(
+            f"{key} '{name}': cannot be loaded from the Hugging Face hub ({type(exc).__name__}: {detail})"
+        ) from None
