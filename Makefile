@@ -23,7 +23,7 @@ PYTEST_ARGS ?=
 # test: pytest; server: a ZenML server and dashboard; kubeflow: kfp, for the Kubeflow compile check
 EXTRAS ?= test,server,kubeflow
 
-.PHONY: demo demo-retrain test lint install clean
+.PHONY: demo demo-retrain test lint bench install clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# every benchmark, one after another, then one table: figure, value, goal, pass/fail (about 15 minutes here)
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf .zen-home outputs .pytest_cache .cache .zen

@@ -21,3 +21,19 @@ def sample_world(cache_dir: Path, hidden: int = 64, layers: int = 2):
     student = StudentConfig(cache_dir=str(cache_dir), tiny=TinyStudentConfig(hidden_size=hidden, layers=layers))
     base, _ = student_stage(table, [sets.sft, sets.dpo], student)
     return table, sets, student, base
+
+
+def start_loopback(*args: str):
+    """The loopback OpenAI-compatible server in its own process (the second core): (process, base URL)."""
+    import os
+    import re
+    import subprocess
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "empathy_distill.testing.loopback", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    line = proc.stdout.readline()
+    return proc, re.search(r"(http://\S+)", line).group(1)

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,21 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import start_loopback  # noqa: E402
+
 from empathy_distill.config import TeacherConfig  # noqa: E402
 from empathy_distill.teacher.cache import ReplyCache  # noqa: E402
 from empathy_distill.teacher.openai_client import OpenAITeacher  # noqa: E402
-
-
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "empathy_distill.testing.loopback", "--latency", str(latency), "--sigma", "0.6"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-    )
-    line = proc.stdout.readline()
-    url = re.search(r"(http://\S+)", line).group(1)
-    return proc, url
 
 
 def messages(i: int) -> list[dict[str, str]]:
@@ -92,7 +79,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     args = parser.parse_args()
     n, c = args.requests, args.concurrency
-    server, url = start_server(args.latency)
+    server, url = start_loopback("--latency", str(args.latency), "--sigma", "0.6")
     try:
         tmp = Path(tempfile.mkdtemp())
         ref_times, cold_times, warm_times = [], [], []

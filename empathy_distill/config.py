@@ -81,7 +81,10 @@ class TeacherConfig(Strict):
     mode: Literal["online", "batch"] = "online"
     """online: concurrent requests; batch: the Batch API (half price, hours of latency)."""
     concurrency: int = Field(64, ge=1, le=4096)
-    """Requests in flight at once."""
+    """Requests in flight at once, at most."""
+    adaptive_concurrency: bool = True
+    """Fewer requests in flight while the endpoint answers 429 (its rate limit), more again as replies come back;
+    off: always ``concurrency``."""
     timeout_s: float = Field(60.0, gt=0)
     """Per-request timeout."""
     max_retries: int = Field(6, ge=0)

@@ -21,6 +21,7 @@ from empathy_distill.config import TeacherConfig
 from empathy_distill.errors import ConfigError
 from empathy_distill.teacher.budget import Budget
 from empathy_distill.teacher.cache import ReplyCache
+from empathy_distill.teacher.limiter import AdaptiveLimit
 from empathy_distill.teacher.types import BudgetExhausted, ChatRequest, ChatResult, Usage
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class OpenAITeacher:
         self.usage = Usage()
         self._api_key = resolve_api_key(cfg)
         self._client = None
-        self._sem: asyncio.Semaphore | None = None
+        self.limit = AdaptiveLimit(cfg.concurrency, adaptive=cfg.adaptive_concurrency)
 
     def _openai(self):
         if self._client is None:
@@ -125,8 +126,12 @@ class OpenAITeacher:
         )
         last: BaseException | None = None
         for attempt in range(1, self.cfg.max_retries + 2):
+            if attempt > 1:
+                await self.limit.acquire()  # the slot was given back for the backoff
+            started = time.monotonic()
             try:
                 resp = await self._openai().chat.completions.create(**req.openai_body())
+                self.limit.succeeded(time.monotonic() - started)
                 text = resp.choices[0].message.content if resp.choices else None
                 usage = resp.usage
                 return ChatResult(
@@ -138,7 +143,9 @@ class OpenAITeacher:
                 )
             except openai.APIStatusError as exc:
                 last = exc
-                if exc.status_code != 429 and exc.status_code < 500:
+                if exc.status_code == 429:
+                    self.limit.throttled(retry_after_s(exc))
+                elif exc.status_code < 500:
                     return ChatResult(
                         key=req.key, error=f"teacher refused the request: {describe(exc)}", attempts=attempt
                     )
@@ -150,6 +157,7 @@ class OpenAITeacher:
                 0.5, 1.0
             )
             wait = retry_after_s(last)
+            await self.limit.release()  # nobody's slot is held through a backoff
             await asyncio.sleep(wait if wait is not None else backoff)
         return ChatResult(
             key=req.key,
@@ -162,14 +170,15 @@ class OpenAITeacher:
         if self.cache is not None and (hit := self.cache.get(req.key)) is not None:
             self.usage.add(req.tag, hit, 0.0)
             return hit
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.cfg.concurrency)
-        async with self._sem:
+        await self.limit.acquire()
+        try:
             try:
                 self.budget.reserve()
             except BudgetExhausted as exc:
                 return ChatResult(key=req.key, error=f"{BUDGET_ERROR}: {exc}")
             result = await self._send(req)
+        finally:
+            await self.limit.release()
         cost = self.budget.spend(result.prompt_tokens, result.completion_tokens)
         if self.cache is not None:
             self.cache.put(req, result)
@@ -200,4 +209,4 @@ class OpenAITeacher:
         if self._client is not None:
             await self._client.close()
             self._client = None
-        self._sem = None
+        self.limit._cond = None  # the next event loop makes its own

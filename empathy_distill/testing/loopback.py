@@ -84,6 +84,8 @@ class LoopbackServer:
         hang_s: float = 30.0,
         batch_polls_before_done: int = 1,
         preferences: Any = None,
+        rate_limit_per_s: float | None = None,
+        rate_burst: int = 10,
     ) -> None:
         for fault in list(faults or []) + list((fault_rates or {}).keys()):
             if fault not in FAULTS:
@@ -96,6 +98,11 @@ class LoopbackServer:
         self.hang_s = hang_s
         self.batch_polls_before_done = batch_polls_before_done
         self.reply_fn = preferences or scripted_reply
+        # a rate limit as real endpoints enforce one: a token bucket; beyond it, 429 with retry-after-ms at once
+        self.rate_limit_per_s = rate_limit_per_s
+        self.rate_burst = rate_burst
+        self._tokens = float(rate_burst)
+        self._refilled = time.monotonic()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.received = 0
@@ -173,6 +180,19 @@ class LoopbackServer:
         with self._lock:
             return self._rng.lognormvariate(mu, self.latency_sigma)
 
+    def _admit(self) -> float:
+        """0 when the rate limit lets this request in, else the seconds until it would."""
+        if self.rate_limit_per_s is None:
+            return 0.0
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(float(self.rate_burst), self._tokens + (now - self._refilled) * self.rate_limit_per_s)
+            self._refilled = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return 0.0
+            return (1.0 - self._tokens) / self.rate_limit_per_s
+
     def _next_fault(self) -> str | None:
         with self._lock:
             if self.faults:
@@ -208,6 +228,16 @@ class LoopbackServer:
         with self._lock:
             self.received += 1
             self.bearer_tokens[request.headers.get("Authorization", "").removeprefix("Bearer ")] += 1
+        wait = self._admit()
+        if wait > 0:
+            with self._lock:
+                self.statuses["429"] += 1
+                self.statuses["rate_limited"] += 1
+            return web.json_response(
+                {"error": {"message": "rate limit reached", "type": "rate_limit"}},
+                status=429,
+                headers={"retry-after-ms": f"{max(wait, 0.005) * 1000:.0f}"},
+            )
         fault = self._next_fault()
         await asyncio.sleep(self._latency())
         if fault == "429":
@@ -346,8 +376,11 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="mean reply latency in seconds (log-normal)")
     parser.add_argument("--sigma", type=float, default=0.6, help="sigma of the log-normal latency")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rate-limit", type=float, default=None, help="requests/s allowed (token bucket); 429 beyond")
+    parser.add_argument("--burst", type=int, default=10, help="the token bucket's size")
     args = parser.parse_args()
-    with LoopbackServer(latency_mean_s=args.latency, latency_sigma=args.sigma, seed=args.seed) as server:
+    limits = {"rate_limit_per_s": args.rate_limit, "rate_burst": args.burst}
+    with LoopbackServer(latency_mean_s=args.latency, latency_sigma=args.sigma, seed=args.seed, **limits) as server:
         print(f"serving the OpenAI wire format at {server.base_url} (Ctrl-C to stop)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()

@@ -1,0 +1,91 @@
+"""Every benchmark in one go, then one table: figure, value, goal, pass or fail.
+
+    make bench            # or: .venv/bin/python bench/run_all.py [--only teacher,generation]
+
+Each benchmark runs in its own process, one after another (they would share the two cores
+otherwise), and ends with a line of ``name=value`` figures; this script reads those lines
+and checks each figure against its goal. The exit code is 1 when a goal is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# benchmark -> (script and arguments, [(figure, goal as text, check)])
+BENCHES: dict[str, tuple[list[str], list[tuple[str, str, object]]]] = {
+    "teacher": (
+        ["teacher_throughput.py"],
+        [("ratio_vs_plain", ">= 0.95", lambda v: v >= 0.95), ("cache_speedup", ">= 50", lambda v: v >= 50)],
+    ),
+    "rate_limit": (
+        ["teacher_rate_limit.py"],
+        [
+            ("adaptive_share", ">= 0.90", lambda v: v >= 0.90),
+            ("adaptive_failed", "= 0", lambda v: v == 0),
+            ("fixed64_share", "(reference)", None),
+            ("fixed64_failed", "(reference)", None),
+        ],
+    ),
+    "training": (
+        ["train_overhead.py"],
+        [("overhead_ratio", "<= 1.05", lambda v: v <= 1.05), ("overhead_spread", "(min-max of the runs)", None)],
+    ),
+    "generation": (["generation.py"], [("batched_speedup", ">= 5", lambda v: v >= 5)]),
+    "demo": (
+        ["demo_times.py"],
+        [("demo_cold_s", "<= 300", lambda v: v <= 300), ("demo_cached_s", "<= 60", lambda v: v <= 60)],
+    ),
+}
+
+
+def figures(output: str) -> dict[str, float]:
+    found = {}
+    for name, value in re.findall(r"(\w+)=(-?[\d.]+)", output):
+        found[name] = float(value)
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated benchmarks: " + ", ".join(BENCHES))
+    args = parser.parse_args()
+    chosen = [b for b in BENCHES if not args.only or b in args.only.split(",")]
+    rows, missed = [], 0
+    for name in chosen:
+        script, goals = BENCHES[name]
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(HERE / script[0]), *script[1:]], capture_output=True, text=True)
+        took = time.perf_counter() - start
+        print(f"{name}: {script[0]} finished in {took:.0f} s (exit {proc.returncode})", flush=True)
+        found = figures(proc.stdout) if proc.returncode == 0 else {}
+        if proc.returncode != 0:
+            print(proc.stdout[-1500:] + proc.stderr[-1500:], file=sys.stderr)
+        for figure, goal, check in goals:
+            value = found.get(figure)
+            if value is None:
+                verdict = "FAIL (not measured)"
+            elif check is None:
+                verdict = ""
+            else:
+                verdict = "pass" if check(value) else "FAIL"
+            missed += verdict.startswith("FAIL")
+            rows.append((f"{name}.{figure}", "-" if value is None else f"{value:g}", goal, verdict))
+    width = [max(len(r[i]) for r in [("figure", "value", "goal", "result"), *rows]) for i in range(4)]
+    line = " | ".join
+    print()
+    print(line(h.ljust(w) for h, w in zip(("figure", "value", "goal", "result"), width)))
+    print(line("-" * w for w in width))
+    for row in rows:
+        print(line(c.ljust(w) for c, w in zip(row, width)))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""How many requests are in flight: up to ``teacher.concurrency``, fewer while the endpoint says 429.
+
+Real endpoints cap requests (or tokens) per minute and answer ``429`` with ``Retry-After``
+beyond it. A fixed concurrency either stays below the cap (the limit is wasted) or runs above
+it (a storm of 429s, each a wasted round trip and, after the retries, a failed request).
+:class:`AdaptiveLimit` finds the concurrency the endpoint allows, the way TCP finds a link's
+rate (additive increase, multiplicative decrease):
+
+- a success raises the limit by ``1 / limit`` (one more slot per round trip of successes);
+- a 429 lowers it to ``decrease x limit``, once per round trip (the 429s of one burst are one
+  signal), and holds new sends until its ``Retry-After`` has passed.
+
+A request waiting out a backoff gives its slot back, so a retry never holds capacity it
+is not using.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+class AdaptiveLimit:
+    """A concurrency limit between 1 and ``ceiling`` that follows the endpoint's 429s."""
+
+    def __init__(self, ceiling: int, adaptive: bool = True, decrease: float = 0.9) -> None:
+        self.ceiling = ceiling
+        self.adaptive = adaptive
+        self.decrease = decrease
+        self.limit = float(ceiling)
+        self.lowest = float(ceiling)
+        self.in_flight = 0
+        self.rate_limited = 0
+        self._paused_until = 0.0
+        self._last_decrease = 0.0
+        self._round_trip_s = 0.0
+        self._cond: asyncio.Condition | None = None
+
+    def _condition(self) -> asyncio.Condition:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        return self._cond
+
+    async def acquire(self) -> None:
+        cond = self._condition()
+        async with cond:
+            while True:
+                pause = self._paused_until - time.monotonic()
+                if pause > 0:
+                    try:  # a release may come first, but sends stay held until the pause is over
+                        await asyncio.wait_for(cond.wait(), timeout=pause)
+                    except TimeoutError:
+                        pass
+                    continue
+                if self.in_flight < max(1, int(self.limit)):
+                    break
+                await cond.wait()
+            self.in_flight += 1
+
+    async def release(self) -> None:
+        cond = self._condition()
+        async with cond:
+            self.in_flight -= 1
+            cond.notify_all()
+
+    def succeeded(self, round_trip_s: float) -> None:
+        """One reply: probe one slot higher per round trip of successes."""
+        self._round_trip_s = round_trip_s if self._round_trip_s == 0 else 0.9 * self._round_trip_s + 0.1 * round_trip_s
+        if self.adaptive and self.limit < self.ceiling:
+            self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+
+    def throttled(self, retry_after_s: float | None) -> None:
+        """A 429: fewer slots (once per round trip) and no new sends until ``retry_after_s`` has passed."""
+        self.rate_limited += 1
+        if not self.adaptive:
+            return
+        now = time.monotonic()
+        if now - self._last_decrease >= max(self._round_trip_s, 0.01):
+            self.limit = max(1.0, self.limit * self.decrease)
+            self.lowest = min(self.lowest, self.limit)
+            self._last_decrease = now
+        if retry_after_s:
+            self._paused_until = max(self._paused_until, now + retry_after_s)
