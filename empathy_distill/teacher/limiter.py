@@ -17,6 +17,7 @@ is not using.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 
@@ -47,10 +48,9 @@ class AdaptiveLimit:
             while True:
                 pause = self._paused_until - time.monotonic()
                 if pause > 0:
-                    try:  # a release may come first, but sends stay held until the pause is over
+                    # a release may come first, but sends stay held until the pause is over
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(cond.wait(), timeout=pause)
-                    except TimeoutError:
-                        pass
                     continue
                 if self.in_flight < max(1, int(self.limit)):
                     break
