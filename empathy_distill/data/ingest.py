@@ -156,7 +156,13 @@ def quarantine_jsonl(quarantine: pd.DataFrame) -> str:
 
 
 def write_outputs(result: IngestResult, out_dir: str | Path) -> dict[str, Path]:
-    """Writes ``dialogues.parquet``, ``quarantine.jsonl`` and ``report.json`` to ``out_dir``."""
+    """Writes ``dialogues.parquet``, ``quarantine.jsonl`` and ``report.json`` to ``out_dir``.
+
+    Each file is written beside its final name and renamed into place, the report last: a reader
+    never sees a half-written file, and a report only once the other two are complete.
+    """
+    import os
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -164,7 +170,10 @@ def write_outputs(result: IngestResult, out_dir: str | Path) -> dict[str, Path]:
         "quarantine": out / "quarantine.jsonl",
         "report": out / "report.json",
     }
-    result.table.to_parquet(paths["dialogues"], index=False)
-    paths["quarantine"].write_text(quarantine_jsonl(result.quarantine), encoding="utf-8")
-    paths["report"].write_text(json.dumps(result.report, indent=2) + "\n", encoding="utf-8")
+    staged = {name: path.with_name(f".{path.name}.partial") for name, path in paths.items()}
+    result.table.to_parquet(staged["dialogues"], index=False)
+    staged["quarantine"].write_text(quarantine_jsonl(result.quarantine), encoding="utf-8")
+    staged["report"].write_text(json.dumps(result.report, indent=2) + "\n", encoding="utf-8")
+    for name in ("dialogues", "quarantine", "report"):
+        os.replace(staged[name], paths[name])
     return paths
