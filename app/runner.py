@@ -1,5 +1,6 @@
 """Runs a pipeline from a :class:`DistillConfig` on the active stack and says where to look."""
 
+import logging
 import os
 import sys
 from contextlib import contextmanager
@@ -305,9 +306,32 @@ def run_evaluation_pipeline(config: DistillConfig, generations_version: str | No
     return lines
 
 
+class _StepFailures(logging.Filter):
+    """Keeps what a step raised when the local orchestrator logs "Step X failed." with its traceback.
+
+    A failure around the step function (the experiment tracker's server gone, an artifact store that
+    refuses a write) leaves the step run without exception info; this is where its cause is. Unless
+    ``-v`` asked for tracebacks, the record is dropped: the command's last line names the step and the cause.
+    """
+
+    def __init__(self, keep_traceback: bool) -> None:
+        super().__init__()
+        self.keep_traceback = keep_traceback
+        self.by_step: dict[str, BaseException] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.msg == "Step %s failed." and record.args:
+            self.by_step[str(record.args[0])] = record.exc_info[1]
+            return self.keep_traceback
+        return True
+
+
 @contextmanager
 def root_cause(run_name: str):
     """Turns ZenML's "failure in step(s): X" into :class:`StepFailed` naming the step and what it raised."""
+    failures = _StepFailures(keep_traceback=logging.getLogger("app").isEnabledFor(logging.INFO))
+    orchestrator_log = logging.getLogger("zenml.orchestrators.local.local_orchestrator")
+    orchestrator_log.addFilter(failures)
     try:
         yield
     except Exception as exc:
@@ -323,7 +347,11 @@ def root_cause(run_name: str):
             if info is not None:
                 cause = (info.source or "Exception").rsplit(".", 1)[-1]
                 raise StepFailed(step_run.name, cause, info.message or info.traceback.strip().splitlines()[-1]) from exc
+            if (raised := failures.by_step.get(step_run.name)) is not None:
+                raise StepFailed(step_run.name, type(raised).__name__, str(raised)[:500]) from exc
         raise
+    finally:
+        orchestrator_log.removeFilter(failures)
 
 
 def find_mlflow_run(tracking_uri: str, run_name: str) -> str | None:

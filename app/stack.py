@@ -274,6 +274,25 @@ def mlflow_tracking_uri() -> str:
             f"the active ZenML stack '{Client().active_stack_model.name}' has no experiment tracker; "
             "run `empathy-distill init` first"
         )
+    uri = tracker.get_tracking_uri()
     if not tracker.config.is_local:
+        require_answer(uri)
         tracker.configure_mlflow()  # a server: its credentials, from the ZenML secret, for this process's MLflow client
-    return tracker.get_tracking_uri()
+    return uri
+
+
+def require_answer(uri: str, timeout_s: float = 10.0) -> None:
+    """Raises :class:`ConfigError` when the tracking server at ``uri`` does not answer: found before any step runs,
+    not in the first step that logs. Any HTTP answer counts (an auth error is for MLflow to report)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(
+            f"the MLflow tracking server at {uri} does not answer ({reason}); start it or fix the stack's tracker"
+        ) from None

@@ -62,14 +62,15 @@ ADMIN = ("admin", "empathy-tests-admin-pw")
 
 
 @contextmanager
-def mlflow_server(backend_store_uri: str, artifacts: Path, log: Path, auth: bool = False):
-    """``mlflow server`` on a free loopback port over ``backend_store_uri``, artifacts proxied to a folder.
+def mlflow_server(backend_store_uri: str, artifacts: Path, log: Path, auth: bool = False, port: int | None = None):
+    """``mlflow server`` on a loopback port (a free one unless given) over ``backend_store_uri``, artifacts proxied
+    to a folder.
 
     With ``auth``, MLflow's basic-auth app guards it (users in a SQLite file beside the log; admin = :data:`ADMIN`).
     """
     from deploy.server import stop, wait_ready
 
-    port = free_port()
+    port = port or free_port()
     cmd = [
         str(Path(sys.executable).parent / "mlflow"),
         "server",

@@ -47,4 +47,5 @@ def zen(tmp_path: Path):
             assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc
 
+    run.env, run.work = env, work  # for a test that starts the CLI itself (Popen) with the same set-up
     return run
