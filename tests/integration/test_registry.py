@@ -179,8 +179,8 @@ moved = 0
 for i in range(int(n)):
     seen = p.alias(model)          # read ...
     target = str(rng.randint(1, 5))
-    e = p.move_champion(model, target, expected=seen, promote=True, action="manual", actor=f"racer{seed}")  # ...
-    check-and-set
+    # ... then check-and-set
+    e = p.move_champion(model, target, expected=seen, promote=True, action="manual", actor=f"racer{seed}")
     moved += e["promoted"]
 print(moved)
 """
