@@ -186,7 +186,7 @@ def serve(config: DistillConfig, model: str | None, host: str, port: int) -> int
         file=sys.stderr,
         flush=True,
     )
-    os.execve(cmd[0], cmd, serve_env(tracking_uri()))
+    os.execve(cmd[0], cmd, serve_env(tracking_uri(), config.registry.deploy.max_concurrency))
     return 0  # not reached
 
 

@@ -44,8 +44,9 @@ def serve_command(model_uri: str, host: str, port: int, workers: int = 1) -> lis
     ]
 
 
-def serve_env(tracking_uri: str) -> dict[str, str]:
-    """The server's environment: the registry to resolve ``models:/`` in, the venv's bin first on PATH."""
+def serve_env(tracking_uri: str, max_concurrency: int = 16) -> dict[str, str]:
+    """The server's environment: the registry to resolve ``models:/`` in, the venv's bin first on PATH, and
+    uvicorn's concurrency limit (MLflow starts uvicorn, which reads ``UVICORN_*`` options from the environment)."""
     bin_dir = str(Path(sys.executable).parent)
     return {
         **os.environ,
@@ -53,6 +54,7 @@ def serve_env(tracking_uri: str) -> dict[str, str]:
         "MLFLOW_REGISTRY_URI": tracking_uri,
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        "UVICORN_LIMIT_CONCURRENCY": str(max_concurrency),
     }
 
 
@@ -93,13 +95,15 @@ def healthy(url: str) -> bool:
         return False
 
 
-def start(model_uri: str, tracking_uri: str, host: str, port: int, log_path: Path) -> subprocess.Popen:
+def start(
+    model_uri: str, tracking_uri: str, host: str, port: int, log_path: Path, max_concurrency: int = 16
+) -> subprocess.Popen:
     """A detached server (its own session, so it outlives the step that started it)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             serve_command(model_uri, host, port),
-            env=serve_env(tracking_uri),
+            env=serve_env(tracking_uri, max_concurrency),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -141,6 +145,7 @@ def deploy(
     port: int,
     state_dir: str | Path,
     ready_timeout_s: float = 120.0,
+    max_concurrency: int = 16,
 ) -> dict[str, Any]:
     """Serves ``models:/NAME/VERSION`` beside the live server, switches when ready, stops the old one.
 
@@ -155,7 +160,7 @@ def deploy(
     if chosen is None:
         raise RuntimeError(f"ports {port} and {port + 1} on {host} are both busy")
     uri = f"models:/{model_name}/{version}"
-    proc = start(uri, tracking_uri, host, chosen, state_dir / f"server-{chosen}.log")
+    proc = start(uri, tracking_uri, host, chosen, state_dir / f"server-{chosen}.log", max_concurrency)
     url = f"http://{host}:{chosen}"
     try:
         ready_s = wait_ready(url, ready_timeout_s, proc)

@@ -332,6 +332,9 @@ class DeployConfig(Strict):
     state_dir: str = ".cache/deploy"
     """Where the running server's pid, URL and version are recorded (so the next deploy can stop it)."""
     ready_timeout_s: float = Field(120.0, gt=0)
+    max_concurrency: int = Field(16, ge=1)
+    """Requests the server works on at once; beyond it, an immediate 503 (uvicorn's limit), so a burst is
+    refused at the door instead of queueing without bound."""
 
 
 class RegistryConfig(Strict):

@@ -32,6 +32,7 @@ def deploy_model(decision: dict[str, Any], registry: RegistryConfig) -> Annotate
                 cfg.port,
                 cfg.state_dir,
                 cfg.ready_timeout_s,
+                cfg.max_concurrency,
             ),
         }
         mlflow.set_tags(

@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,7 +221,11 @@ def post(url: str, payload, timeout: float = 60) -> tuple[int, dict]:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+        body = err.read()
+        try:
+            return err.code, json.loads(body or b"{}")
+        except ValueError:  # uvicorn's own 503 is plain text
+            return err.code, {"text": body.decode(errors="replace")}
 
 
 @pytest.fixture
@@ -351,6 +356,13 @@ def test_serve_answers_chats_refuses_malformed_ones_and_holds_under_load(champio
             f"{p99:.0f} ms"
         )
         assert errors == 0
+        assert proc.poll() is None and urllib.request.urlopen(url + "/health", timeout=5).status == 200
+
+        # a burst beyond the server's limit (registry.deploy.max_concurrency, 16): 503 at once, never queued or dropped
+        with ThreadPoolExecutor(64) as pool:
+            burst = Counter(code for code, _ in pool.map(one, range(128)))
+        print(f"serve: a burst of 128 requests 64 at a time: {dict(burst)}")
+        assert set(burst) <= {200, 503} and burst[503] > 0 and burst[200] > 0, burst
         assert proc.poll() is None and urllib.request.urlopen(url + "/health", timeout=5).status == 200
     finally:
         from deploy.server import stop
