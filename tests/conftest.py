@@ -20,6 +20,9 @@ os.environ["ZENML_CONFIG_PATH"] = tempfile.mkdtemp(prefix="zenml-tests-")
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "llms_vs_humans.csv"
 SAMPLE_DATA = REPO / "data" / "sample" / "dialogues.csv"
+# the distill pipeline's steps in the order they run on the demo config (no deploy step), as the tests expect them
+DISTILL_STEPS = """ingest_dialogues validate_dialogues bootstrap_responses build_training_sets validate_training_sets
+prepare_student train_sft train_dpo generate_responses evaluate_responses register_model promote_model""".split()  # noqa: SIM905
 
 LVH_SOURCES = ["human", "chatgpt_empathy", "llama_empathy", "gemini_empathy", "mixtral_empathy"]
 LVH_HEADER = (

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SAMPLE_DATA
+from tests.conftest import DISTILL_STEPS, REPO, SAMPLE_DATA
 
 pytestmark = pytest.mark.e2e
 # The sample through improve_llm + all_three: 2 teacher requests per train dialogue
@@ -57,21 +57,7 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     # one line per step as it ends (what it did, counts, seconds), then the summary, on one screen
     lines = console.splitlines()
     stage_lines = [line for line in lines if re.match(r"^\w+: .+ \(\d+\.\d s\)$", line)]
-    steps = [
-        "ingest_dialogues",
-        "validate_dialogues",
-        "bootstrap_responses",
-        "build_training_sets",
-        "validate_training_sets",
-        "prepare_student",
-        "train_sft",
-        "train_dpo",
-        "generate_responses",
-        "evaluate_responses",
-        "register_model",
-        "promote_model",
-    ]
-    assert [line.split(":")[0] for line in stage_lines] == steps, console
+    assert [line.split(":")[0] for line in stage_lines] == DISTILL_STEPS, console
     assert "train_sft: " in console and re.search(r"train_sft: \d+ steps on 133 rows, loss \d+\.\d+", console)
     assert lines.index(stage_lines[-1]) < next(i for i, line in enumerate(lines) if line.startswith("pipeline run:"))
     assert len(lines) < 50, console

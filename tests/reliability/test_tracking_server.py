@@ -6,27 +6,13 @@ from __future__ import annotations
 import re
 import subprocess
 
-from tests.conftest import REPO, SAMPLE_DATA
+from tests.conftest import DISTILL_STEPS, REPO, SAMPLE_DATA
 from tests.e2e.conftest import CLI
 from tests.services import ADMIN, free_port, mlflow_server
 
 DEMO = str(REPO / "configs" / "demo.yaml")
 CREDS = {"MLFLOW_TRACKING_USERNAME": ADMIN[0], "MLFLOW_TRACKING_PASSWORD": ADMIN[1]}
 # MLflow retries a refused connection for minutes by default; a test wants the failure, not the patience
-STEPS = [
-    "ingest_dialogues",
-    "validate_dialogues",
-    "bootstrap_responses",
-    "build_training_sets",
-    "validate_training_sets",
-    "prepare_student",
-    "train_sft",
-    "train_dpo",
-    "generate_responses",
-    "evaluate_responses",
-    "register_model",
-    "promote_model",
-]
 FAST_FAIL = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -76,10 +62,14 @@ def test_a_server_killed_mid_run_fails_the_step_and_the_rerun_reuses_what_finish
     assert run.returncode != 0, out
     last = err.strip().splitlines()[-1]
     failed = re.match(r"error: step '(\w+)' failed: MlflowException: .*Connection refused", last)
-    assert failed and failed.group(1) in STEPS[STEPS.index("validate_training_sets") :], last
+    assert failed and failed.group(1) in DISTILL_STEPS[DISTILL_STEPS.index("validate_training_sets") :], last
 
     with mlflow_server(store, tmp_path / "art", tmp_path / "mlflow2.log", auth=True, port=port):
         rerun = zen(*args, extra_env=FAST_FAIL)
     ran, cached = map(int, re.search(r"steps: (\d+) ran, (\d+) cached", rerun.stdout).groups())
     # every step that had finished before the server went is reused; the rest run
-    assert "(completed)" in rerun.stdout and cached >= STEPS.index(failed.group(1)) and ran + cached == len(STEPS)
+    assert (
+        "(completed)" in rerun.stdout
+        and cached >= DISTILL_STEPS.index(failed.group(1))
+        and ran + cached == len(DISTILL_STEPS)
+    )
