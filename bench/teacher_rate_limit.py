@@ -3,7 +3,8 @@
     .venv/bin/python bench/teacher_rate_limit.py [--rate 200] [--requests 3000] [--latency 0.2]
 
 The loopback server runs in its own process and enforces ``--rate`` requests/s (a token bucket
-of 10); beyond it, it answers 429 with ``retry-after-ms`` at once, as real endpoints do. The same
+holding a fifth of a second of requests, ``--burst``); beyond it, it answers 429 with
+``retry-after-ms`` at once, as real endpoints do. The same
 requests go through our client three ways, each with 6 retries and Retry-After honoured:
 adaptive concurrency (ceiling 64), fixed 64 (above what the limit allows at this latency) and
 fixed 16 (below it). For each: replies/s, the share of the allowed rate, 429s received and
@@ -54,8 +55,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="requests/s the endpoint allows")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--burst", type=int, default=None, help="token bucket size (default: rate / 5)")
     args = parser.parse_args()
-    server, url = start_loopback("--latency", str(args.latency), "--rate-limit", str(args.rate), "--burst", "10")
+    burst = args.burst or max(1, int(args.rate / 5))
+    server, url = start_loopback("--latency", str(args.latency), "--rate-limit", str(args.rate), "--burst", str(burst))
     try:
         sides = {"adaptive": (64, True), "fixed64": (64, False), "fixed16": (16, False)}
         out = {}

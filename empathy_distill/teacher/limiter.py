@@ -7,8 +7,9 @@ it (a storm of 429s, each a wasted round trip and, after the retries, a failed r
 rate (additive increase, multiplicative decrease):
 
 - a success raises the limit by ``1 / limit`` (one more slot per round trip of successes);
-- a 429 lowers it to ``decrease x limit``, once per round trip (the 429s of one burst are one
-  signal), and holds new sends until its ``Retry-After`` has passed.
+- a 429 lowers it to ``decrease x limit`` once per window: only a request sent after the last
+  decrease can lower it again (the 429s of one burst are one signal, as TCP counts one loss per
+  window), and it holds new sends until its ``Retry-After`` has passed.
 
 A request waiting out a backoff gives its slot back, so a retry never holds capacity it
 is not using.
@@ -32,9 +33,9 @@ class AdaptiveLimit:
         self.lowest = float(ceiling)
         self.in_flight = 0
         self.rate_limited = 0
+        self.window = 0
+        """Counts decreases; a request carries the window it was sent in."""
         self._paused_until = 0.0
-        self._last_decrease = 0.0
-        self._round_trip_s = 0.0
         self._cond: asyncio.Condition | None = None
 
     def _condition(self) -> asyncio.Condition:
@@ -42,7 +43,8 @@ class AdaptiveLimit:
             self._cond = asyncio.Condition()
         return self._cond
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> int:
+        """Waits for a slot (and for any Retry-After pause); returns the window the request is sent in."""
         cond = self._condition()
         async with cond:
             while True:
@@ -56,6 +58,7 @@ class AdaptiveLimit:
                     break
                 await cond.wait()
             self.in_flight += 1
+            return self.window
 
     async def release(self) -> None:
         cond = self._condition()
@@ -63,21 +66,20 @@ class AdaptiveLimit:
             self.in_flight -= 1
             cond.notify_all()
 
-    def succeeded(self, round_trip_s: float) -> None:
-        """One reply: probe one slot higher per round trip of successes."""
-        self._round_trip_s = round_trip_s if self._round_trip_s == 0 else 0.9 * self._round_trip_s + 0.1 * round_trip_s
+    def succeeded(self) -> None:
+        """One reply: one slot more per round trip of replies."""
         if self.adaptive and self.limit < self.ceiling:
             self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
 
-    def throttled(self, retry_after_s: float | None) -> None:
-        """A 429: fewer slots (once per round trip) and no new sends until ``retry_after_s`` has passed."""
+    def throttled(self, retry_after_s: float | None, window: int) -> None:
+        """A 429 for a request sent in ``window``: fewer slots (once per window) and no new sends until
+        ``retry_after_s`` has passed."""
         self.rate_limited += 1
         if not self.adaptive:
             return
-        now = time.monotonic()
-        if now - self._last_decrease >= max(self._round_trip_s, 0.01):
+        if window == self.window:
             self.limit = max(1.0, self.limit * self.decrease)
             self.lowest = min(self.lowest, self.limit)
-            self._last_decrease = now
+            self.window += 1
         if retry_after_s:
-            self._paused_until = max(self._paused_until, now + retry_after_s)
+            self._paused_until = max(self._paused_until, time.monotonic() + retry_after_s)

@@ -113,7 +113,8 @@ class OpenAITeacher:
             tag=tag,
         )
 
-    async def _send(self, req: ChatRequest) -> ChatResult:
+    async def _send(self, req: ChatRequest, window: int) -> ChatResult:
+        """Sends with retries; ``window`` is the limiter's window of the slot held on entry."""
         import openai
 
         retryable = (
@@ -127,11 +128,10 @@ class OpenAITeacher:
         last: BaseException | None = None
         for attempt in range(1, self.cfg.max_retries + 2):
             if attempt > 1:
-                await self.limit.acquire()  # the slot was given back for the backoff
-            started = time.monotonic()
+                window = await self.limit.acquire()  # the slot was given back for the backoff
             try:
                 resp = await self._openai().chat.completions.create(**req.openai_body())
-                self.limit.succeeded(time.monotonic() - started)
+                self.limit.succeeded()
                 text = resp.choices[0].message.content if resp.choices else None
                 usage = resp.usage
                 return ChatResult(
@@ -144,7 +144,7 @@ class OpenAITeacher:
             except openai.APIStatusError as exc:
                 last = exc
                 if exc.status_code == 429:
-                    self.limit.throttled(retry_after_s(exc))
+                    self.limit.throttled(retry_after_s(exc), window)
                 elif exc.status_code < 500:
                     return ChatResult(
                         key=req.key, error=f"teacher refused the request: {describe(exc)}", attempts=attempt
@@ -170,13 +170,13 @@ class OpenAITeacher:
         if self.cache is not None and (hit := self.cache.get(req.key)) is not None:
             self.usage.add(req.tag, hit, 0.0)
             return hit
-        await self.limit.acquire()
+        window = await self.limit.acquire()
         try:
             try:
                 self.budget.reserve()
             except BudgetExhausted as exc:
                 return ChatResult(key=req.key, error=f"{BUDGET_ERROR}: {exc}")
-            result = await self._send(req)
+            result = await self._send(req, window)
         finally:
             await self.limit.release()
         cost = self.budget.spend(result.prompt_tokens, result.completion_tokens)
