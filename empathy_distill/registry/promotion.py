@@ -284,6 +284,7 @@ class Promotions:
         reasons: list[str] | None = None,
         figures: dict[str, Any] | None = None,
         actor: str = "",
+        repaired: list[str] | None = None,
     ) -> dict[str, Any]:
         """Records one decision and, when ``promote``, moves ``champion`` to ``version`` if ``expected`` still holds it.
 
@@ -302,7 +303,7 @@ class Promotions:
         """
         reasons = list(reasons or [])
         with self.lock.hold():
-            repaired = self.reconcile(model)
+            repaired = [*(repaired or []), *self.reconcile(model)]  # a caller's own repairs (rollback) first
             current = self.alias(model)
             moved = promote
             if promote and current != expected:
@@ -346,7 +347,7 @@ class Promotions:
             ConfigError: there is no champion, or no earlier holder to go back to.
         """
         with self.lock.hold():
-            self.reconcile(model)
+            repaired = self.reconcile(model)
             current = self.alias(model)
             if current is None:
                 raise ConfigError(f"model '{model}' has no champion: nothing to roll back")
@@ -365,6 +366,7 @@ class Promotions:
             action="rollback",
             reasons=[f"rollback from {_v(current)}" + (f": {reason}" if reason else "")],
             actor=actor,
+            repaired=repaired,
         )
 
     def reconcile(self, model: str) -> list[str]:

@@ -160,6 +160,25 @@ def test_a_crash_mid_promotion_is_repaired_by_the_next_one(registry, stage, alia
     assert check_chain(entries, p.alias(model)) == []
 
 
+def test_a_rollback_after_a_crash_between_alias_and_history_repairs_then_rolls_back(registry):
+    p, model = registry.p, registry.model
+    p.move_champion(model, "1", expected=None, promote=True, action="gate")
+    env = {**os.environ, CRASH_ENV: "after_alias", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", PROMOTE_IN_CHILD, registry.uri, model, "2", registry.history or ""],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 137 and p.alias(model) == "2"  # the alias moved, the history still says pending
+    back = p.rollback(model, reason="the crash")
+    assert back["repaired"] and back["promoted"] and p.alias(model) == "1"
+    entries = p.history.entries(model)
+    assert [e["status"] for e in entries] == ["done", "done", "done"]
+    assert check_chain(entries, p.alias(model)) == []
+
+
 def test_an_alias_moved_outside_the_tool_is_recorded_not_overwritten(registry):
     p, model = registry.p, registry.model
     p.move_champion(model, "1", expected=None, promote=True, action="gate")
