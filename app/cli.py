@@ -31,6 +31,13 @@ def _quiet_env() -> None:
         os.environ.setdefault(key, value)
 
 
+def one_line(text: str) -> str:
+    """An error message on one line, whatever it quotes from the input: every character that ends a line
+    (``str.splitlines`` knows eight, vertical tab and form feed among them) and every other control
+    character is written as its escape."""
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode() for ch in text)
+
+
 def show(lines: Sequence[str], code: int = 0) -> int:
     """Prints a command's lines to stdout; returns its exit code."""
     for line in lines:
@@ -485,16 +492,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (InputError, ConfigError, JudgeError, StepFailed) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except TeacherError as exc:
-        print(f"error: teacher: {exc}", file=sys.stderr)
+        print(f"error: teacher: {one_line(str(exc))}", file=sys.stderr)
         return 3
     except Exception as exc:  # a failed pipeline step, a broken install: one line unless -v asks for more
         if args.verbose:
             raise
         message = " ".join(str(exc).split())
-        print(f"error: {type(exc).__name__}: {message} (run with -v for the traceback)", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {one_line(message)} (run with -v for the traceback)", file=sys.stderr)
         return 1
 
 

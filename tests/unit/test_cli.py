@@ -49,3 +49,14 @@ def test_run_is_the_distill_verb_and_a_missing_config_is_one_line(capsys):
         capsys.readouterr().err.strip().splitlines()[-1]
         == "empathy-distill: error: distill needs --config, e.g. --config configs/demo.yaml"
     )
+
+
+def test_an_error_quoting_control_characters_stays_one_line(tmp_path, capsys):
+    """Found by the ingestion fuzzer: a byte flipped into a vertical tab in the header, quoted in the error."""
+    from app.cli import main
+
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"d\x0balog_id;situation\x0c;x\r\n1;2;3\n")
+    assert main(["ingest", "--data", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and "d\\x0balog_id" in err, err
