@@ -64,7 +64,9 @@ class AdaptiveLimit:
         cond = self._condition()
         async with cond:
             self.in_flight -= 1
-            cond.notify_all()
+            # wake as many waiters as there are free slots (one, or more after the limit grew), not all of them:
+            # with a thousand requests waiting, waking every one on every reply costs more than the replies
+            cond.notify(max(1, int(self.limit) - self.in_flight))
 
     def succeeded(self) -> None:
         """One reply: one slot more per round trip of replies."""

@@ -133,8 +133,12 @@ def metrics_recorder(prefix: str):
             mlflow = sys.modules.get("mlflow")  # not imported means no run can be active: skip the heavy import
             try:
                 if mlflow is not None and mlflow.active_run() is not None:
+                    # queued and written in batches by MLflow's logging thread (flushed when the run ends):
+                    # a write per training step would cost the step its time on a database round trip
                     mlflow.log_metrics(
-                        {f"{prefix}.{k.replace('/', '.')}": v for k, v in values.items()}, step=state.global_step
+                        {f"{prefix}.{k.replace('/', '.')}": v for k, v in values.items()},
+                        step=state.global_step,
+                        synchronous=False,
                     )
             except Exception as exc:  # noqa: BLE001 - tracking must never stop training
                 logger.warning("could not log %s metrics to MLflow: %s", prefix, exc)
