@@ -40,7 +40,16 @@ BENCHES: dict[str, tuple[list[str], list[tuple[str, str, object]]]] = {
     "generation": (["generation.py"], [("batched_speedup", ">= 5", lambda v: v >= 5)]),
     "demo": (
         ["demo_times.py"],
-        [("demo_cold_s", "<= 300", lambda v: v <= 300), ("demo_cached_s", "<= 60", lambda v: v <= 60)],
+        [
+            ("demo_cold_s", "<= 300", lambda v: v <= 300),
+            ("demo_cached_s", "<= 60", lambda v: v <= 60),
+            ("serve_p50_ms", "(200 chats, 8 at a time)", None),
+            ("serve_p99_ms", "(200 chats, 8 at a time)", None),
+            ("serve_errors", "= 0", lambda v: v == 0),
+            ("burst_refused", "> 0 (503 beyond the limit)", lambda v: v > 0),
+            ("burst_other_errors", "= 0", lambda v: v == 0),
+            ("serve_up_after", "= 1", lambda v: v == 1),
+        ],
     ),
 }
 
