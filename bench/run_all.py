@@ -22,7 +22,11 @@ HERE = Path(__file__).resolve().parent
 BENCHES: dict[str, tuple[list[str], list[tuple[str, str, object]]]] = {
     "teacher": (
         ["teacher_throughput.py"],
-        [("ratio_vs_plain", ">= 0.95", lambda v: v >= 0.95), ("cache_speedup", ">= 50", lambda v: v >= 50)],
+        [
+            ("ratio_vs_plain", ">= 0.95", lambda v: v >= 0.95),
+            ("ratio_spread", "(max - min of the per-run ratios)", None),
+            ("cache_speedup", ">= 50", lambda v: v >= 50),
+        ],
     ),
     "rate_limit": (
         ["teacher_rate_limit.py"],
