@@ -137,18 +137,18 @@ p.move_champion(model, version, expected=p.alias(model), promote=True, action="m
 """
 
 
+def promote_v2_and_crash(registry, stage: str) -> subprocess.CompletedProcess:
+    """Promotes v2 in a child process that dies like kill -9 at ``stage`` of the move."""
+    env = {**os.environ, CRASH_ENV: stage, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-c", PROMOTE_IN_CHILD, registry.uri, registry.model, "2", registry.history or ""]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.parametrize("stage, alias_after, status", [("after_alias", "2", "done"), ("before_alias", "1", "aborted")])
 def test_a_crash_mid_promotion_is_repaired_by_the_next_one(registry, stage, alias_after, status):
     p, model = registry.p, registry.model
     p.move_champion(model, "1", expected=None, promote=True, action="gate")
-    env = {**os.environ, CRASH_ENV: stage, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, "-c", PROMOTE_IN_CHILD, registry.uri, model, "2", registry.history or ""],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = promote_v2_and_crash(registry, stage)
     assert proc.returncode == 137, proc.stderr  # died like kill -9: no cleanup ran
     assert p.alias(model) == alias_after
     assert p.history.entries(model)[-1]["status"] == "pending"
@@ -163,14 +163,7 @@ def test_a_crash_mid_promotion_is_repaired_by_the_next_one(registry, stage, alia
 def test_a_rollback_after_a_crash_between_alias_and_history_repairs_then_rolls_back(registry):
     p, model = registry.p, registry.model
     p.move_champion(model, "1", expected=None, promote=True, action="gate")
-    env = {**os.environ, CRASH_ENV: "after_alias", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, "-c", PROMOTE_IN_CHILD, registry.uri, model, "2", registry.history or ""],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = promote_v2_and_crash(registry, "after_alias")
     assert proc.returncode == 137 and p.alias(model) == "2"  # the alias moved, the history still says pending
     back = p.rollback(model, reason="the crash")
     assert back["repaired"] and back["promoted"] and p.alias(model) == "1"
