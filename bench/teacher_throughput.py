@@ -3,7 +3,9 @@
     .venv/bin/python bench/teacher_throughput.py [--requests 1000] [--concurrency 64] [--latency 0.2]
 
 The loopback server runs in its own process (the second core) with log-normal
-latency (mean 200 ms, sigma 0.6), as real endpoints jitter. In one run:
+latency (mean 200 ms, sigma 0.6), as real endpoints jitter; each prompt's latency is drawn
+from the prompt itself, so that every phase meets the same latencies and the ratio compares
+the clients, not two draws of the tail. In one run:
 1. reference: plain ``openai.AsyncOpenAI`` calls under ``asyncio.Semaphore(64)``,
    no cache, no retries;
 2. ours, cold: a fresh reply cache, retries on, budget and usage accounting on;
@@ -80,7 +82,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="runs of each phase (the fastest counts)")
     args = parser.parse_args()
     n, c = args.requests, args.concurrency
-    server, url = start_loopback("--latency", str(args.latency), "--sigma", "0.6")
+    server, url = start_loopback("--latency", str(args.latency), "--sigma", "0.6", "--latency-per-prompt")
     try:
         tmp = Path(tempfile.mkdtemp())
         ref_times, cold_times, warm_times = [], [], []

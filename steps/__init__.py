@@ -1,5 +1,6 @@
 """ZenML steps: one per file, thin wrappers around ``empathy_distill``."""
 
+from steps._zenml_speedups import cache_package_lookup
 from steps.bootstrap_responses import bootstrap_responses
 from steps.build_training_sets import build_training_sets
 from steps.deploy_model import deploy_model
@@ -33,3 +34,5 @@ __all__ = [
     "validate_dialogues",
     "validate_training_sets",
 ]
+
+cache_package_lookup()

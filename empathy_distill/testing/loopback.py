@@ -86,12 +86,17 @@ class LoopbackServer:
         preferences: Any = None,
         rate_limit_per_s: float | None = None,
         rate_burst: int = 10,
+        latency_per_prompt: bool = False,
     ) -> None:
         for fault in list(faults or []) + list((fault_rates or {}).keys()):
             if fault not in FAULTS:
                 raise ValueError(f"unknown fault '{fault}'; choose from {FAULTS}")
         self.latency_mean_s = latency_mean_s
         self.latency_sigma = latency_sigma
+        # the same messages get the same latency, whichever client sends them and when: benchmarks that
+        # compare two clients on the same requests then compare the clients, not two latency draws
+        self.latency_per_prompt = latency_per_prompt
+        self.seed = seed
         self.faults: deque[str] = deque(faults or [])
         self.fault_rates = dict(fault_rates or {})
         self.retry_after_s = retry_after_s
@@ -173,10 +178,13 @@ class LoopbackServer:
 
     # ------------------------------------------------------------------- helpers
 
-    def _latency(self) -> float:
+    def _latency(self, messages: Any = None) -> float:
         if self.latency_mean_s <= 0:
             return 0.0
         mu = math.log(self.latency_mean_s) - self.latency_sigma**2 / 2  # so the mean is latency_mean_s
+        if self.latency_per_prompt:
+            draw = random.Random(f"{self.seed}:{json.dumps(messages, sort_keys=True)}")  # str seeds are stable
+            return draw.lognormvariate(mu, self.latency_sigma)
         with self._lock:
             return self._rng.lognormvariate(mu, self.latency_sigma)
 
@@ -239,7 +247,7 @@ class LoopbackServer:
                 headers={"retry-after-ms": f"{max(wait, 0.005) * 1000:.0f}"},
             )
         fault = self._next_fault()
-        await asyncio.sleep(self._latency())
+        await asyncio.sleep(self._latency(body.get("messages")))
         if fault == "429":
             self.statuses["429"] += 1
             return web.json_response(
@@ -376,11 +384,20 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="mean reply latency in seconds (log-normal)")
     parser.add_argument("--sigma", type=float, default=0.6, help="sigma of the log-normal latency")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--latency-per-prompt", action="store_true", help="the same messages always get the same latency"
+    )
     parser.add_argument("--rate-limit", type=float, default=None, help="requests/s allowed (token bucket); 429 beyond")
     parser.add_argument("--burst", type=int, default=10, help="the token bucket's size")
     args = parser.parse_args()
     limits = {"rate_limit_per_s": args.rate_limit, "rate_burst": args.burst}
-    with LoopbackServer(latency_mean_s=args.latency, latency_sigma=args.sigma, seed=args.seed, **limits) as server:
+    with LoopbackServer(
+        latency_mean_s=args.latency,
+        latency_sigma=args.sigma,
+        seed=args.seed,
+        latency_per_prompt=args.latency_per_prompt,
+        **limits,
+    ) as server:
         print(f"serving the OpenAI wire format at {server.base_url} (Ctrl-C to stop)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()

@@ -102,6 +102,32 @@ def test_resume_from_checkpoint_continues_the_step_count(world):
     assert [h["step"] for h in result.history if "loss" in h] == [5, 6, 7, 8]
 
 
+def test_every_logged_step_reaches_mlflow_even_from_a_stage_that_crashed(world, tmp_path):
+    # values are written in batches (every 15 s and at the end); a crash must not lose the batch in hand
+    import mlflow
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 5:
+                raise RuntimeError("simulated crash at step 5")
+
+    cfg = TrainingConfig(output_dir=str(tmp_path / "out"), sft=stage(8, save_steps=4))
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        mlflow.set_experiment("crash")
+        with mlflow.start_run() as run:
+            with pytest.raises(RuntimeError, match="simulated crash"):
+                train_sft(world["base"], world["sets"].sft, cfg, world["student"], extra_callbacks=[Crash()])
+            crashed = [m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, "sft.loss")]
+            train_sft(world["base"], world["sets"].sft, cfg, world["student"])
+        steps = [m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, "sft.loss")]
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert sorted(crashed) == [1, 2, 3, 4]  # logged before the crash, written when it happened
+    assert sorted(steps) == [1, 2, 3, 4, 5, 6, 7, 8]  # the resumed run adds the rest, nothing twice
+
+
 def test_a_stage_that_changes_nothing_fails_loudly(world):
     from transformers import TrainerCallback
 

@@ -72,3 +72,22 @@ def test_explicit_kubeflow_pod_settings_survive_validation_and_a_round_trip():
     assert once.pod_settings.node_selectors == again.pod_settings.node_selectors == {"accelerator": "nvidia-tesla-a100"}
     legacy = fixed.model_validate({"node_selectors": {"accelerator": "t4"}})  # the older form still migrates
     assert legacy.pod_settings.node_selectors == {"accelerator": "t4"}
+
+
+def test_importing_the_steps_makes_zenml_look_each_package_up_once():
+    import importlib.metadata
+
+    from zenml.utils import source_utils
+
+    import steps  # noqa: F401 - the import applies it
+
+    lookup = source_utils._get_package_for_module
+    assert lookup("pandas.core.frame") == lookup("pandas.core.frame") == "pandas"  # ZenML's answer, unchanged
+    scans = []
+    real = importlib.metadata.packages_distributions
+    importlib.metadata.packages_distributions = lambda: scans.append(1) or real()
+    try:
+        lookup("pandas.core.frame")
+    finally:
+        importlib.metadata.packages_distributions = real
+    assert scans == []  # the second artifact of a type costs no scan of every installed distribution
