@@ -51,7 +51,7 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# every benchmark, one after another, then one table: figure, value, goal, pass/fail (about 15 minutes here)
+# every benchmark, one after another, then one table: figure, value, goal, pass/fail (about 10 minutes here)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
