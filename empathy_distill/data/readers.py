@@ -90,8 +90,9 @@ def _rating_raw(value: Any) -> str | None:
 # --------------------------------------------------------------------------- files
 
 
-def read_text(path: Path) -> str:
-    """The whole file as text: UTF-8 (BOM allowed), undecodable bytes made U+FFFD.
+def read_text(path: Path, limit: int | None = None) -> str:
+    """The whole file as text (its first ``limit`` bytes where given: enough to sniff or check it without
+    reading a large file twice): UTF-8 (BOM allowed), undecodable bytes made U+FFFD.
 
     Raises:
         InputError: missing, unreadable, empty or binary file.
@@ -103,7 +104,10 @@ def read_text(path: Path) -> str:
             path, "is a folder, not a file (a datasets folder needs dataset_info.json or dataset_dict.json)"
         )
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(limit) if limit else handle.read()
+            if limit and len(data) == limit and not data.strip():  # only blank so far: empty needs the rest
+                data += handle.read()
     except OSError as exc:
         raise InputError(path, f"cannot read file: {exc.strerror or exc}") from None
     if not data.strip():
@@ -165,7 +169,7 @@ def check_source(path: Path, fmt: str) -> None:
             raise InputError(path, "format hf_datasets needs a datasets save_to_disk folder")
         detect_format(path)
     else:
-        read_text(path)
+        read_text(path, limit=_SNIFF_BYTES)
 
 
 def detect_format(path: Path) -> str:
@@ -178,7 +182,7 @@ def detect_format(path: Path) -> str:
         if any((path / marker).exists() for marker in ("dataset_info.json", "dataset_dict.json", "state.json")):
             return "hf_datasets"
         raise InputError(path, "is a folder but not a datasets save_to_disk folder (no dataset_info.json)")
-    text = read_text(path)[:_SNIFF_BYTES]
+    text = read_text(path, limit=_SNIFF_BYTES)
     if text.lstrip().startswith("{"):
         return "jsonl"
     header = next((fields for _, fields in _csv_records(text, path)), [])

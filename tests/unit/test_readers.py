@@ -122,3 +122,45 @@ def test_format_override_skips_detection(write):
     path = write("looks_like_text.txt", lvh_csv([lvh_record(1)]))
     rows, rejected, info = read_dialogues(path, "llms_vs_humans")
     assert info["format"] == "llms_vs_humans" and len(rows) == 5 and rejected.empty
+
+
+def test_checking_and_sniffing_a_large_file_read_only_its_head(write, monkeypatch):
+    # preflight (check_source) and format detection run before ingestion reads the file: on a large file they
+    # must not read it whole twice over
+    from pathlib import Path
+
+    from empathy_distill.data import readers
+
+    records = [lvh_record(i, situation="x" * 2000) for i in range(400)]  # about 1 MB
+    path = write("big.csv", lvh_csv(records).encode())
+    reads = []
+    real_open = Path.open
+
+    class Counted:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def read(self, size=-1):
+            data = self.handle.read(size)
+            reads.append(len(data))
+            return data
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    def counting_open(self, *args, **kwargs):
+        return Counted(real_open(self, *args, **kwargs))
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    readers.check_source(path, "auto")
+    readers.check_source(path, "llms_vs_humans")
+    assert detect_format(path) == "llms_vs_humans"
+    assert reads and max(reads) <= 64 * 1024 < path.stat().st_size
+    monkeypatch.undo()
+    blank_head = write("blank_head.csv", b" " * (64 * 1024) + lvh_csv([lvh_record(1)]).encode())
+    readers.check_source(blank_head, "llms_vs_humans")  # blank so far is not empty: the rest is read
+    with pytest.raises(readers.InputError, match="file is empty"):
+        readers.check_source(write("blank.csv", b" \n" * 40_000), "llms_vs_humans")
