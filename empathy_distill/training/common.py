@@ -56,12 +56,22 @@ def trainer_args(stage: StageSettings, cfg: TrainingConfig, output_dir: Path) ->
         "save_total_limit": 2,
         "report_to": "none",  # metrics go to MLflow through MetricsRecorder, into the pipeline's run
         "bf16": use_bf16(cfg),
-        "gradient_checkpointing": cfg.gradient_checkpointing,
+        _checkpointing_key(): cfg.gradient_checkpointing,
         "seed": cfg.seed,
         "disable_tqdm": not sys.stderr.isatty(),  # progress bars on a terminal, none in CI logs
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": _cuda(),  # pinning without a GPU only warns, once per epoch
     }
+
+
+def _checkpointing_key() -> str:
+    """``activation_checkpointing`` where transformers has it (5.x: the old name warns), else the old name."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
 def _cuda() -> bool:
