@@ -8,8 +8,8 @@ Both sides train the same tiny student (built once from data/sample) with LoRA: 
 on a local stack with the MLflow experiment tracker (parameters, every step's metrics, loss
 plots), the adapter materializer copying each adapter into the artifact store, the sets read
 back from artifacts; timed from the pipeline call to its return. "Plain" is the few lines of
-TRL a user would write, in the same process. The sides alternate (plain, ours, plain, ours, ...)
-for ``--rounds`` rounds, each run from scratch. The last line is
+TRL a user would write, in the same process. The sides alternate, the first of a round switching
+each round (plain, ours, ours, plain, ...), for ``--rounds`` rounds, each run from scratch. The last line is
 
     overhead_ratio=<mean ours / mean plain> overhead_spread=<highest - lowest per-round ratio>
 """
@@ -175,11 +175,16 @@ def main() -> None:
     plain_trl(base, sets, 2, 2, work / "plain-warm", args.batch, lr)
     ours(base, sets_dir, student, 2, 2, work / "ours-warm", args.batch, lr)
     plain_times, our_times = [], []
-    for i in range(args.rounds):  # alternate, so that neither side always runs on a warmer machine
-        plain_times.append(plain_trl(base, sets, args.sft_steps, args.dpo_steps, work / f"plain{i}", args.batch, lr))
-        our_times.append(
-            ours(base, sets_dir, student, args.sft_steps, args.dpo_steps, work / f"ours{i}", args.batch, lr)
-        )
+    for i in range(args.rounds):  # plain, ours, ours, plain, ...: a drift of the machine over the run favours neither
+        for side in ("plain", "ours") if i % 2 == 0 else ("ours", "plain"):
+            if side == "plain":
+                plain_times.append(
+                    plain_trl(base, sets, args.sft_steps, args.dpo_steps, work / f"plain{i}", args.batch, lr)
+                )
+            else:
+                our_times.append(
+                    ours(base, sets_dir, student, args.sft_steps, args.dpo_steps, work / f"ours{i}", args.batch, lr)
+                )
         print(f"round {i + 1}: plain TRL {plain_times[-1]:.1f} s, pipeline steps {our_times[-1]:.1f} s", flush=True)
     ratios = [o / p for o, p in zip(our_times, plain_times)]
     print(
