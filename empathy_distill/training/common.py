@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -64,6 +65,7 @@ def trainer_args(stage: StageSettings, cfg: TrainingConfig, output_dir: Path) ->
     }
 
 
+@functools.cache
 def _checkpointing_key() -> str:
     """``activation_checkpointing`` where transformers has it (5.x: the old name warns), else the old name."""
     import dataclasses

@@ -74,7 +74,7 @@ def test_explicit_kubeflow_pod_settings_survive_validation_and_a_round_trip():
     assert legacy.pod_settings.node_selectors == {"accelerator": "t4"}
 
 
-def test_importing_the_steps_makes_zenml_look_each_package_up_once():
+def test_importing_the_steps_makes_zenml_look_each_package_up_once(monkeypatch):
     import importlib.metadata
 
     from zenml.utils import source_utils
@@ -85,9 +85,6 @@ def test_importing_the_steps_makes_zenml_look_each_package_up_once():
     assert lookup("pandas.core.frame") == lookup("pandas.core.frame") == "pandas"  # ZenML's answer, unchanged
     scans = []
     real = importlib.metadata.packages_distributions
-    importlib.metadata.packages_distributions = lambda: scans.append(1) or real()
-    try:
-        lookup("pandas.core.frame")
-    finally:
-        importlib.metadata.packages_distributions = real
+    monkeypatch.setattr(importlib.metadata, "packages_distributions", lambda: scans.append(1) or real())
+    lookup("pandas.core.frame")
     assert scans == []  # the second artifact of a type costs no scan of every installed distribution
