@@ -348,6 +348,9 @@ class RegistryConfig(Strict):
     ``postgresql://user@host:port/db`` (a table + an advisory lock: every machine that promotes).
     None: ``promotions.sqlite`` beside a local MLflow store (a tracking server needs one named)."""
     deploy: DeployConfig = DeployConfig()
+    bundle_base_max_mb: int = Field(2048, ge=0)
+    """A local base folder up to this size is bundled into the registered model (it loads after the folder moves);
+    a larger one, or a hub id, is a reference with its content fingerprint (checked when the version loads)."""
 
 
 class ScheduleConfig(Strict):

@@ -1,8 +1,8 @@
 """Checks that run before a pipeline starts, so that a mistake costs one clear line, not a teacher bill.
 
-A data path that is a folder or cannot be read, and a model (student, local teacher, local judge)
-that cannot be loaded from here, are found now, before any teacher call or training, with the
-config key that names them.
+A data path that is a folder or cannot be read, a model (student, local teacher, local judge)
+that cannot be loaded from here, and a student chat template that cannot render a training row
+are found now, before any teacher call or training, with the config key that names them.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from empathy_distill.config import DistillConfig
+from empathy_distill.config import DistillConfig, StudentConfig
 from empathy_distill.errors import ConfigError
+from empathy_distill.prompts import STUDENT_SYSTEM, load_template
+from empathy_distill.training.chat import ChatFormat
 
 
 def check_run(config: DistillConfig, needs_teacher: bool, needs_student: bool = True) -> None:
@@ -21,11 +23,55 @@ def check_run(config: DistillConfig, needs_teacher: bool, needs_student: bool = 
     check_source(Path(config.data.path), config.data.format)
     if needs_student:
         check_model_source(config.student.model, "student.model")
+        check_student_template(config.student)
     if needs_teacher and config.teacher.backend == "local":
         check_model_source(config.teacher.model, "teacher.model")
     for i, judge in enumerate(config.evaluation.judges):
         if judge.kind == "llm" and judge.endpoint is not None and judge.endpoint.backend == "local":
             check_model_source(judge.endpoint.model, f"evaluation.judges[{i}].endpoint.model")
+
+
+def check_student_template(student: StudentConfig) -> ChatFormat | None:
+    """Renders the student's chat template on a chat shaped like every training row (the student's system prompt,
+    a user turn, an assistant reply) before any work; says once when the system turn is folded or the fallback
+    template is used.
+
+    Raises:
+        ChatTemplateError: the template fails even with the system turn folded (the message names
+            ``student.chat_template``).
+    """
+    if student.model == "tiny":  # built here with the project's own template
+        return None
+    from empathy_distill.training.chat import ChatTemplateError
+    from empathy_distill.training.student import load_tokenizer, note_chat_format, student_chat_format
+
+    try:
+        tokenizer = load_tokenizer(student.model)
+    except Exception as exc:  # noqa: BLE001 - a folder with config.json but no usable tokenizer
+        raise ConfigError(
+            f"student.model '{student.model}': cannot load its tokenizer ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:200]})"
+        ) from None
+    try:
+        from transformers import GenerationConfig
+
+        generation_config = GenerationConfig.from_pretrained(student.model)
+    except Exception:  # noqa: BLE001 - no generation_config.json: the tokenizer's eos alone
+        generation_config = None
+    try:
+        fmt = student_chat_format(tokenizer, generation_config, student, student.model)
+        system = load_template(STUDENT_SYSTEM)
+        chat = [{"role": "system", "content": system}, {"role": "user", "content": "I lost my keys again today."}]
+        fmt.encode_sft(tokenizer, chat, "That sounds frustrating. Do you want help retracing your steps?")
+    except ChatTemplateError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the template renders the probe but not a real row
+        raise ChatTemplateError(
+            f"student.chat_template: the chat template of {student.model} fails on a training row "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); set student.chat_template"
+        ) from None
+    note_chat_format(fmt, student.model)
+    return fmt
 
 
 def _offline() -> bool:

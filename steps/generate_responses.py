@@ -32,9 +32,9 @@ def generate_responses(
     prompts = prompts_for_test_split(dialogues, generation.max_prompts)
     out = generate_base_and_tuned(student_base, adapter.path if adapter else None, prompts, student, generation)
     if champion:
-        out["champion_response"] = champion_replies(
-            f"models:/{champion['model']}/{champion['version']}", prompts, generation
-        )
+        served = champion_replies(f"models:/{champion['model']}/{champion['version']}", prompts, generation)
+        out["champion_response"] = served["response"].astype(str).to_numpy()
+        out["champion_finished"] = (served["finish_reason"] == "stop").map({True: "true", False: "false"}).to_numpy()
         out["champion_version"] = str(champion["version"])
     recorded = dialogues[dialogues["split"] == "test"].pivot_table(
         index="dialogue_id", columns="source", values="response", aggfunc="first"
@@ -46,8 +46,17 @@ def generate_responses(
         .astype("string")
     )
     empty = int((table["tuned_response"].str.strip() == "").sum())
-    mlflow.log_metrics({"generation.prompts": float(len(table)), "generation.tuned_empty": float(empty)})
+    ran_on = int((table["tuned_finished"] == "false").sum())
+    mlflow.log_metrics(
+        {
+            "generation.prompts": float(len(table)),
+            "generation.tuned_empty": float(empty),
+            "generation.tuned_no_end_of_turn": float(ran_on),
+        }
+    )
     mlflow.log_text(table.head(20).to_csv(index=False), "generation/sample.csv")
     who = "base, tuned and champion" if champion else "base and tuned"
-    stage_done(f"{len(table)} test prompts answered by {who}; {empty} empty")
+    stage_done(
+        f"{len(table)} test prompts answered by {who}; tuned: {empty} empty, {ran_on} ran to max_new_tokens"
+    )
     return table

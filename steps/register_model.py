@@ -9,7 +9,7 @@ from empathy_distill.config import GenerationSettings, RegistryConfig, StudentCo
 from empathy_distill.prompts import STUDENT_SYSTEM, load_template
 from empathy_distill.registry.lineage import version_tags
 from empathy_distill.registry.promotion import CHALLENGER
-from empathy_distill.registry.pyfunc import log_student_model
+from empathy_distill.registry.pyfunc import bundle_base, log_student_model
 from empathy_distill.tracking import run_description
 from empathy_distill.training.adapter import Adapter
 from steps.console import stage_done
@@ -68,7 +68,7 @@ def register_model(
     info = log_student_model(
         adapter.path,
         student_base,
-        bundle_base=student.model == "tiny",
+        bundle_base=bundle_base(student_base, registry.bundle_base_max_mb),
         chat_template=student.chat_template,
         dtype=student.dtype,
         generation=generation.model_dump(include={"max_new_tokens", "temperature", "top_p", "no_repeat_ngram_size"}),

@@ -1,14 +1,17 @@
 """The registered model: an MLflow pyfunc that answers chats with the base student plus its LoRA adapter.
 
-The adapter folder is an artifact of the model. The base is a reference in
-``model_config`` (a hub id or a folder), so a deployment can relocate it at load or
-serve time (``mlflow.pyfunc.load_model(uri, model_config={"base_model": ...})``,
-``SERVING_MODEL_CONFIG``); the offline ``tiny`` student, built from the data and found
-nowhere else, travels inside the model as a second artifact.
+The adapter folder is an artifact of the model. A base that is a local folder (the offline
+``tiny`` student, or any folder up to ``registry.bundle_base_max_mb``) travels inside the
+model as a second artifact, so the version loads after the folder is moved or deleted.
+Otherwise the base is a reference in ``model_config`` (a hub id or a folder) with its content
+fingerprint: a deployment can relocate it at load or serve time
+(``mlflow.pyfunc.load_model(uri, model_config={"base_model": ...})``, ``SERVING_MODEL_CONFIG``),
+and a folder that is gone or holds another model is refused in one line naming ``base_model``.
 
 Input: one chat per row, ``messages`` = ``[{"role": ..., "content": ...}, ...]``
 (a system message is added when absent: the one the student was trained with).
-Output: ``response``. Params: the generation settings. Malformed chats raise
+Output: ``response`` and ``finish_reason`` (``stop``: the student ended its turn; ``length``: it ran to
+``max_new_tokens``). Params: the generation settings. Malformed chats raise
 ``MlflowException(INVALID_PARAMETER_VALUE)``, which the model server answers with 400.
 """
 
@@ -38,7 +41,7 @@ def signature(generation: dict[str, Any]) -> mlflow.models.ModelSignature:
         inputs=Schema(
             [ColSpec(Array(Object([Property("role", "string"), Property("content", "string")])), "messages")]
         ),
-        outputs=Schema([ColSpec("string", "response")]),
+        outputs=Schema([ColSpec("string", "response"), ColSpec("string", "finish_reason")]),
         params=ParamSchema(
             [
                 ParamSpec("max_new_tokens", "long", int(g["max_new_tokens"])),
@@ -86,13 +89,13 @@ class StudentChatModel(mlflow.pyfunc.PythonModel):
         from empathy_distill.training.student import load_student
 
         cfg = dict(context.model_config or {})
-        base = (
-            context.artifacts["base"]
-            if cfg.get("base_source") == "artifact" and "base" in context.artifacts
-            else cfg["base_model"]
-        )
+        if cfg.get("base_source") == "artifact" and "base" in context.artifacts:
+            base = context.artifacts["base"]
+        else:
+            base = str(cfg["base_model"])
+            check_base_reference(base, cfg.get("base_fingerprint"))
         student = StudentConfig(model=str(base), chat_template=cfg.get("chat_template"), dtype=cfg.get("dtype", "auto"))
-        self.tokenizer, model = load_student(str(base), student)
+        self.tokenizer, model, self.chat_format = load_student(str(base), student)
         import torch
 
         if torch.cuda.is_available():
@@ -128,8 +131,27 @@ class StudentChatModel(mlflow.pyfunc.PythonModel):
         if settings.max_new_tokens > MAX_NEW_TOKENS:
             raise bad_request(f"params: max_new_tokens {settings.max_new_tokens} is above {MAX_NEW_TOKENS}")
         with self._lock:
-            replies = generate(self.model, self.tokenizer, chats, settings, desc="serve")
-        return pd.DataFrame({"response": replies})
+            replies = generate(self.model, self.tokenizer, chats, settings, desc="serve", fmt=self.chat_format)
+        return pd.DataFrame({"response": [r.text for r in replies], "finish_reason": [r.finish_reason for r in replies]})
+
+
+def check_base_reference(base: str, fingerprint: str | None) -> None:
+    """Refuses, in one line, a referenced local base that is gone or is not the model the adapter was trained on."""
+    from empathy_distill.training.fingerprint import is_local_model, model_fingerprint
+
+    fix = (
+        "point base_model at the registered base (SERVING_MODEL_CONFIG='{\"base_model\": \"<folder>\"}' for the "
+        "model server, or model_config={'base_model': ...} in mlflow.pyfunc.load_model)"
+    )
+    local = base.startswith(("/", ".", "~")) or is_local_model(base)
+    if local and not is_local_model(base):
+        raise MlflowException(f"base model folder '{base}' not found: {fix}", error_code=INVALID_PARAMETER_VALUE)
+    if local and fingerprint and (found := model_fingerprint(base)) != fingerprint:
+        raise MlflowException(
+            f"base model folder '{base}' is not the registered base (fingerprint {found[:19]}, registered "
+            f"{fingerprint[:19]}): {fix}",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
 
 
 def pinned_requirements() -> list[str]:
@@ -141,6 +163,14 @@ def pinned_requirements() -> list[str]:
         except PackageNotFoundError:
             continue
     return out
+
+
+def bundle_base(base_model: str, max_mb: int) -> bool:
+    """A local base folder up to ``max_mb`` travels inside the registered model; a hub id or a larger folder is a
+    fingerprinted reference."""
+    from empathy_distill.training.fingerprint import folder_size, is_local_model
+
+    return is_local_model(base_model) and folder_size(base_model) <= max_mb * 1024 * 1024
 
 
 def log_student_model(
@@ -159,12 +189,15 @@ def log_student_model(
 
     Returns MLflow's ``ModelInfo`` (``registered_model_version``, ``model_id``, ``model_uri``).
     """
+    from empathy_distill.training.fingerprint import model_fingerprint
+
     artifacts = {"adapter": adapter_dir}
     if bundle_base:
         artifacts["base"] = base_model
     model_config = {
         "base_model": base_model,
         "base_source": "artifact" if bundle_base else "reference",
+        "base_fingerprint": model_fingerprint(base_model),
         "chat_template": chat_template,
         "dtype": dtype,
         "system_prompt": system_prompt,

@@ -17,7 +17,36 @@ import pandas as pd
 from empathy_distill.config import StudentConfig, TrainingConfig
 from empathy_distill.data.training_sets import to_conversational
 from empathy_distill.training import common
+from empathy_distill.training.chat import ChatFormat
+from empathy_distill.training.fingerprint import model_fingerprint
 from empathy_distill.training.student import load_student
+
+
+def dpo_examples(pairs: pd.DataFrame, tokenizer, fmt: ChatFormat) -> list[dict[str, list[int]]]:
+    """Tokenized pairs: the generation prompt, then chosen and rejected, each ending with the end-of-turn tokens."""
+    return [
+        fmt.encode_dpo(tokenizer, row["prompt"], row["chosen"][0]["content"], row["rejected"][0]["content"])
+        for row in to_conversational(pairs)
+    ]
+
+
+def pretokenized_dpo_trainer(base):
+    """``DPOTrainer`` that takes rows already tokenized (``prompt_ids``, ``chosen_ids``, ``rejected_ids``) as they are.
+
+    TRL tokenizes DPO rows itself (SFT rows it takes as they are): through the chat template for conversational
+    rows, with a bare eos appended for plain ones, neither of which ends a completion with a family's end-of-turn
+    tokens exactly. Rows whose prompt alone fills ``max_length`` are dropped, as TRL does.
+    """
+
+    class PreTokenizedDPOTrainer(base):
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            if "prompt_ids" not in dataset.column_names:
+                return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            if args.max_length is not None and args.truncation_mode == "keep_start":
+                dataset = dataset.filter(lambda example: len(example["prompt_ids"]) < args.max_length)
+            return dataset
+
+    return PreTokenizedDPOTrainer
 
 
 def build_dpo_trainer(
@@ -33,16 +62,18 @@ def build_dpo_trainer(
     from peft import PeftModel
     from trl import DPOConfig, DPOTrainer
 
-    tokenizer, model = load_student(base_model, student)
+    tokenizer, model, fmt = load_student(base_model, student)
     peft_config = None
     if sft_adapter:
         model = PeftModel.from_pretrained(model, sft_adapter, is_trainable=True)
     else:
         peft_config = common.lora_config(cfg.lora)
-    dataset = Dataset.from_list(to_conversational(pairs))
+    dataset = Dataset.from_list(dpo_examples(pairs, tokenizer, fmt))
     args = DPOConfig(**common.trainer_args(cfg.dpo, cfg, output_dir), beta=cfg.beta, loss_type=[cfg.loss_type])
     recorder = common.metrics_recorder("dpo")
-    trainer = common.make_trainer(DPOTrainer, model, args, dataset, tokenizer, peft_config, [recorder])
+    trainer = common.make_trainer(
+        pretokenized_dpo_trainer(DPOTrainer), model, args, dataset, tokenizer, peft_config, [recorder]
+    )
     return trainer, recorder, dataset, tokenizer
 
 
@@ -53,6 +84,8 @@ def train_dpo(
     key = common.stage_key(
         "dpo",
         base_model,
+        model_fingerprint(base_model),
+        student.chat_template,
         sft_adapter,
         pd.util.hash_pandas_object(pairs, index=False).sum(),
         cfg.dpo.model_dump(),

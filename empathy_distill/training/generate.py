@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import pandas as pd
 
 from empathy_distill.config import GenerationSettings, StudentConfig
 from empathy_distill.data.training_sets import user_turn
 from empathy_distill.prompts import STUDENT_SYSTEM, load_template
+from empathy_distill.training.chat import ChatFormat, resolve_chat_format
 from empathy_distill.training.student import load_student
 
 logger = logging.getLogger(__name__)
@@ -37,37 +40,84 @@ def prompts_for_test_split(dialogues: pd.DataFrame, limit: int | None = None) ->
     )
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One generated reply: its text (up to, not including, the end-of-turn) and how it ended."""
+
+    text: str
+    finish_reason: Literal["stop", "length"]
+    """stop: the model ended its turn (any of its end-of-turn ids); length: it ran to max_new_tokens without."""
+    prompt_tokens: int
+    completion_tokens: int
+    """Tokens generated, the end-of-turn included."""
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason == "stop"
+
+
+def cut_at_stop(ids: Sequence[int], stop_ids: Sequence[int], pad_id: int | None) -> tuple[list[int], bool, int]:
+    """The reply's ids before the first stop id, whether one came, and how many ids were generated (pads after the
+    end are not counted). Nothing after the first stop id is ever part of a reply."""
+    stops = set(stop_ids)
+    for k, t in enumerate(ids):
+        if t in stops:
+            return list(ids[:k]), True, k + 1
+    n = len(ids)
+    while n and pad_id is not None and ids[n - 1] == pad_id and pad_id not in stops:
+        n -= 1
+    return list(ids[:n]), False, len(ids)
+
+
 def generate(
-    model, tokenizer, prompts: Sequence[list[dict[str, str]]], settings: GenerationSettings, desc: str = "generate"
-) -> list[str]:
-    """Replies to chat prompts, ``settings.batch_size`` at a time, left-padded."""
+    model,
+    tokenizer,
+    prompts: Sequence[list[dict[str, str]]],
+    settings: GenerationSettings,
+    desc: str = "generate",
+    fmt: ChatFormat | None = None,
+) -> list[Reply]:
+    """Replies to chat prompts, ``settings.batch_size`` at a time, left-padded.
+
+    Generation stops at any of the model's end-of-turn ids (``fmt.stop_ids``: generation_config's eos list, the
+    tokenizer's eos and the template's end-of-turn), never only at ``tokenizer.eos_token_id``; a reply is cut at the
+    first of them, and one that reached ``max_new_tokens`` without any is marked ``finish_reason="length"``.
+    """
     import torch
     from tqdm.auto import tqdm
 
+    if fmt is None:
+        fmt = resolve_chat_format(tokenizer, getattr(model, "generation_config", None))
     tokenizer.padding_side = "left"
-    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    encoded = [fmt.prompt_ids(tokenizer, p) for p in prompts]
     device = next(model.parameters()).device
-    outputs: list[str] = []
-    kwargs = {
-        "max_new_tokens": settings.max_new_tokens,
-        "pad_token_id": tokenizer.pad_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-    }
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else fmt.stop_ids[0]
+    outputs: list[Reply] = []
+    kwargs = {"max_new_tokens": settings.max_new_tokens, "pad_token_id": pad_id, "eos_token_id": list(fmt.stop_ids)}
     if settings.no_repeat_ngram_size:
         kwargs["no_repeat_ngram_size"] = settings.no_repeat_ngram_size
     if settings.temperature > 0:
         kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
     else:
-        kwargs.update(do_sample=False)
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     model.eval()
-    for start in tqdm(range(0, len(texts), settings.batch_size), desc=desc, unit="batch", disable=None):
-        batch = tokenizer(
-            texts[start : start + settings.batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(device)
+    for start in tqdm(range(0, len(encoded), settings.batch_size), desc=desc, unit="batch", disable=None):
+        rows = encoded[start : start + settings.batch_size]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
         with torch.no_grad():
-            out = model.generate(**batch, **kwargs)
-        new = out[:, batch["input_ids"].shape[1] :]
-        outputs.extend(t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True))
+            out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        for row, new in zip(rows, out[:, width:].tolist()):
+            reply_ids, finished, used = cut_at_stop(new, fmt.stop_ids, pad_id)
+            outputs.append(
+                Reply(
+                    text=tokenizer.decode(reply_ids, skip_special_tokens=True).strip(),
+                    finish_reason="stop" if finished else "length",
+                    prompt_tokens=len(row),
+                    completion_tokens=used,
+                )
+            )
     return outputs
 
 
@@ -77,36 +127,46 @@ def generate_base_and_tuned(
     prompts: pd.DataFrame,
     student: StudentConfig,
     settings: GenerationSettings,
+    extra_adapters: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """``dialogue_id, base_response, tuned_response`` for each prompt.
+    """``dialogue_id, base_response, base_finished, tuned_response, tuned_finished`` for each prompt (and
+    ``<name>_response``/``<name>_finished`` for each of ``extra_adapters``).
 
     One model is loaded; the base answers run inside ``disable_adapter()``.
     """
     import torch
     from peft import PeftModel
 
-    tokenizer, model = load_student(base_model, student)
+    tokenizer, model, fmt = load_student(base_model, student)
     if torch.cuda.is_available():
         model = model.to("cuda")
     chats = [
         [{"role": "system", "content": s}, {"role": "user", "content": u}]
         for s, u in zip(prompts["system"], prompts["user"])
     ]
+    sides: dict[str, list[Reply]] = {}
     if adapter_dir is None:
-        base = generate(model, tokenizer, chats, settings, desc="generate base")
-        tuned = list(base)
+        sides["base"] = generate(model, tokenizer, chats, settings, desc="generate base", fmt=fmt)
+        sides["tuned"] = list(sides["base"])
     else:
-        model = PeftModel.from_pretrained(model, adapter_dir)
+        model = PeftModel.from_pretrained(model, adapter_dir, adapter_name="tuned")
+        for name, folder in (extra_adapters or {}).items():
+            model.load_adapter(folder, adapter_name=name)
         with model.disable_adapter():
-            base = generate(model, tokenizer, chats, settings, desc="generate base")
-        tuned = generate(model, tokenizer, chats, settings, desc="generate tuned")
-    return pd.DataFrame(
-        {"dialogue_id": prompts["dialogue_id"].to_numpy(), "base_response": base, "tuned_response": tuned}
-    ).astype("string")
+            sides["base"] = generate(model, tokenizer, chats, settings, desc="generate base", fmt=fmt)
+        for name in ["tuned", *(extra_adapters or {})]:
+            model.set_adapter(name)
+            sides[name] = generate(model, tokenizer, chats, settings, desc=f"generate {name}", fmt=fmt)
+    table = {"dialogue_id": prompts["dialogue_id"].to_numpy()}
+    for name, replies in sides.items():
+        table[f"{name}_response"] = [r.text for r in replies]
+        table[f"{name}_finished"] = ["true" if r.finished else "false" for r in replies]
+    return pd.DataFrame(table).astype("string")
 
 
-def champion_replies(model_uri: str, prompts: pd.DataFrame, settings: GenerationSettings) -> list[str]:
-    """A registered version's replies to the prompts, through its pyfunc model (as the model server runs it)."""
+def champion_replies(model_uri: str, prompts: pd.DataFrame, settings: GenerationSettings) -> pd.DataFrame:
+    """A registered version's replies to the prompts (``response``, ``finish_reason``), through its pyfunc model (as
+    the model server runs it)."""
     import mlflow
 
     model = mlflow.pyfunc.load_model(model_uri)
@@ -115,5 +175,4 @@ def champion_replies(model_uri: str, prompts: pd.DataFrame, settings: Generation
         for s, u in zip(prompts["system"], prompts["user"])
     ]
     params = settings.model_dump(include={"max_new_tokens", "temperature", "top_p", "no_repeat_ngram_size"})
-    out = model.predict(pd.DataFrame({"messages": chats}), params=params)
-    return [str(r) for r in out["response"]]
+    return model.predict(pd.DataFrame({"messages": chats}), params=params)

@@ -1,7 +1,11 @@
 """LoRA SFT with TRL's ``SFTTrainer``: conversational prompt/completion rows, loss on the assistant turn only.
 
+Rows are tokenized here, not by TRL: the prompt exactly as generation renders it (see
+:mod:`empathy_distill.training.chat`), then the reply and the family's end-of-turn tokens,
+so the student learns to end its turn the way generation stops it.
+
 Checkpoints go to ``training.output_dir/sft-<key>``, where the key hashes the data,
-the base model and the settings: a rerun after a crash resumes from the last
+the base model (its path and its content fingerprint) and the settings: a rerun after a crash resumes from the last
 checkpoint (the step count continues), and a finished stage is reused as is.
 """
 
@@ -14,7 +18,17 @@ import pandas as pd
 from empathy_distill.config import StudentConfig, TrainingConfig
 from empathy_distill.data.training_sets import to_conversational
 from empathy_distill.training import common
+from empathy_distill.training.chat import ChatFormat
+from empathy_distill.training.fingerprint import model_fingerprint
 from empathy_distill.training.student import load_student
+
+
+def sft_examples(rows: pd.DataFrame, tokenizer, fmt: ChatFormat) -> list[dict[str, list[int]]]:
+    """Tokenized rows: the prompt as the template renders it for generation, then the reply and exactly the
+    template's end-of-turn tokens (the only tokens with a loss)."""
+    return [
+        fmt.encode_sft(tokenizer, row["prompt"], row["completion"][0]["content"]) for row in to_conversational(rows)
+    ]
 
 
 def build_sft_trainer(
@@ -29,8 +43,8 @@ def build_sft_trainer(
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    tokenizer, model = load_student(base_model, student)
-    dataset = Dataset.from_list(to_conversational(rows))
+    tokenizer, model, fmt = load_student(base_model, student)
+    dataset = Dataset.from_list(sft_examples(rows, tokenizer, fmt))
     # completion_only_loss: prompt tokens get label -100, so the student learns replies, not the dialogues
     args = SFTConfig(**common.trainer_args(cfg.sft, cfg, output_dir), completion_only_loss=True)
     recorder = common.metrics_recorder("sft")
@@ -53,6 +67,8 @@ def train_sft(
     key = common.stage_key(
         "sft",
         base_model,
+        model_fingerprint(base_model),
+        student.chat_template,
         pd.util.hash_pandas_object(rows, index=False).sum(),
         cfg.sft.model_dump(),
         cfg.lora.model_dump(),

@@ -23,24 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from empathy_distill.config import StudentConfig, TinyStudentConfig
+from empathy_distill.training.chat import FALLBACK_CHAT_TEMPLATE, ChatFormat, format_note, resolve_chat_format
 
 logger = logging.getLogger(__name__)
 
-# Role-tagged template with generation markers, so TRL can mask non-assistant tokens.
-DEFAULT_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}<|assistant|>\n{% generation %}{{ message['content'] }}</s>{% "
-    "endgeneration %}\n"
-    "{% else %}<|{{ message['role'] }}|>\n{{ message['content'] }}</s>\n{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
+# The tiny student's template is the fallback one: role tags, every turn ended by its eos token.
+DEFAULT_CHAT_TEMPLATE = FALLBACK_CHAT_TEMPLATE
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
 
 
 def tiny_key(texts_hash: str, cfg: TinyStudentConfig) -> str:
     payload = json.dumps(
-        {"data": texts_hash, "cfg": cfg.model_dump(), "template": DEFAULT_CHAT_TEMPLATE, "v": 2}, sort_keys=True
+        {"data": texts_hash, "cfg": cfg.model_dump(), "template": DEFAULT_CHAT_TEMPLATE, "v": 3}, sort_keys=True
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -210,18 +204,46 @@ def resolve_dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def load_student(path: str, cfg: StudentConfig):
-    """Tokenizer and model from a folder or hub id; a chat template is added where missing.
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def student_chat_format(tokenizer, generation_config, cfg: StudentConfig, name: str) -> ChatFormat:
+    """The probed chat format (see :mod:`empathy_distill.training.chat`); the tokenizer is set to use its template."""
+    fmt = resolve_chat_format(tokenizer, generation_config, cfg.chat_template, model=name)
+    tokenizer.chat_template = fmt.template
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return fmt
+
+
+_NOTED: set[str] = set()
+
+
+def note_chat_format(fmt: ChatFormat, name: str) -> None:
+    """Says once per process how an unusual template is used (folded system turn, fallback template)."""
+    note = format_note(fmt, name)
+    if note and note not in _NOTED:
+        _NOTED.add(note)
+        logger.warning(note)
+
+
+def load_student(path: str, cfg: StudentConfig) -> tuple[Any, Any, ChatFormat]:
+    """Tokenizer, model and chat format from a folder or hub id.
 
     Hub ids are only fetched when the process is allowed to (``HF_HUB_OFFLINE`` unset);
     tests and the demo use the tiny student's local folder.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.chat_template is None or cfg.chat_template:
-        tokenizer.chat_template = cfg.chat_template or DEFAULT_CHAT_TEMPLATE
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    Raises:
+        ChatTemplateError: the template cannot render a system + user + assistant chat, even folded.
+    """
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(cfg.dtype))
-    return tokenizer, model
+    fmt = student_chat_format(tokenizer, model.generation_config, cfg, path)
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model, fmt
