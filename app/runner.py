@@ -10,6 +10,7 @@ from pathlib import Path
 from empathy_distill.config import DistillConfig
 from empathy_distill.data.hashing import file_fingerprint
 from empathy_distill.errors import ConfigError, StepFailed
+from empathy_distill.judging.report import degenerate_cell
 from empathy_distill.prompts import method_prompt_hash
 from empathy_distill.registry.promotion import version_label as _v
 from empathy_distill.tracking import redacted
@@ -397,7 +398,7 @@ def training_lines(run) -> list[str]:
                 f"{c['ci_high']:.3f}], "
                 f"W/T/L {c['wins']}/{c['ties']}/{c['losses']}, invalid {c['invalid']}, consistency "
                 f"{c['position_consistency']:.2f}, "
-                f"LC win rate {c['length_controlled_win_rate']:.3f}"
+                f"LC win rate {c['length_controlled_win_rate']:.3f}, degenerate {degenerate_cell(c)}"
             )
     if "generate_responses" in run.steps:
         table = run.steps["generate_responses"].outputs["generations"][0].load()
@@ -430,6 +431,7 @@ def registry_lines(run, config: DistillConfig, tracking_uri: str, bin_dir: Path,
                 f"{'; '.join(d['reasons'])}"
             )
         lines.append(f"  decision #{d['seq']} recorded in the promotion history")
+    champion_after = d["champion_after"] if "promote_model" in run.steps else None
     if "deploy_model" in run.steps:
         dep = run.steps["deploy_model"].outputs["deployment"][0].load()
         lines.append(
@@ -438,6 +440,16 @@ def registry_lines(run, config: DistillConfig, tracking_uri: str, bin_dir: Path,
             else f"deploy: nothing to do ({dep['reason']})"
         )
     cli = f"{env}{bin_dir / 'empathy-distill'}"
+    if "promote_model" in run.steps and champion_after is None:
+        version = reg["version"]
+        return [
+            *lines,
+            "Next (no version holds champion, so `serve` refuses to start until one does):",
+            f"  audit this version:   {cli} lineage models:/{config.registry.model_name}/{version}",
+            f"  try it anyway:        {cli} serve --model models:/{config.registry.model_name}/{version} --port "
+            f"{config.registry.deploy.port}",
+            f"  override the gate:    {cli} promote --version {version} --force --reason '...' (recorded as forced)",
+        ]
     lines += [
         "Next:",
         f"  serve the champion:   {cli} serve --port {config.registry.deploy.port}",

@@ -51,7 +51,7 @@ def main() -> None:
         ),
         student,
     )
-    tokenizer, model = load_student(base, student)
+    tokenizer, model, _ = load_student(base, student)
     model = PeftModel.from_pretrained(model, sft.adapter_dir)
     system = load_template("student_system")
     contexts = (

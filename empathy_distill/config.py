@@ -246,7 +246,9 @@ class JudgeConfig(Strict):
 
     name: str = "scorer"
     """Label in reports and metric names."""
-    kind: Literal["scorer", "llm"] = "scorer"
+    kind: Literal["scorer", "llm", "reference"] = "scorer"
+    """scorer: MiniLM + a head fitted on train ratings; reference: similarity to the dialogue's own top- minus
+    low-rated recorded replies (nothing fitted; needs recorded ratings); llm: an endpoint."""
     endpoint: JudgeEndpointConfig | None = None
     """For kind llm: model, base_url, api_key_env, concurrency, cache, budget (the teacher client is reused;
     temperature 0 by default)."""
@@ -264,6 +266,10 @@ class EvaluationConfig(Strict):
     """The recorded source used as the llm opponent."""
     max_invalid_fraction: float = Field(0.1, ge=0.0, le=1.0)
     """Per judge and opponent: more invalid comparisons than this makes the report ``valid: false`` (never promoted)."""
+    max_degenerate_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    """More of the tuned student's replies than this empty, run to max_new_tokens without an end-of-turn, or
+    dominated by a repeated phrase makes the report ``valid: false`` (never promoted); each such reply already
+    counts as a loss."""
     on_judge_error: Literal["fail", "continue"] = "fail"
     """fail: a judge request that failed after its retries ends the run with one error line;
     continue: it counts as invalid and the report says why it is not valid."""
@@ -273,6 +279,8 @@ class EvaluationConfig(Strict):
     scorer_l2: float = Field(0.0125, gt=0.0)
     """Ridge penalty of the scorer's head per training row (alpha = l2 x rows; 0.0125 is alpha 100 on the real file,
     the best measured)."""
+    reference_margin: float = Field(0.01, ge=0.0)
+    """The reference judge calls a tie when its two similarity scores differ by this or less."""
     cache_dir: str = ".cache/judges"
     """Fitted scorer heads, reused while their training rows are unchanged."""
 
@@ -315,9 +323,7 @@ class PromotionPolicy(Strict):
         GateRule(opponent="champion", bound="ci_low", op=">=", threshold=0.45),
     ]
     """Rules vs champion apply while a champion exists; the challenger must have been judged against that very
-    version."""
-    first_champion_rules: list[GateRule] | None = None
-    """Rules while no champion exists yet (None: ``rules`` without the champion ones)."""
+    version. A first champion clears the same rules, less the champion ones (there is no looser first step)."""
     min_valid_comparisons: int = Field(30, ge=1)
     """Per judge and ruled opponent: fewer valid (non-invalid) comparisons than this never promotes."""
 

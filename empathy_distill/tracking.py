@@ -200,6 +200,9 @@ def log_training_stage(result: Any, params: dict[str, Any], curve_keys: tuple[st
     mlflow.log_artifacts(result.adapter_dir, f"adapters/{stage}")
 
 
+from empathy_distill.judging.degenerate import REASONS as DEGENERATE_REASONS  # noqa: E402 - no heavy import
+
+
 def log_evaluation(report: dict[str, Any], files: dict[str, Any], prefix: str = "eval") -> None:
     """Win rates, intervals, counts, consistency and LC win rates as metrics; JSON, table and plot as artifacts.
 
@@ -216,6 +219,10 @@ def log_evaluation(report: dict[str, Any], files: dict[str, Any], prefix: str = 
         for key in (*WIN_RATE_FIELDS, "request_errors", "position_consistency", "length_controlled_win_rate"):
             if key in c:
                 metrics[f"{name}.{key}"] = float(c[key])
+        for side, counts in c.get("degenerate", {}).items():
+            if isinstance(counts, dict):  # candidate / opponent: counts per reason (examples are in evaluation.json)
+                for reason in (*DEGENERATE_REASONS, "total"):
+                    metrics[f"{name}.degenerate.{side}.{reason}"] = float(counts.get(reason, 0))
     for a in report.get("agreement", []):
         metrics[f"{prefix}.{a['opponent']}.kappa.{'_'.join(a['judges'])}"] = float(a["kappa"])
     mlflow.log_metrics(metrics)

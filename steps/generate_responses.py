@@ -56,7 +56,5 @@ def generate_responses(
     )
     mlflow.log_text(table.head(20).to_csv(index=False), "generation/sample.csv")
     who = "base, tuned and champion" if champion else "base and tuned"
-    stage_done(
-        f"{len(table)} test prompts answered by {who}; tuned: {empty} empty, {ran_on} ran to max_new_tokens"
-    )
+    stage_done(f"{len(table)} test prompts answered by {who}; tuned: {empty} empty, {ran_on} ran to max_new_tokens")
     return table

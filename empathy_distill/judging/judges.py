@@ -94,6 +94,10 @@ def build_judges(cfg, dialogues: pd.DataFrame) -> list[PairJudge]:
                     name=judge.name,
                 )
             )
+        elif judge.kind == "reference":
+            from empathy_distill.judging.reference import ReferenceJudge
+
+            judges.append(ReferenceJudge.from_dialogues(dialogues, name=judge.name, margin=cfg.reference_margin))
         else:
             from empathy_distill.teacher import build_teacher
 

@@ -7,7 +7,10 @@ win, loss, tie or invalid. Per opponent and judge the report holds the win rate
 with a 95% Wilson interval, the counts, the position-consistency rate, the invalid
 count and the length-controlled win rate; with two or more judges, Cohen's kappa.
 
-A report is ``valid`` only when every configured opponent was judged by every judge
+Degenerate replies (:mod:`empathy_distill.judging.degenerate`) are counted per side and
+opponent; a comparison where only the candidate's is degenerate is a loss whatever the judge
+said. A report is ``valid`` only when every configured opponent was judged by every judge,
+the candidate has no more degenerate replies than ``max_degenerate_fraction``,
 and no (judge, opponent) has more invalid comparisons than ``max_invalid_fraction``;
 otherwise ``invalid_reasons`` says why. Nothing is dropped: a win rate with no valid
 comparison stays NaN and makes the report invalid.
@@ -21,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from empathy_distill.judging import degenerate
 from empathy_distill.judging.judges import PairJudge, build_judges
 from empathy_distill.judging.stats import (
     CI_METHOD,
@@ -45,6 +49,12 @@ def judge_both_orders(
     return list(zip(both[: len(cand)], both[len(cand) :]))
 
 
+def finished_column(frame: pd.DataFrame, column: str) -> list[Any] | None:
+    """``<side>_finished`` beside ``<side>_response`` (generated replies); None for recorded ones."""
+    name = column.removesuffix("_response") + "_finished"
+    return list(frame[name]) if column.endswith("_response") and name in frame.columns else None
+
+
 def evaluate(
     frame: pd.DataFrame,
     judges: Sequence[PairJudge],
@@ -52,6 +62,7 @@ def evaluate(
     candidate: str = "tuned_response",
     max_invalid_fraction: float = 0.1,
     skipped_opponents: Sequence[str] = (),
+    max_degenerate_fraction: float = 0.05,
 ) -> dict[str, Any]:
     """The full report for ``candidate`` against each opponent column, by each judge.
 
@@ -61,16 +72,23 @@ def evaluate(
         opponents: report label -> column, e.g. ``{"base": "base_response", "human": "ref_human"}``.
         candidate: the column of the model under test.
         max_invalid_fraction: above this share of invalid comparisons a (judge, opponent) is not valid.
+        max_degenerate_fraction: above this share of degenerate candidate replies (empty, no end-of-turn,
+            repetitive) the report is not valid.
         skipped_opponents: configured opponents the data has no responses for (they make the report not valid).
     """
     results: dict[str, Any] = {"candidate": candidate, "ci_method": CI_METHOD, "comparisons": []}
     for label, column in opponents.items():
-        rows = frame[frame[column].notna() & (frame[column].str.strip() != "")]
+        # a missing recorded reply is no comparison; a generated reply is always compared, empty or not
+        recorded = column.startswith("ref_")
+        rows = frame[frame[column].notna() & (frame[column].str.strip() != "")] if recorded else frame
+        cand_reasons = degenerate.reasons_for(list(rows[candidate]), finished_column(rows, candidate))
+        opp_reasons = degenerate.reasons_for(list(rows[column]), finished_column(rows, column))
         by_judge = {}
         for judge in judges:
             errors_before = getattr(judge, "request_errors", 0)
             pairs = judge_both_orders(judge, rows, candidate, column)
-            outcomes = [combine_orders(a, b) for a, b in pairs]
+            judged = [combine_orders(a, b) for a, b in pairs]
+            outcomes, ruled = degenerate.apply_to_outcomes(judged, cand_reasons, opp_reasons)
             length_diff = [len(str(c).split()) - len(str(o).split()) for c, o in zip(rows[candidate], rows[column])]
             stats = win_rate_ci(outcomes)
             entry = {
@@ -81,6 +99,11 @@ def evaluate(
                 "position_consistency": position_consistency(pairs),
                 "length_controlled_win_rate": length_controlled_win_rate(outcomes, length_diff),
                 "mean_length_diff_words": float(sum(length_diff) / len(length_diff)) if length_diff else 0.0,
+                "degenerate": {
+                    "candidate": degenerate.summarize(list(rows[candidate]), cand_reasons),
+                    "opponent": degenerate.summarize(list(rows[column]), opp_reasons),
+                    "verdicts_overruled": ruled,
+                },
             }
             results["comparisons"].append(entry)
             by_judge[judge.name] = outcomes
@@ -95,17 +118,28 @@ def evaluate(
                     }
                 )
     results["max_invalid_fraction"] = max_invalid_fraction
+    results["max_degenerate_fraction"] = max_degenerate_fraction
     results["skipped_opponents"] = list(skipped_opponents)
-    return mark_validity(results, max_invalid_fraction, skipped_opponents)
+    return mark_validity(results, max_invalid_fraction, skipped_opponents, max_degenerate_fraction)
 
 
 def mark_validity(
-    report: dict[str, Any], max_invalid_fraction: float, skipped_opponents: Sequence[str] = ()
+    report: dict[str, Any],
+    max_invalid_fraction: float,
+    skipped_opponents: Sequence[str] = (),
+    max_degenerate_fraction: float = 0.05,
 ) -> dict[str, Any]:
     """Sets ``valid`` and ``invalid_reasons``: what would make these win rates unfit to promote on."""
     reasons = [f"opponent '{o}': no responses in this data" for o in skipped_opponents]
     for c in report["comparisons"]:
         where = f"{c['opponent']}/{c['judge']}"
+        bad = c.get("degenerate", {}).get("candidate", {})
+        if bad.get("n") and bad["total"] / bad["n"] > max_degenerate_fraction:
+            kinds = ", ".join(f"{bad[r]} {r.replace('_', ' ')}" for r in degenerate.REASONS if bad.get(r))
+            reasons.append(
+                f"{where}: {bad['total']} of {bad['n']} {report['candidate']} replies degenerate ({kinds}; "
+                f"{bad['total'] / bad['n']:.0%} > {max_degenerate_fraction:.0%})"
+            )
         if c["n"] == 0:
             reasons.append(f"{where}: no comparisons")
         elif c["invalid"] / c["n"] > max_invalid_fraction:
@@ -147,6 +181,7 @@ def run_evaluation(generations: pd.DataFrame, dialogues: pd.DataFrame, cfg) -> d
         opponents,
         max_invalid_fraction=cfg.max_invalid_fraction,
         skipped_opponents=skipped,
+        max_degenerate_fraction=cfg.max_degenerate_fraction,
     )
     report["test_dialogues"] = len(frame)
     champion = frame["champion_version"].dropna().unique() if "champion_version" in frame.columns else []

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from empathy_distill.judging.degenerate import REASONS as DEGENERATE_REASONS
 from empathy_distill.judging.stats import CI_METHOD
 
 
@@ -17,18 +18,39 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"Valid: {'yes' if report.get('valid') else 'NO (' + '; '.join(report.get('invalid_reasons', [])) + ')'}. "
         f"Intervals: 95% {report.get('ci_method', CI_METHOD)} score intervals, ties counted half.",
         "",
-        "| opponent | judge | win rate | 95% CI | W / T / L | invalid | consistency | LC win rate |",
-        "|---|---|---|---|---|---|---|---|",
+        "| opponent | judge | win rate | 95% CI | W / T / L | invalid | consistency | LC win rate "
+        "| degenerate (candidate / opponent) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in report["comparisons"]:
         lines.append(
             f"| {c['opponent']} | {c['judge']} | {c['win_rate']:.3f} | [{c['ci_low']:.3f}, {c['ci_high']:.3f}] | "
             f"{c['wins']} / {c['ties']} / {c['losses']} "
-            f"| {c['invalid']} | {c['position_consistency']:.2f} | {c['length_controlled_win_rate']:.3f} |"
+            f"| {c['invalid']} | {c['position_consistency']:.2f} | {c['length_controlled_win_rate']:.3f} "
+            f"| {degenerate_cell(c)} |"
         )
+    # the candidate's replies are the same in every comparison: their examples once
+    first = report["comparisons"][0].get("degenerate", {}).get("candidate", {}) if report["comparisons"] else {}
+    examples = [(reason, text) for reason, texts in first.get("examples", {}).items() for text in texts]
+    if examples:
+        lines += ["", "Degenerate candidate replies (examples):", ""]
+        lines += [f"- {reason}: {text!r}" for reason, text in examples]
     for a in report.get("agreement", []):
         lines.append(f"\nCohen's kappa ({a['opponent']}, {' vs '.join(a['judges'])}): {a['kappa']:.3f}")
     return "\n".join(lines) + "\n"
+
+
+def degenerate_cell(c: dict[str, Any]) -> str:
+    """``3/50 (2 empty, 1 no end of turn) / 0/50``: the candidate's degenerate replies, then the opponent's."""
+
+    def side(counts: dict[str, Any]) -> str:
+        if not counts:
+            return "-"
+        kinds = ", ".join(f"{counts[r]} {r.replace('_', ' ')}" for r in DEGENERATE_REASONS if counts.get(r))
+        return f"{counts['total']}/{counts['n']}" + (f" ({kinds})" if kinds else "")
+
+    d = c.get("degenerate", {})
+    return f"{side(d.get('candidate', {}))} / {side(d.get('opponent', {}))}"
 
 
 def report_plot(report: dict[str, Any], path: str | Path) -> Path:

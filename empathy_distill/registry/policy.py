@@ -19,12 +19,9 @@ _OPS = {">": operator.gt, ">=": operator.ge}
 
 
 def rules_in_force(policy: PromotionPolicy, champion_version: str | None) -> list[GateRule]:
-    """``rules`` while a champion exists; before the first one, ``first_champion_rules`` (or ``rules`` minus
-    champion)."""
+    """``rules`` while a champion exists; before the first one, the same rules less those vs the champion."""
     if champion_version is not None:
         return list(policy.rules)
-    if policy.first_champion_rules is not None:
-        return list(policy.first_champion_rules)
     return [r for r in policy.rules if r.opponent != "champion"]
 
 

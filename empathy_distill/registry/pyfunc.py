@@ -132,7 +132,9 @@ class StudentChatModel(mlflow.pyfunc.PythonModel):
             raise bad_request(f"params: max_new_tokens {settings.max_new_tokens} is above {MAX_NEW_TOKENS}")
         with self._lock:
             replies = generate(self.model, self.tokenizer, chats, settings, desc="serve", fmt=self.chat_format)
-        return pd.DataFrame({"response": [r.text for r in replies], "finish_reason": [r.finish_reason for r in replies]})
+        return pd.DataFrame(
+            {"response": [r.text for r in replies], "finish_reason": [r.finish_reason for r in replies]}
+        )
 
 
 def check_base_reference(base: str, fingerprint: str | None) -> None:
@@ -140,7 +142,7 @@ def check_base_reference(base: str, fingerprint: str | None) -> None:
     from empathy_distill.training.fingerprint import is_local_model, model_fingerprint
 
     fix = (
-        "point base_model at the registered base (SERVING_MODEL_CONFIG='{\"base_model\": \"<folder>\"}' for the "
+        'point base_model at the registered base (SERVING_MODEL_CONFIG=\'{"base_model": "<folder>"}\' for the '
         "model server, or model_config={'base_model': ...} in mlflow.pyfunc.load_model)"
     )
     local = base.startswith(("/", ".", "~")) or is_local_model(base)

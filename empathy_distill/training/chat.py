@@ -212,9 +212,12 @@ def resolve_chat_format(
         eot_ids = [int(tokenizer.eos_token_id)]
     else:
         eot_ids = suffix_ids[:end]
-        while eot_ids and eot_ids[0] not in special and eot_ids[0] not in stops and not tokenizer.decode(
-            [eot_ids[0]]
-        ).strip():  # whitespace between the reply and the end-of-turn token (a template's layout, not the reply)
+        while (
+            eot_ids
+            and eot_ids[0] not in special
+            and eot_ids[0] not in stops
+            and not tokenizer.decode([eot_ids[0]]).strip()
+        ):  # whitespace between the reply and the end-of-turn token (a template's layout, not the reply)
             eot_ids = eot_ids[1:]
     if eot_ids[-1] not in stops:
         stops.append(int(eot_ids[-1]))

@@ -159,7 +159,10 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     # a second run with the same inputs is served from ZenML's cache up to training; the champion (v1, this very
     # adapter, loaded as the registered model) now answers too, so generation onwards runs again, and the promote
     # step is never cached. The champion's replies equal the tuned ones: every comparison is a tie.
-    again = zen("run", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={SAMPLE_DATA}").stdout
+    demo = str(REPO / "configs" / "demo.yaml")
+    assert "promotion: v1 not promoted (champion stays none)" in out  # the production gate, on 15 dialogues
+    zen("promote", "--config", demo, "--version", "1", "--force", "--reason", "a champion to judge against")
+    again = zen("run", "--config", demo, "--set", f"data.path={SAMPLE_DATA}").stdout
     assert re.search(r"steps: 12 ran, 0 cached", out), out
     assert "steps: 4 ran, 8 cached" in again, again
     assert re.search(r"vs champion judge scorer: win rate 0.500 \[0.274, 0.726\], W/T/L 0/15/0", again), again

@@ -47,7 +47,20 @@ def test_pipeline_registry_and_serving_against_a_tracking_server_on_postgres(zen
             "run", "--config", DEMO, "--set", f"data.path={SAMPLE_DATA}", "--set", f"registry.history={history}"
         ).stdout
         assert "(completed)" in out and "registered: models:/empathy-student/1 (alias challenger)" in out
-        assert "promotion: v1 PROMOTED to champion (was none)" in out
+        assert "promotion: v1 not promoted (champion stays none)" in out  # the production gate's own decision
+        forced = zen(
+            "promote",
+            "--config",
+            DEMO,
+            "--version",
+            "1",
+            "--force",
+            "--reason",
+            "shared-server test",
+            "--set",
+            f"registry.history={history}",
+        ).stdout
+        assert "forced: v1 PROMOTED to champion (was none)" in forced, forced
         run_id = re.search(r"MLflow run: (\w+)", out).group(1)
 
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
@@ -66,7 +79,7 @@ def test_pipeline_registry_and_serving_against_a_tracking_server_on_postgres(zen
             assert cur.fetchone()[0] == 1
         with psycopg2.connect(history) as db, db.cursor() as cur:  # the decision is in the shared history
             cur.execute("SELECT version, status, entry->>'decision' FROM promotions ORDER BY seq")
-            assert cur.fetchall() == [("1", "done", "promoted")]
+            assert cur.fetchall() == [("1", "done", "not promoted"), ("1", "done", "promoted")]
 
         chain = json.loads(
             zen("lineage", "models:/empathy-student@champion", "--json", "--set", f"registry.history={history}").stdout
@@ -74,7 +87,7 @@ def test_pipeline_registry_and_serving_against_a_tracking_server_on_postgres(zen
         assert (
             chain["mlflow_run"]["run_id"] == run_id
             and chain["missing"] == []
-            and chain["promotions"][0]["decision"] == "promoted"
+            and [p["decision"] for p in chain["promotions"]] == ["not promoted", "promoted"]
         )
 
         # a manual rollback with no earlier champion is refused in one line, through the same shared history

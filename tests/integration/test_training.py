@@ -217,9 +217,9 @@ def test_dpo_reference_is_the_frozen_sft_adapter(world, tmp_path):
     from_trainer = torch.cat([chosen, rejected]).float()
     with use_adapter(model, adapter_name="ref"):
         ref = completion_logps(model)
-    _, base = load_student(world["base"], world["student"])
+    _, base, _ = load_student(world["base"], world["student"])
     base_logps = completion_logps(base.eval())
-    _, fresh = load_student(world["base"], world["student"])
+    _, fresh, _ = load_student(world["base"], world["student"])
     sft_logps = completion_logps(PeftModel.from_pretrained(fresh, sft.adapter_dir).eval())
     assert torch.allclose(from_trainer, ref, atol=1e-3)
     assert torch.allclose(ref, sft_logps, atol=1e-3)
@@ -235,7 +235,7 @@ def test_batched_greedy_generation_equals_one_at_a_time(world):
 
     cfg = TrainingConfig(output_dir=str(world["root"] / "runs"), sft=stage(30, lr=5e-3), dpo=stage(12))
     sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"])
-    tokenizer, model = load_student(world["base"], world["student"])
+    tokenizer, model, _ = load_student(world["base"], world["student"])
     model = PeftModel.from_pretrained(model, sft.adapter_dir)
     prompts = prompts_for_test_split(world["table"])
     chats = [
