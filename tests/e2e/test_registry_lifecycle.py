@@ -206,7 +206,7 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
         history = SQLiteHistory(Path(uri.removeprefix("sqlite:///")).parent / "promotions.sqlite").entries(
             "empathy-student"
         )
-        assert [e["action"] for e in history] == ["gate", "gate", "manual", "forced", "rollback"]
+        assert [e["action"] for e in history] == ["gate", "forced", "gate", "manual", "forced", "rollback"]
         assert check_chain(history, champion) == []
         audit = json.loads(zen("lineage", f"models:/empathy-student/{other}", "--json").stdout)
         assert [p["action"] for p in audit["promotions"]][-3:] == ["manual", "forced", "rollback"]
