@@ -42,9 +42,14 @@ def test_planted_keys_go_to_their_endpoints_and_nowhere_else(zen, tmp_path):
         }
         args = [arg for k, v in overrides.items() for arg in ("--set", f"{k}={v}")]
         run = zen("distill", "--config", str(REPO / "configs" / "demo.yaml"), *args, extra_env=keys)
-        assert "promotion: v1 PROMOTED to champion" in run.stdout, run.stdout
+        # the always-A judge is inconsistent across orders: every comparison a tie, which the gate refuses
+        assert "promotion: v1 not promoted (champion stays none)" in run.stdout, run.stdout
         assert teacher.bearer_tokens == {teacher_key: teacher.received} and teacher.received > 0
         assert judge.bearer_tokens == {judge_key: judge.received} and judge.received > 0
+
+    demo = str(REPO / "configs" / "demo.yaml")
+    forced = zen("promote", "--config", demo, "--version", "1", "--force", "--reason", "a champion to serve")
+    assert "forced: v1 PROMOTED to champion (was none)" in forced.stdout, forced.stdout
 
     port = free_port()
     with open(tmp_path / "serve.log", "w") as log:
