@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             max_invalid_fraction=ev.max_invalid_fraction,
             max_degenerate_fraction=ev.max_degenerate_fraction,
         )
-        reports.append({"candidate": label, "opponent": opponent, **report})
+        reports.append({**report, "candidate": label, "opponent": opponent})
     t = lap("judging", t)
 
     lines = [

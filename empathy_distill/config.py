@@ -150,6 +150,10 @@ class TinyStudentConfig(Strict):
     pretrain_batch: int = Field(16, ge=1)
     pretrain_seq: int = Field(64, ge=8)
     pretrain_lr: float = Field(3e-3, gt=0)
+    warmup_replies: Literal["below_top", "none"] = "below_top"
+    """Listener replies in the warm-up: below_top = recorded model replies rated below the top rating (a base
+    that already answers like a mediocre assistant); none = situations and speaker turns only (a base that has
+    never read a listener's reply, like a pretrained model before chat tuning)."""
     seed: int = 0
 
 

@@ -89,3 +89,26 @@ def test_real_file_warmup_is_disjoint(real_data):
     corpus = build_warmup_corpus(table, [sets.sft, sets.dpo])
     assert_disjoint(corpus.chats, corpus.units, table, sets)
     assert len(corpus.chats) > 1500  # most of the 1,750 train dialogues still contribute
+
+
+def test_warmup_replies_none_reads_no_listener_reply(monkeypatch, tmp_path):
+    """student.tiny.warmup_replies=none: the factory's corpus holds situations and speaker turns, no reply at all."""
+    table, sets = sample_world()
+    seen = {}
+
+    def fake_build(texts, chats, cfg):
+        seen.update(texts=texts, chats=chats)
+        return tmp_path, {"model": "tiny"}
+
+    monkeypatch.setattr(student_module, "build_tiny_student", fake_build)
+    cfg = StudentConfig(cache_dir=str(tmp_path), tiny={"warmup_replies": "none"})
+    student_module.prepare_tiny_student(table, [sets.sft, sets.dpo], cfg)
+    assert_disjoint(seen["chats"], seen["texts"], table, sets)
+    train = table[table["split"] == "train"]
+    contexts = set(train["situation"].str.strip()) | set(train["utterance"].str.strip())
+    assert seen["texts"] and set(seen["texts"]) <= contexts
+    replies = {normalize(r) for r in table["response"]}
+    assert not {normalize(u) for u in seen["texts"]} & replies
+    # the default still reads model replies rated below the top rating
+    student_module.prepare_tiny_student(table, [sets.sft, sets.dpo], StudentConfig(cache_dir=str(tmp_path)))
+    assert not set(seen["texts"]) <= contexts
