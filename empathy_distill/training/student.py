@@ -3,7 +3,8 @@
 ``tiny`` is built here with no download: a byte-level BPE tokenizer and a small Llama,
 briefly pretrained as a causal LM so that its replies are word-like, both on the
 warm-up corpus of :mod:`empathy_distill.training.warmup` (situations and speaker turns
-of train dialogues; never a listener response, a training target or a test dialogue),
+of train dialogues, and model replies rated below the top unless ``warmup_replies: none``;
+never a human reply, a training target or a test dialogue),
 so that the base is untouched by what SFT and DPO teach. It is saved as a
 normal model folder under ``student.cache_dir`` and reused while the data hash and
 the settings are unchanged. It can show that the pipeline trains, changes adapters,
