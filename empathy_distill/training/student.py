@@ -120,7 +120,7 @@ def prepare_tiny_student(dialogues, training_sets, cfg: StudentConfig) -> tuple[
     """
     from empathy_distill.training.warmup import build_warmup_corpus
 
-    corpus = build_warmup_corpus(dialogues, training_sets, replies_wanted=cfg.tiny.warmup_replies == "below_top")
+    corpus = build_warmup_corpus(dialogues, training_sets, include_replies=cfg.tiny.warmup_replies == "below_top")
     if not corpus.chats:
         raise ValueError(
             "the tiny student has no warm-up text: no train dialogue has a situation or speaker turn left after "

@@ -81,7 +81,7 @@ def build_warmup_corpus(
     dialogues: pd.DataFrame,
     training_sets: Iterable[pd.DataFrame] = (),
     min_substring_words: int = MIN_SUBSTRING_WORDS,
-    replies_wanted: bool = True,
+    include_replies: bool = True,
 ) -> WarmupCorpus:
     """The warm-up chats from train dialogues, minus anything excluded.
 
@@ -91,7 +91,7 @@ def build_warmup_corpus(
         training_sets: SFT rows and DPO pairs; their targets are excluded too (teacher rewrites
             are not in ``dialogues``).
         min_substring_words: excluded texts this long or longer are also searched inside units.
-        replies_wanted: include recorded model replies rated below the top rating (``student.tiny.warmup_replies``);
+        include_replies: include recorded model replies rated below the top rating (``student.tiny.warmup_replies``);
             False: situations and speaker turns only.
     """
     from empathy_distill.data.training_sets import user_turn
@@ -99,7 +99,7 @@ def build_warmup_corpus(
     train = dialogues[dialogues["split"] == "train"]
     contexts = train.drop_duplicates("dialogue_id")
     replies = train[(train["source"] != "human") & (train["rating"].fillna(TOP_RATING) < TOP_RATING)]
-    if not replies_wanted:
+    if not include_replies:
         replies = replies.iloc[:0]
     excluded = excluded_texts(dialogues, training_sets)
     long_excluded = [t for t in excluded if len(t.split()) >= min_substring_words]

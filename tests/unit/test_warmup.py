@@ -68,8 +68,8 @@ def test_a_planted_overlap_is_dropped():
     assert corpus.dropped >= 1
 
 
-def test_the_student_factory_warms_up_on_that_corpus_only(monkeypatch, tmp_path):
-    table, sets = sample_world()
+def capture_warmup(monkeypatch, tmp_path) -> dict:
+    """The texts and chats the student factory would warm up on (the build itself replaced)."""
     seen = {}
 
     def fake_build(texts, chats, cfg):
@@ -77,6 +77,12 @@ def test_the_student_factory_warms_up_on_that_corpus_only(monkeypatch, tmp_path)
         return tmp_path, {"model": "tiny"}
 
     monkeypatch.setattr(student_module, "build_tiny_student", fake_build)
+    return seen
+
+
+def test_the_student_factory_warms_up_on_that_corpus_only(monkeypatch, tmp_path):
+    table, sets = sample_world()
+    seen = capture_warmup(monkeypatch, tmp_path)
     _, info = student_module.prepare_tiny_student(table, [sets.sft, sets.dpo], StudentConfig(cache_dir=str(tmp_path)))
     assert_disjoint(seen["chats"], seen["texts"], table, sets)
     assert info["warmup_chats"] == len(seen["chats"]) > 0
@@ -94,13 +100,7 @@ def test_real_file_warmup_is_disjoint(real_data):
 def test_warmup_replies_none_reads_no_listener_reply(monkeypatch, tmp_path):
     """student.tiny.warmup_replies=none: the factory's corpus holds situations and speaker turns, no reply at all."""
     table, sets = sample_world()
-    seen = {}
-
-    def fake_build(texts, chats, cfg):
-        seen.update(texts=texts, chats=chats)
-        return tmp_path, {"model": "tiny"}
-
-    monkeypatch.setattr(student_module, "build_tiny_student", fake_build)
+    seen = capture_warmup(monkeypatch, tmp_path)
     cfg = StudentConfig(cache_dir=str(tmp_path), tiny={"warmup_replies": "none"})
     student_module.prepare_tiny_student(table, [sets.sft, sets.dpo], cfg)
     assert_disjoint(seen["chats"], seen["texts"], table, sets)
