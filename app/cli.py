@@ -281,6 +281,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 @verb(
+    "deploy",
+    "print (and write) the `vllm serve` command for the registry's champion and challenger: the GPU path",
+    """\
+  empathy-distill deploy vllm
+  empathy-distill deploy vllm --download /srv/empathy --port 8000""",
+)
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Downloads the versions the champion and challenger aliases name and prints the `vllm serve` command that
+    serves both as LoRA modules on their base: the base (bundled copy or checked reference), --lora-modules,
+    --max-lora-rank from the adapters' rank, the registered chat template and generation defaults."""
+    from app.registry_ops import vllm_lines
+
+    return show(vllm_lines(_config(args), args.download, args.host, args.port))
+
+
+@verb(
     "retrain",
     "run the distill pipeline only when its inputs differ from the champion's (what a schedule calls)",
     """\
@@ -348,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rollback": _reason_option,
         "lineage": _lineage_options,
         "serve": _serve_options,
+        "deploy": _deploy_options,
         "retrain": _retrain_options,
     }
     for name, spec in VERBS.items():
@@ -446,6 +463,18 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default: registry.deploy.port (5005)")
+
+
+def _deploy_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", choices=["vllm"], help="the server to deploy on (vllm)")
+    p.add_argument(
+        "--download",
+        default=".cache/deploy/vllm",
+        metavar="DIR",
+        help="where the versions are downloaded and serve.sh written (default .cache/deploy/vllm)",
+    )
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8000)
 
 
 def _retrain_options(p: argparse.ArgumentParser) -> None:

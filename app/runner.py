@@ -435,7 +435,9 @@ def registry_lines(run, config: DistillConfig, tracking_uri: str, bin_dir: Path,
     if "deploy_model" in run.steps:
         dep = run.steps["deploy_model"].outputs["deployment"][0].load()
         lines.append(
-            f"deployed: v{dep['version']} at {dep['url']} (ready in {dep['ready_seconds']} s)"
+            f"deployed: v{dep['version']} at {dep['url']} ("
+            + ("server started; " if dep.get("started") else "")
+            + f"serving it {dep['ready_seconds']} s after the decision)"
             if dep["deployed"]
             else f"deploy: nothing to do ({dep['reason']})"
         )
@@ -452,7 +454,8 @@ def registry_lines(run, config: DistillConfig, tracking_uri: str, bin_dir: Path,
         ]
     lines += [
         "Next:",
-        f"  serve the champion:   {cli} serve --port {config.registry.deploy.port}",
+        f"  serve the champion:   {cli} serve --port {config.registry.deploy.port} (OpenAI-style: "
+        f'http://127.0.0.1:{config.registry.deploy.port}/v1, model "champion"; it follows every promotion)',
         f"  audit its lineage:    {cli} lineage models:/{config.registry.model_name}@champion",
         f"  roll back:            {cli} rollback",
     ]

@@ -1,61 +1,44 @@
-"""MLflow's model server for a registered version: start, wait for ``/health``, switch, stop.
+"""The stable address: one process that serves whatever the registry's ``champion`` alias names, and its lifecycle.
 
-``mlflow models serve -m models:/NAME@champion --env-manager local`` resolves the alias
-once, at start: a promotion therefore starts a second server for the new champion,
-waits until it answers ``/health``, records it as live, and only then stops the old one
-(blue/green on ``port`` and ``port + 1``). The live server is recorded in
-``<state_dir>/live.json`` (URL, pid, version) so that the next deploy can find it.
+``empathy-distill serve`` runs it in the foreground; the pipeline's ``deploy`` step starts it
+detached once and afterwards only waits until it serves the new champion: a promotion or a
+rollback changes what the same URL answers with, and no client learns a second port. The
+switch itself (load the new version beside the old, warm it, swap the route) is in
+:mod:`empathy_distill.serving.router`; this module is the HTTP face:
+
+- ``POST /v1/chat/completions``, ``GET /v1/models``: OpenAI's chat API (``model``: ``champion``,
+  ``challenger`` or a version), errors in OpenAI's shape;
+- ``POST /invocations``: MLflow's scoring protocol (``dataframe_records``, ``dataframe_split``,
+  ``instances``, ``inputs``; ``params``), answered by the default route (the champion);
+- ``GET /health`` (and ``/ping``): 200 once the default route is loaded, with the routes and
+  every switch count; ``GET /version``.
+
+Admission: at most ``max_concurrency`` requests are inside at once (running or queued for the
+model); one more gets 429 with ``Retry-After`` (seconds, from the recent request time) at once.
+
+    python -m deploy.server --model-name empathy-student --port 5005   # MLFLOW_TRACKING_URI from the environment
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import json
+import logging
+import math
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 READY_PATH = "/health"
-
-
-def serve_command(model_uri: str, host: str, port: int, workers: int = 1) -> list[str]:
-    """The command line (the venv's ``mlflow``; it execs ``uvicorn`` from the same bin folder)."""
-    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
-    return [
-        mlflow_bin,
-        "models",
-        "serve",
-        "-m",
-        model_uri,
-        "--env-manager",
-        "local",
-        "-h",
-        host,
-        "-p",
-        str(port),
-        "-w",
-        str(workers),
-    ]
-
-
-def serve_env(tracking_uri: str, max_concurrency: int = 16) -> dict[str, str]:
-    """The server's environment: the registry to resolve ``models:/`` in, the venv's bin first on PATH, and
-    uvicorn's concurrency limit (MLflow starts uvicorn, which reads ``UVICORN_*`` options from the environment)."""
-    bin_dir = str(Path(sys.executable).parent)
-    return {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "MLFLOW_REGISTRY_URI": tracking_uri,
-        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "UVICORN_LIMIT_CONCURRENCY": str(max_concurrency),
-    }
 
 
 def port_free(host: str, port: int) -> bool:
@@ -95,22 +78,6 @@ def healthy(url: str) -> bool:
         return False
 
 
-def start(
-    model_uri: str, tracking_uri: str, host: str, port: int, log_path: Path, max_concurrency: int = 16
-) -> subprocess.Popen:
-    """A detached server (its own session, so it outlives the step that started it)."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            serve_command(model_uri, host, port),
-            env=serve_env(tracking_uri, max_concurrency),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-
 def stop(pid: int, timeout_s: float = 15.0) -> bool:
     """SIGTERM to the server's process group, SIGKILL after ``timeout_s``; False when it was not running."""
     try:
@@ -131,10 +98,289 @@ def stop(pid: int, timeout_s: float = 15.0) -> bool:
     return True
 
 
+def build_app(router, max_concurrency: int = 32):
+    """The Starlette application over a started router."""
+    from mlflow.exceptions import MlflowException
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from empathy_distill.serving.api import (
+        MAX_BODY_BYTES,
+        ApiError,
+        chat_request,
+        completion,
+        invocation_params,
+        parse_body,
+    )
+
+    state = {"inside": 0, "seconds": 1.0}  # requests inside now; a moving mean of request seconds (for Retry-After)
+    name = router.pool.model_name
+
+    async def read(request: Request) -> dict[str, Any]:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise ApiError(
+                413, f"the request body is {declared} bytes; the limit is {MAX_BODY_BYTES}", code="too_large"
+            )
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BODY_BYTES:
+                raise ApiError(413, f"the request body is over the limit of {MAX_BODY_BYTES} bytes", code="too_large")
+        return parse_body(bytes(raw))
+
+    @contextlib.contextmanager
+    def admitted():
+        if state["inside"] >= max_concurrency:
+            wait = max(1, math.ceil(state["seconds"]))
+            raise ApiError(
+                429,
+                f"{max_concurrency} requests are being served; retry after {wait} s",
+                type="rate_limit_exceeded",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": str(wait)},
+            )
+        state["inside"] += 1
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            state["inside"] -= 1
+            state["seconds"] = 0.8 * state["seconds"] + 0.2 * (time.monotonic() - start)
+
+    async def answer(version, chat, max_tokens, settings):
+        version.in_flight += 1
+        try:
+            return await asyncio.wrap_future(router.pool.submit(version, chat, max_tokens, settings))
+        finally:
+            version.in_flight -= 1
+
+    async def chat_completions(request: Request) -> JSONResponse:
+        try:
+            with admitted():
+                req = chat_request(await read(request))
+                version = await run_in_threadpool(router.resolve, req.model)
+                reply = await answer(
+                    version, req.messages, req.max_tokens, {"temperature": req.temperature, "top_p": req.top_p}
+                )
+        except ApiError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        body = completion(
+            f"{name}/{version.number}", reply.text, reply.finish_reason, reply.prompt_tokens, reply.completion_tokens
+        )
+        return JSONResponse(body, headers={"X-Model-Version": version.number})
+
+    async def invocations(request: Request) -> JSONResponse:
+        """MLflow's scoring protocol, answered by the default route."""
+        from mlflow.pyfunc.scoring_server import infer_and_parse_data
+
+        from empathy_distill.registry.pyfunc import MAX_ROWS, check_chat
+
+        def mlflow_error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+            code = "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR"
+            return JSONResponse({"error_code": code, "message": message}, status_code=status, headers=headers or {})
+
+        kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
+        if kind not in ("application/json", ""):
+            return mlflow_error(415, f"Content-Type {kind} is not served here; send application/json")
+        try:
+            with admitted():
+                body = await read(request)
+                params = invocation_params(body.pop("params", None))
+                try:
+                    frame = infer_and_parse_data(body)
+                except (MlflowException, ValueError, TypeError, KeyError) as exc:
+                    raise ApiError(400, " ".join(str(exc).split())[:500]) from None
+                if "messages" not in frame.columns:
+                    raise ApiError(400, "expected one chat per row in a 'messages' column")
+                if len(frame) > MAX_ROWS:
+                    raise ApiError(400, f"{len(frame)} chats in one request; at most {MAX_ROWS}")
+                try:
+                    chats = [check_chat(m, row) for row, m in enumerate(frame["messages"])]
+                except MlflowException as exc:
+                    raise ApiError(400, exc.message) from None
+                settings = {k: params[k] for k in ("temperature", "top_p", "no_repeat_ngram_size")}
+                version = await run_in_threadpool(router.resolve, router.default)
+                replies = await asyncio.gather(
+                    *(answer(version, chat, params.get("max_new_tokens"), settings) for chat in chats)
+                )
+        except ApiError as exc:
+            return mlflow_error(exc.status, exc.message, exc.headers)
+        predictions = [{"response": r.text, "finish_reason": r.finish_reason} for r in replies]
+        return JSONResponse({"predictions": predictions}, headers={"X-Model-Version": version.number})
+
+    async def models(request: Request) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": router.models()})
+
+    async def health(request: Request) -> JSONResponse:
+        body = router.health()
+        up = router.routes.get(router.default) in router.pool.versions
+        return JSONResponse({"status": "ok" if up else "loading", **body}, status_code=200 if up else 503)
+
+    async def version(request: Request) -> JSONResponse:
+        import mlflow
+
+        return JSONResponse({"mlflow": mlflow.__version__, "model": name})
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/invocations", invocations, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/ping", health, methods=["GET"]),
+            Route("/version", version, methods=["GET"]),
+        ]
+    )
+
+
+def run(
+    model_name: str,
+    tracking_uri: str,
+    host: str,
+    port: int,
+    state_dir: str | Path,
+    default: str = "champion",
+    max_concurrency: int = 32,
+    poll_s: float = 1.0,
+    max_loaded: int = 4,
+) -> None:
+    """Loads the default route, then serves until SIGTERM/SIGINT (uvicorn), following the registry meanwhile.
+
+    Raises:
+        RuntimeError: the default route names no version, or it does not load.
+    """
+    import uvicorn
+
+    from empathy_distill.serving.pool import Pool
+    from empathy_distill.serving.router import Router
+
+    state_dir = Path(state_dir)
+    pool = Pool(model_name, tracking_uri, state_dir / "versions", max_loaded=max_loaded)
+    url = f"http://{host}:{port}"
+    router = Router(
+        pool,
+        default=default,
+        poll_s=poll_s,
+        state_file=state_dir / "live.json",
+        state={
+            "url": url,
+            "host": host,
+            "port": port,
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "log": str(state_dir / "server.log"),
+        },
+    )
+    router.refresh()
+    if router.routes.get(default) is None:
+        reason = router.errors.get(default) or f"no version of {model_name} holds '{default}'"
+        raise RuntimeError(f"cannot serve {model_name}@{default}: {reason}")
+    router.start()
+    config = uvicorn.Config(
+        build_app(router, max_concurrency),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        limit_concurrency=4 * max_concurrency + 16,  # a backstop far above the admission limit (which answers 429)
+        timeout_graceful_shutdown=15,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        router.stop()
+
+
+def start(
+    model_name: str,
+    tracking_uri: str,
+    host: str,
+    port: int,
+    state_dir: str | Path,
+    max_concurrency: int = 32,
+    poll_s: float = 1.0,
+    max_loaded: int = 4,
+) -> subprocess.Popen:
+    """The server, detached (its own session, so it outlives the step that started it). The tracking URI travels
+    in the environment, not on the command line (it may hold credentials)."""
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_REGISTRY_URI": tracking_uri,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "deploy.server",
+        "--model-name",
+        model_name,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--state-dir",
+        str(state_dir),
+        "--max-concurrency",
+        str(max_concurrency),
+        "--poll-s",
+        str(poll_s),
+        "--max-loaded",
+        str(max_loaded),
+    ]
+    with open(state_dir / "server.log", "ab") as log:
+        return subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+
+
+def serving(url: str) -> dict[str, Any] | None:
+    """The server's ``/health`` body (its routes), or None when it does not answer."""
+    try:
+        with urllib.request.urlopen(url + READY_PATH, timeout=2) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        with contextlib.suppress(ValueError):
+            return json.loads(err.read())
+        return None
+    except (OSError, ValueError):
+        return None
+
+
+def wait_serving(url: str, version: str, timeout_s: float, route: str = "champion") -> float:
+    """Seconds until the server at ``url`` answers ``route`` with ``version``.
+
+    Raises:
+        RuntimeError: the timeout passed first (the message says what it serves and any load error).
+    """
+    start_t = time.monotonic()
+    seen = None
+    while time.monotonic() - start_t < timeout_s:
+        seen = serving(url)
+        if seen and seen.get("routes", {}).get(route) == str(version):
+            return time.monotonic() - start_t
+        time.sleep(0.2)
+    raise RuntimeError(
+        f"the server at {url} did not switch {route} to v{version} within {timeout_s:.0f} s "
+        f"(serving {(seen or {}).get('routes')}, errors {(seen or {}).get('errors')})"
+    )
+
+
 def live(state_dir: str | Path) -> dict[str, Any] | None:
-    """The recorded live server, or None."""
+    """The server's own record (``<state_dir>/live.json``: URL, pid, routes), or None."""
     path = Path(state_dir) / "live.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def deploy(
@@ -145,45 +391,84 @@ def deploy(
     port: int,
     state_dir: str | Path,
     ready_timeout_s: float = 120.0,
-    max_concurrency: int = 16,
+    max_concurrency: int = 32,
+    poll_s: float = 1.0,
+    max_loaded: int = 4,
 ) -> dict[str, Any]:
-    """Serves ``models:/NAME/VERSION`` beside the live server, switches when ready, stops the old one.
+    """Makes the stable address serve ``version`` as champion: starts the server when none answers there, then
+    waits until it has followed the alias (the alias is already moved: the registry is the only trigger).
 
-    The version number (not the alias) is served, so the record says exactly what answers.
+    Raises:
+        RuntimeError: the port is held by something else, the server exited, or it did not switch in time.
     """
-    state_dir = Path(state_dir)
-    old = live(state_dir)
-    candidates = [port, port + 1]
-    if old is not None:
-        candidates = [p for p in candidates if p != old["port"]] + [old["port"]]
-    chosen = next((p for p in candidates if port_free(host, p)), None)
-    if chosen is None:
-        raise RuntimeError(f"ports {port} and {port + 1} on {host} are both busy")
-    uri = f"models:/{model_name}/{version}"
-    proc = start(uri, tracking_uri, host, chosen, state_dir / f"server-{chosen}.log", max_concurrency)
-    url = f"http://{host}:{chosen}"
-    try:
-        ready_s = wait_ready(url, ready_timeout_s, proc)
-    except RuntimeError:
-        stop(proc.pid)
-        raise
-    record = {
+    url = f"http://{host}:{port}"
+    record = live(state_dir)
+    health = serving(url)
+    started = False
+    if health is None or health.get("model") != model_name:
+        if health is not None or not port_free(host, port):
+            raise RuntimeError(f"port {port} on {host} is in use by something other than this model's server")
+        proc = start(model_name, tracking_uri, host, port, state_dir, max_concurrency, poll_s, max_loaded)
+        try:
+            wait_ready(url, ready_timeout_s, proc)
+        except RuntimeError:
+            stop(proc.pid)
+            raise
+        started = True
+    switched = wait_serving(url, version, ready_timeout_s)
+    record = live(state_dir) or {}
+    return {
         "url": url,
         "host": host,
-        "port": chosen,
-        "pid": proc.pid,
-        "model_uri": uri,
+        "port": port,
+        "pid": record.get("pid"),
         "model": model_name,
-        "version": version,
-        "ready_seconds": round(ready_s, 2),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "log": str(state_dir / f"server-{chosen}.log"),
+        "version": str(version),
+        "model_uri": f"models:/{model_name}@champion",
+        "started": started,
+        "ready_seconds": round(switched, 2),
+        "log": str(Path(state_dir) / "server.log"),
     }
-    (state_dir / "live.json").write_text(json.dumps(record, indent=2))
-    if old is not None and old.get("pid") != proc.pid:
-        record["stopped_previous"] = {
-            "version": old.get("version"),
-            "url": old.get("url"),
-            "was_running": stop(old["pid"]),
-        }
-    return record
+
+
+def quiet_loading() -> None:
+    """No progress bars from downloads and weight loading in a server's log; no telemetry."""
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_DISABLE"):
+        os.environ.setdefault(name, "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="serve a registered model's champion at one stable address")
+    parser.add_argument("--model-name", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5005)
+    parser.add_argument("--state-dir", default=".cache/deploy")
+    parser.add_argument("--default", default="champion", help="champion, another alias, or a pinned version number")
+    parser.add_argument("--max-concurrency", type=int, default=32)
+    parser.add_argument("--poll-s", type=float, default=1.0)
+    parser.add_argument("--max-loaded", type=int, default=4)
+    args = parser.parse_args(argv)
+    quiet_loading()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run(
+            args.model_name,
+            os.environ.get("MLFLOW_TRACKING_URI", ""),
+            args.host,
+            args.port,
+            args.state_dir,
+            args.default,
+            args.max_concurrency,
+            args.poll_s,
+            args.max_loaded,
+        )
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

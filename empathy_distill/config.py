@@ -333,18 +333,26 @@ class PromotionPolicy(Strict):
 
 
 class DeployConfig(Strict):
-    """The local model server that the ``deploy`` step (re)starts after a promotion."""
+    """The stable address that serves the champion (``empathy-distill serve``, and the ``deploy`` step that starts it
+    once and then waits for it to follow each promotion)."""
 
     enabled: bool = False
     """Off by default: a pipeline run then leaves no server behind; ``empathy-distill serve`` starts one by hand."""
     host: str = "127.0.0.1"
     port: int = Field(5005, ge=1, le=65535)
+    """The one port clients use; a promotion or a rollback changes what it answers with, never where."""
     state_dir: str = ".cache/deploy"
-    """Where the running server's pid, URL and version are recorded (so the next deploy can stop it)."""
+    """The server's record (``live.json``: URL, pid, routes), its log and its downloaded versions."""
     ready_timeout_s: float = Field(120.0, gt=0)
-    max_concurrency: int = Field(16, ge=1)
-    """Requests the server works on at once; beyond it, an immediate 503 (uvicorn's limit), so a burst is
-    refused at the door instead of queueing without bound."""
+    """How long the step waits for the server to start, and then to serve the new champion."""
+    max_concurrency: int = Field(32, ge=1)
+    """Requests inside the server at once (generating or queued for a batch); one more gets 429 with Retry-After at
+    once, so a burst is refused at the door instead of queueing without bound."""
+    poll_s: float = Field(1.0, gt=0)
+    """Seconds between the server's reads of the registry's aliases: a switch follows an alias move within this
+    plus the time to load and warm the new version (documented bound: docs/registry.md)."""
+    max_loaded: int = Field(4, ge=2)
+    """Versions held in memory (champion, challenger, the rollback target, then the most recently asked for)."""
 
 
 class RegistryConfig(Strict):

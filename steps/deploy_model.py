@@ -1,26 +1,28 @@
-"""Step: after a promotion, serve the new champion beside the live server, switch, stop the old one."""
+"""Step: after the gate's decision, the stable address serves the champion (started once, then it follows)."""
 
 from typing import Annotated, Any
 
 import mlflow
 from zenml import log_metadata, step
 
-from deploy.server import deploy, healthy, live
+from deploy.server import deploy, serving
 from empathy_distill.config import RegistryConfig
 from steps.console import stage_done
 
 
 @step(experiment_tracker=True, enable_cache=False)
 def deploy_model(decision: dict[str, Any], registry: RegistryConfig) -> Annotated[dict[str, Any], "deployment"]:
-    """Makes the server answer with the champion after this run's decision: (re)started when it is not the one
-    served, or down."""
+    """Makes ``host:port`` answer with the champion after this run's decision: the server is started when none
+    answers there; otherwise the step only waits until the server has followed the alias (the registry is the
+    trigger; the address never changes)."""
     cfg = registry.deploy
     target = decision["champion_after"]
-    current = live(cfg.state_dir)
+    url = f"http://{cfg.host}:{cfg.port}"
+    current = serving(url)
     if target is None:
-        record = {"deployed": False, "reason": "no champion to serve", "live": current}
-    elif current is not None and current["version"] == target and healthy(current["url"]):
-        record = {"deployed": False, "reason": f"v{target} is already served at {current['url']}", "live": current}
+        record = {"deployed": False, "reason": "no champion to serve", "url": url}
+    elif current is not None and current.get("routes", {}).get("champion") == str(target):
+        record = {"deployed": False, "reason": f"v{target} is already served at {url}", "url": url, "version": target}
     else:
         record = {
             "deployed": True,
@@ -33,6 +35,8 @@ def deploy_model(decision: dict[str, Any], registry: RegistryConfig) -> Annotate
                 cfg.state_dir,
                 cfg.ready_timeout_s,
                 cfg.max_concurrency,
+                cfg.poll_s,
+                cfg.max_loaded,
             ),
         }
         mlflow.set_tags(

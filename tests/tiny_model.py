@@ -43,3 +43,42 @@ def build_tiny_chat_model(folder: Path) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
+
+
+def register_tiny_versions(folder: Path, tracking_uri: str, model: str, seeds: tuple[int, ...] = (1,)) -> list[str]:
+    """One tiny base (bundled) and one random LoRA adapter per seed, each logged as the real pyfunc model and
+    registered as a new version of ``model``; returns the version numbers. No alias is set."""
+    import mlflow
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from empathy_distill.registry.pyfunc import log_student_model
+
+    base = build_tiny_chat_model(folder / "base")
+    versions = []
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        for seed in seeds:
+            torch.manual_seed(seed)  # adapters that differ: each version answers differently
+            peft = get_peft_model(
+                AutoModelForCausalLM.from_pretrained(base),
+                LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False),
+            )
+            adapter = folder / f"adapter-{seed}"
+            peft.save_pretrained(adapter)
+            with mlflow.start_run():
+                info = log_student_model(
+                    str(adapter),
+                    str(base),
+                    bundle_base=True,
+                    chat_template=None,
+                    dtype="float32",
+                    generation={"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "no_repeat_ngram_size": 3},
+                    system_prompt="Answer kindly.",
+                    model_name=model,
+                )
+            versions.append(str(info.registered_model_version))
+    finally:
+        mlflow.set_tracking_uri(None)
+    return versions

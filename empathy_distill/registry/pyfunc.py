@@ -28,7 +28,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import Array, ColSpec, Object, ParamSchema, ParamSpec, Property, Schema
 
-ROLES = ("system", "user", "assistant")
 MAX_CHARS = 20_000  # a chat longer than this is refused, not truncated silently
 MAX_NEW_TOKENS = 1024
 MAX_ROWS = 64  # chats per request
@@ -59,24 +58,32 @@ def bad_request(message: str) -> MlflowException:
 
 def check_chat(messages: Any, row: int) -> list[dict[str, str]]:
     """A list of ``{role, content}`` with known roles, non-empty text and a user turn last; else a 400."""
+    from empathy_distill.serving.api import ApiError
+    from empathy_distill.serving.api import check_chat as check_turns
+
     if hasattr(messages, "tolist"):
         messages = messages.tolist()
-    if not isinstance(messages, list) or not messages:
-        raise bad_request(f"row {row}: messages must be a non-empty list of {{role, content}}")
-    chat = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise bad_request(f"row {row}, message {i}: expected {{role: str, content: str}}")
-        if m["role"] not in ROLES:
-            raise bad_request(f"row {row}, message {i}: role '{m['role']}' is not one of {', '.join(ROLES)}")
-        if not m["content"].strip():
-            raise bad_request(f"row {row}, message {i}: empty content")
-        chat.append({"role": m["role"], "content": m["content"]})
-    if chat[-1]["role"] != "user":
-        raise bad_request(f"row {row}: the last message must be the user's")
+    try:
+        chat = check_turns(messages, where=f"row {row}: messages")
+    except ApiError as exc:
+        raise bad_request(str(exc)) from None
     if sum(len(m["content"]) for m in chat) > MAX_CHARS:
         raise bad_request(f"row {row}: the chat is longer than {MAX_CHARS} characters")
     return chat
+
+
+def base_path(cfg: dict[str, Any], artifacts: dict[str, str]) -> str:
+    """The folder (or hub id) of the version's base: its bundled copy, or the checked reference."""
+    if cfg.get("base_source") == "artifact" and "base" in artifacts:
+        return artifacts["base"]
+    base = str(cfg["base_model"])
+    check_base_reference(base, cfg.get("base_fingerprint"))
+    return base
+
+
+def generation_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The registered generation settings (what a request that names none gets)."""
+    return {k: cfg[k] for k in ("max_new_tokens", "temperature", "top_p", "no_repeat_ngram_size") if k in cfg}
 
 
 class StudentChatModel(mlflow.pyfunc.PythonModel):
@@ -89,11 +96,7 @@ class StudentChatModel(mlflow.pyfunc.PythonModel):
         from empathy_distill.training.student import load_student
 
         cfg = dict(context.model_config or {})
-        if cfg.get("base_source") == "artifact" and "base" in context.artifacts:
-            base = context.artifacts["base"]
-        else:
-            base = str(cfg["base_model"])
-            check_base_reference(base, cfg.get("base_fingerprint"))
+        base = base_path(cfg, context.artifacts)
         student = StudentConfig(model=str(base), chat_template=cfg.get("chat_template"), dtype=cfg.get("dtype", "auto"))
         self.tokenizer, model, self.chat_format = load_student(str(base), student)
         import torch
@@ -102,9 +105,7 @@ class StudentChatModel(mlflow.pyfunc.PythonModel):
             model = model.to("cuda")
         self.model = PeftModel.from_pretrained(model, context.artifacts["adapter"])
         self.system_prompt = cfg.get("system_prompt", "")
-        self.defaults = {
-            k: cfg[k] for k in ("max_new_tokens", "temperature", "top_p", "no_repeat_ngram_size") if k in cfg
-        }
+        self.defaults = generation_defaults(cfg)
         self._lock = threading.Lock()
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:

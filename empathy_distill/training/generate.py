@@ -76,8 +76,10 @@ def generate(
     settings: GenerationSettings,
     desc: str = "generate",
     fmt: ChatFormat | None = None,
+    progress: bool = True,
 ) -> list[Reply]:
-    """Replies to chat prompts, ``settings.batch_size`` at a time, left-padded.
+    """Replies to chat prompts, ``settings.batch_size`` at a time, left-padded (a progress bar on a terminal unless
+    ``progress`` is False: a server generates for many small requests).
 
     Generation stops at any of the model's end-of-turn ids (``fmt.stop_ids``: generation_config's eos list, the
     tokenizer's eos and the template's end-of-turn), never only at ``tokenizer.eos_token_id``; a reply is cut at the
@@ -101,7 +103,9 @@ def generate(
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     model.eval()
-    for start in tqdm(range(0, len(encoded), settings.batch_size), desc=desc, unit="batch", disable=None):
+    for start in tqdm(
+        range(0, len(encoded), settings.batch_size), desc=desc, unit="batch", disable=None if progress else True
+    ):
         rows = encoded[start : start + settings.batch_size]
         width = max(len(r) for r in rows)
         ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=device)

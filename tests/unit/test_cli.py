@@ -30,6 +30,7 @@ def test_the_common_options_parse_the_same_for_every_verb():
         "promote": ["--version", "1"],
         "ingest": ["--data", "x", "--out", "y"],
         "calibrate": ["--data", "x"],
+        "deploy": ["vllm"],
     }
     for verb in VERBS:
         args = build_parser().parse_args(
