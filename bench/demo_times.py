@@ -9,11 +9,11 @@ changed (cached: ZenML reuses every step up to training). Where the gate did not
 demo's student, version 1 is made champion by a recorded ``promote --force --reason`` (serving
 speed does not depend on whether the student won). Then ``empathy-distill serve``
 answers 200 chats 8 at a time (latency percentiles, errors) and a burst of 128 sent 64 at a
-time (beyond its limit of 16: refused with 503, and the server stays up). The last lines are
+time (beyond its limit of 32: refused with 429 and a Retry-After, and the server stays up). The last lines are
 
     demo_cold_s=<seconds> demo_cached_s=<seconds>
     serve_p50_ms=<ms> serve_p99_ms=<ms> serve_errors=<n>
-    burst_refused=<503s> burst_other_errors=<n> serve_up_after=<0|1>
+    burst_refused=<429s> burst_other_errors=<n> serve_up_after=<0|1>
 """
 
 from __future__ import annotations
@@ -124,14 +124,14 @@ def serve_champion(work: Path, env: dict[str, str]) -> None:
         errors = sum(code != 200 for code, _ in load)
         with ThreadPoolExecutor(64) as pool:
             burst = [code for code, _ in pool.map(one, range(128))]
-        refused, other = burst.count(503), sum(code not in (200, 503) for code in burst)
+        refused, other = burst.count(429), sum(code not in (200, 429) for code in burst)
         up = int(proc.poll() is None and post(url, "Still there?") == 200)
     finally:
         stop(proc.pid)
     p50, p99 = statistics.median(latencies) * 1000, latencies[int(0.99 * len(latencies)) - 1] * 1000
     print(
         f"serving the champion: 200 chats 8 at a time, p50 {p50:.0f} ms, p99 {p99:.0f} ms, {errors} errors; "
-        f"a burst of 128, 64 at a time: {refused} refused with 503, {other} other errors, up after: {bool(up)}"
+        f"a burst of 128, 64 at a time: {refused} refused with 429, {other} other errors, up after: {bool(up)}"
     )
     print(
         f"serve_p50_ms={p50:.0f} serve_p99_ms={p99:.0f} serve_errors={errors} burst_refused={refused} "
