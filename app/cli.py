@@ -255,14 +255,16 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     "audit a version: MLflow run, ZenML run, data, prompts, teacher, training, judges, promotions",
     """\
   empathy-distill lineage models:/empathy-student@champion
-  empathy-distill lineage models:/empathy-student/3 --json""",
+  empathy-distill lineage models:/empathy-student/3 --json
+  empathy-distill lineage models:/empathy-student@champion --verify""",
 )
 def cmd_lineage(args: argparse.Namespace) -> int:
     """Follows a registered version back to what made it: the MLflow and ZenML runs, the data file's hash, the
     prompt templates, the teacher, the training stages, the judges and every promotion decision about it."""
     from app.registry_ops import lineage
 
-    return show(lineage(_config(args), args.model, args.json))
+    code, lines = lineage(_config(args), args.model, args.json, args.verify)
+    return show(lines, code)
 
 
 @verb(
@@ -453,6 +455,12 @@ def _promote_options(p: argparse.ArgumentParser) -> None:
 def _lineage_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="models:/NAME@ALIAS or models:/NAME/VERSION")
     p.add_argument("--json", action="store_true", help="the whole chain as JSON")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-check it: the registry's adapter, the data file, the prompt templates, the base and the promotion "
+        "history against what was registered (exit 1 when one does not hold, one line each)",
+    )
 
 
 def _serve_options(p: argparse.ArgumentParser) -> None:

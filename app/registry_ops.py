@@ -133,7 +133,8 @@ def rollback(config: DistillConfig, reason: str = "") -> list[str]:
     return [*decision_lines(entry), sync_zenml_stage(p, config.registry.model_name, entry["champion_after"])]
 
 
-def lineage(config: DistillConfig, uri: str, as_json: bool) -> list[str]:
+def lineage(config: DistillConfig, uri: str, as_json: bool, verify: bool = False) -> tuple[int, list[str]]:
+    """The audit of a version; with ``verify``, every claim re-checked (exit 1 when one does not hold)."""
     from empathy_distill.registry.lineage import audit, audit_lines
 
     p = promotions(config)
@@ -154,9 +155,21 @@ def lineage(config: DistillConfig, uri: str, as_json: bool) -> list[str]:
             )
         except KeyError:
             chain["missing"].append(f"ZenML pipeline run {zen['pipeline_run_id']} (not in this ZenML store)")
+    code = 0
+    if verify:
+        from empathy_distill.registry.verify import verify as verify_version
+
+        v = chain["version"]
+        chain["verify"] = verify_version(p.client, p.history, v["name"], v["version"], tracking_uri())
+        code = 0 if chain["verify"]["ok"] else 1
     if as_json:
-        return [json.dumps(chain, indent=2, default=str)]
-    return audit_lines(chain)
+        return code, [json.dumps(chain, indent=2, default=str)]
+    lines = audit_lines(chain)
+    if verify:
+        from empathy_distill.registry.verify import verify_lines
+
+        lines += verify_lines(chain["verify"])
+    return code, lines
 
 
 def serve(config: DistillConfig, model: str | None, host: str, port: int) -> int:

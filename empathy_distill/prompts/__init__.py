@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from string import Template
 from typing import Literal, get_args
 
@@ -55,13 +56,19 @@ def templates_for(strategy: str, with_initial: bool = False) -> list[str]:
     return [SYSTEM, *([INITIAL] if with_initial else []), *STRATEGY_TURNS[strategy]]
 
 
-def prompt_hash(names: list[str]) -> str:
-    """sha256 over the named templates' texts (names included)."""
+def prompt_hash(names: list[str], folder: str | Path | None = None) -> str:
+    """sha256 over the named templates' texts (names included); ``folder``: read them there instead of the package
+    (a deployed copy, checked by ``lineage --verify``). A template missing there hashes as missing."""
     digest = hashlib.sha256()
     for name in names:
         digest.update(name.encode())
         digest.update(b"\0")
-        digest.update(load_template(name).encode())
+        if folder is None:
+            text = load_template(name)
+        else:
+            path = Path(folder) / f"{name}.txt"
+            text = path.read_text(encoding="utf-8").strip() if path.is_file() else "\0missing"
+        digest.update(text.encode())
         digest.update(b"\0")
     return "sha256:" + digest.hexdigest()
 
@@ -72,9 +79,9 @@ def strategy_turns(strategy: str) -> tuple[str, ...]:
     return STRATEGY_TURNS[strategy]
 
 
-def method_prompt_hash(method: str, strategy: str) -> str:
+def method_prompt_hash(method: str, strategy: str, folder: str | Path | None = None) -> str:
     """Hash of every template a distillation method uses with ``strategy`` (the student's system prompt included);
     ``direct`` uses no teacher template. Goes into lineage and into step parameters."""
     if method == "direct":
-        return prompt_hash([STUDENT_SYSTEM])
-    return prompt_hash([*templates_for(strategy, with_initial=method == "improve_llm"), STUDENT_SYSTEM])
+        return prompt_hash([STUDENT_SYSTEM], folder)
+    return prompt_hash([*templates_for(strategy, with_initial=method == "improve_llm"), STUDENT_SYSTEM], folder)

@@ -52,20 +52,18 @@ def templates_hash() -> str:
     )
 
 
+def data_part(data_fingerprint: str, data: dict[str, Any], validation: dict[str, Any]) -> str:
+    """The ``data`` part: the file's bytes and how they are read, split and validated (``data`` and ``validation``
+    as dumped config sections)."""
+    return _digest(
+        {"bytes": data_fingerprint, "format": data["format"], "split": data["split"], "validation": validation}
+    )
+
+
 def input_hashes(config: DistillConfig, data_fingerprint: str) -> dict[str, str]:
     """One hash per part of :data:`PARTS`, plus ``all`` over them."""
     dumped = config.model_dump()
-    parts = {
-        "data": _digest(
-            {
-                "bytes": data_fingerprint,
-                "format": dumped["data"]["format"],
-                "split": dumped["data"]["split"],
-                "validation": dumped["validation"],
-            }
-        ),
-        "prompts": templates_hash(),
-    }
+    parts = {"data": data_part(data_fingerprint, dumped["data"], dumped["validation"]), "prompts": templates_hash()}
     for name in PARTS[2:]:
         section = dumped[name]
         parts[name] = _digest({k: v for k, v in section.items() if k not in _RUN_ONLY.get(name, set())})

@@ -363,13 +363,15 @@ def download(model_name: str, number: str, tracking_uri: str, cache_dir: str | P
     return folder
 
 
-def read_model(folder: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
-    """The registered model config (with ``SERVING_MODEL_CONFIG``'s JSON over it) and the artifact paths of a
-    downloaded version."""
+def read_model(folder: str | Path, overrides: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+    """The registered model config (with ``SERVING_MODEL_CONFIG``'s JSON over it unless ``overrides`` is off) and the
+    artifact paths of a downloaded version."""
     from mlflow.models import Model
 
     folder = Path(folder)
     flavor = Model.load(str(folder / "MLmodel")).flavors["python_function"]
-    cfg = {**flavor.get("config", {}), **json.loads(os.environ.get("SERVING_MODEL_CONFIG") or "{}")}
+    cfg = dict(flavor.get("config", {}))
+    if overrides:
+        cfg.update(json.loads(os.environ.get("SERVING_MODEL_CONFIG") or "{}"))
     artifacts = {name: str(folder / spec["path"]) for name, spec in flavor.get("artifacts", {}).items()}
     return cfg, artifacts
