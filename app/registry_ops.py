@@ -292,26 +292,17 @@ def retrain(config: DistillConfig, force: bool = False, enable_cache: bool = Tru
     """Runs the distill pipeline only when an input differs from what the champion was trained on."""
     from app.runner import prepared, run_pipeline
     from empathy_distill.data.hashing import file_fingerprint
-    from empathy_distill.registry.inputs import changed_parts, input_hashes
+    from empathy_distill.registry.inputs import input_hashes
+    from empathy_distill.registry.retrain import decide
 
     p = promotions(config)
     model = config.registry.model_name
-    champion = p.alias(model)
     ready = prepared(config, needs_teacher=False, needs_student=False)
     now = input_hashes(ready, file_fingerprint(ready.data.path))
-    if champion is None:
-        why = f"no champion of '{model}' yet"
-    else:
-        tags = p.client.get_model_version(model, champion).tags
-        changed = changed_parts(now, {k.split(".", 1)[1]: v for k, v in tags.items() if k.startswith("inputs.")})
-        if not changed and not force:
-            return [f"retrain: nothing changed since champion v{champion} (inputs {now['all'][:19]}): no run"]
-        why = (
-            f"changed since champion v{champion}: {', '.join(changed)}"
-            if changed
-            else f"nothing changed since champion v{champion}, --force"
-        )
-    return [f"retrain: {why}: running", *run_pipeline("distill", config, enable_cache=enable_cache, scheduled=False)]
+    run, line = decide(p.client, model, p.alias(model), now, force)
+    if not run:
+        return [line]
+    return [line, *run_pipeline("distill", config, enable_cache=enable_cache, scheduled=False)]
 
 
 def schedule_lines(config: DistillConfig, config_path: str) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from empathy_distill.judging.stats import WIN_RATE_FIELDS
-from empathy_distill.registry.inputs import PARTS
+from empathy_distill.registry.inputs import PARTS, library_versions
 from empathy_distill.registry.promotion import version_label as _v
 
 LINEAGE_TAGS = (
@@ -78,6 +78,7 @@ def version_tags(
         "lineage.zenml_model_version": zenml.get("model_version", ""),
         "lineage.mlflow_run_id": mlflow_run_id,
         "lineage.champion_judged_against": evaluation.get("champion_version") or "none",
+        "lineage.libraries": json.dumps(library_versions(), sort_keys=True),
     }
     for c in evaluation["comparisons"]:
         tags[f"eval.{c['opponent']}.{c['judge']}"] = (

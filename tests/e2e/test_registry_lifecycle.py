@@ -106,6 +106,8 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
                 "training",
                 "generation",
                 "evaluation",
+                "code",
+                "libraries",
                 "all",
             )
         }
