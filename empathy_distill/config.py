@@ -243,6 +243,8 @@ class JudgeEndpointConfig(TeacherConfig):
     sampling noise."""
     max_tokens: int = Field(256, ge=1)
     """Room for a short reasoning before the ``Verdict:`` line."""
+    cache_path: str = ".cache/judges.sqlite"
+    """Apart from the teacher's replies by default (each cache holds one endpoint's replies: docs/teacher.md)."""
 
 
 class JudgeConfig(Strict):

@@ -27,9 +27,16 @@ class Teacher(Protocol):
     async def aclose(self) -> None: ...
 
 
+def endpoint_of(cfg: TeacherConfig) -> str:
+    """What answers this config's requests: the base URL (OpenAI's when none is set), or ``local:<model>``."""
+    if cfg.backend == "local":
+        return f"local:{cfg.model}"
+    return (cfg.base_url or "https://api.openai.com/v1").rstrip("/")
+
+
 def build_teacher(cfg: TeacherConfig, use_cache: bool = True) -> Teacher:
     """The backend named by ``cfg.backend`` and ``cfg.mode``, with the reply cache."""
-    cache = ReplyCache(cfg.cache_path) if use_cache else None
+    cache = ReplyCache(cfg.cache_path, endpoint_of(cfg)) if use_cache else None
     if cfg.backend == "local":
         from empathy_distill.teacher.local import LocalTeacher
 
@@ -43,4 +50,4 @@ def build_teacher(cfg: TeacherConfig, use_cache: bool = True) -> Teacher:
     return OpenAITeacher(cfg, cache)
 
 
-__all__ = ["ChatRequest", "ChatResult", "ReplyCache", "Teacher", "Usage", "build_teacher"]
+__all__ = ["ChatRequest", "ChatResult", "ReplyCache", "Teacher", "Usage", "build_teacher", "endpoint_of"]

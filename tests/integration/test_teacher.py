@@ -81,6 +81,48 @@ def test_cache_makes_a_rerun_send_nothing(tmp_path):
     assert all(r.cached for r in second) and again.usage.cache_hits == 20 and again.usage.requests == 0
 
 
+def test_one_cache_never_answers_for_another_endpoint(tmp_path):
+    """Two servers with the same model name and one cache file: the second gets every request itself."""
+    with LoopbackServer() as first, LoopbackServer() as second:
+        ask(build_teacher(cfg(first, tmp_path)), 10)
+        _, replies = ask(build_teacher(cfg(second, tmp_path)), 10)
+        assert first.received == 10 and second.received == 10
+        assert not any(r.cached for r in replies)
+        again = build_teacher(cfg(first, tmp_path))
+        ask(again, 10)  # and each endpoint still finds its own
+        assert first.received == 10 and again.usage.cache_hits == 10
+
+
+def test_a_cache_from_before_endpoint_keys_is_adopted_by_its_first_endpoint_only(tmp_path):
+    import sqlite3
+
+    from empathy_distill.teacher import endpoint_of
+
+    with LoopbackServer() as old, LoopbackServer() as other:
+        reqs, _ = ask(OpenAITeacher(cfg(old, tmp_path)), 5)
+        # the old format: rows under the bare request key, no meta table
+        with sqlite3.connect(tmp_path / "legacy.sqlite") as db:
+            db.execute(
+                "CREATE TABLE replies (key TEXT PRIMARY KEY, model TEXT NOT NULL, request TEXT NOT NULL, text TEXT, "
+                "prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0, "
+                "created REAL NOT NULL)"
+            )
+            db.executemany(
+                "INSERT INTO replies VALUES (?, 'loop', '[]', ?, 1, 1, 0)",
+                [(r.key, f"old {i}") for i, r in enumerate(reqs)],
+            )
+        adopted = ReplyCache(tmp_path / "legacy.sqlite", endpoint_of(cfg(old, tmp_path)))
+        assert [adopted.get(r.key).text for r in reqs] == [f"old {i}" for i in range(5)]
+        stranger = ReplyCache(tmp_path / "legacy.sqlite", endpoint_of(cfg(other, tmp_path)))
+        assert [stranger.get(r.key) for r in reqs] == [None] * 5
+
+
+def test_judges_cache_apart_from_the_teacher_by_default():
+    from empathy_distill.config import JudgeEndpointConfig
+
+    assert JudgeEndpointConfig(model="judge").cache_path != TeacherConfig().cache_path
+
+
 def test_request_budget_stops_cleanly(tmp_path):
     with LoopbackServer() as server:
         teacher = OpenAITeacher(cfg(server, tmp_path, max_requests=7, concurrency=4))
