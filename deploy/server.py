@@ -202,7 +202,7 @@ def build_app(router, max_concurrency: int = 32):
                     chats = [check_chat(m, row) for row, m in enumerate(frame["messages"])]
                 except MlflowException as exc:
                     raise ApiError(400, exc.message) from None
-                settings = {k: params[k] for k in ("temperature", "top_p", "no_repeat_ngram_size")}
+                settings = {k: params.get(k) for k in ("temperature", "top_p", "no_repeat_ngram_size")}
                 version = await run_in_threadpool(router.resolve, router.default)
                 replies = await asyncio.gather(
                     *(answer(version, chat, params.get("max_new_tokens"), settings) for chat in chats)

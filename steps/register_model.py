@@ -7,7 +7,7 @@ from zenml import get_step_context, log_metadata, step
 
 from empathy_distill.config import GenerationSettings, RegistryConfig, StudentConfig
 from empathy_distill.prompts import STUDENT_SYSTEM, load_template
-from empathy_distill.registry.lineage import version_tags
+from empathy_distill.registry.lineage import version_description, version_tags
 from empathy_distill.registry.promotion import CHALLENGER
 from empathy_distill.registry.pyfunc import bundle_base, log_student_model
 from empathy_distill.tracking import run_description
@@ -80,6 +80,9 @@ def register_model(
     client = mlflow.MlflowClient()
     for key, value in tags.items():
         client.set_model_version_tag(registry.model_name, version, key, value)
+    client.update_model_version(
+        registry.model_name, version, description=version_description(registry.model_name, version, tags)
+    )
     client.set_registered_model_alias(registry.model_name, CHALLENGER, version)
     registration = {
         "model": registry.model_name,

@@ -88,6 +88,49 @@ def version_tags(
     return tags
 
 
+GATE_HEADING = "**Promotion decisions**"
+
+
+def version_description(name: str, version: str, tags: dict[str, str]) -> str:
+    """The lineage summary for the model version's page in MLflow (Markdown): data, prompts, teacher, base,
+    adapter, judged figures, code. Promotion decisions are appended under :data:`GATE_HEADING` as they are made."""
+    t = {k.removeprefix("lineage."): v for k, v in tags.items() if k.startswith("lineage.")}
+    figures = [
+        f"  - vs {k.split('.')[1]} ({k.split('.')[2]}): {v}" for k, v in sorted(tags.items()) if k.startswith("eval.")
+    ]
+    lines = [
+        f"**Lineage** (`empathy-distill lineage models:/{name}/{version} --verify` re-checks it)",
+        "",
+        f"- data: `{t.get('data_path', '?')}`, hash `{t.get('data_hash', '?')[:19]}`",
+        f"- prompts: {t.get('method', '?')}/{t.get('strategy', '?')}, hash `{t.get('prompt_hash', '?')[:19]}`",
+        f"- teacher: {t.get('teacher_model', '?')}, {t.get('teacher_requests', '?')} requests, "
+        f"${t.get('teacher_cost_usd', '?')}",
+        f"- base: `{t.get('base_model', '?')}`",
+        f"- adapter: `{t.get('adapter_hash', '?')}`",
+        f"- judged by {t.get('judges', '?')} (valid: {t.get('eval_valid', '?')}; against champion "
+        f"{t.get('champion_judged_against', '?')}), win rate [95% CI]:",
+        *figures,
+        f"- code: git `{t.get('git_commit', '?')}`; MLflow run `{t.get('mlflow_run_id', '?')}`; ZenML run "
+        f"`{t.get('zenml_run_name', '?')}`",
+        "",
+        GATE_HEADING,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def with_decision(description: str, entry: dict[str, Any]) -> str:
+    """The description with one promotion decision appended (history entry ``entry``)."""
+    reasons = "; ".join(entry.get("reasons") or [])
+    line = (
+        f"- #{entry['seq']} {entry['time']} {entry['action']}: {entry['decision']} (champion "
+        f"{_v(entry['previous'])} -> {_v(entry['champion_after'])})" + (f": {reasons}" if reasons else "")
+    )
+    if GATE_HEADING not in description:
+        description = description.rstrip() + f"\n\n{GATE_HEADING}\n\n"
+    return description.rstrip() + "\n" + line + "\n"
+
+
 def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` -> (name, version, alias).
 

@@ -411,7 +411,8 @@ class Promotions:
         return notes
 
     def _mirror(self, entry: dict[str, Any]) -> None:
-        """The decision as tags of the version decided on (MLflow keeps no history of its own)."""
+        """The decision as tags of the version decided on, and a line of its description (MLflow keeps no history of
+        its own)."""
         if entry.get("version") is None:
             return
         tags = {
@@ -423,6 +424,11 @@ class Promotions:
         }
         for key, value in tags.items():
             self.client.set_model_version_tag(entry["model"], entry["version"], key, value)
+        # and appended to the version's description: its page in MLflow lists every decision about it
+        from empathy_distill.registry.lineage import with_decision
+
+        current = self.client.get_model_version(entry["model"], entry["version"]).description or ""
+        self.client.update_model_version(entry["model"], entry["version"], description=with_decision(current, entry))
 
 
 def holder_stack(entries: list[dict[str, Any]]) -> list[str]:

@@ -92,6 +92,12 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
         assert v1.run_id == run_id and v1.tags["lineage.mlflow_run_id"] == run_id
         assert v1.tags["lineage.data_hash"] == run.data.params["ingest.data_hash"]
         assert v1.tags["lineage.adapter_hash"] == run.data.tags["dpo.adapter_hash"]
+        # the version's page in MLflow shows the lineage and every decision about it, without the API
+        page = v1.description
+        assert f"- adapter: `{v1.tags['lineage.adapter_hash']}`" in page and "dialogues.csv" in page
+        assert f"hash `{v1.tags['lineage.data_hash'][:19]}`" in page and "- vs base (scorer): " in page
+        assert re.search(r"- #1 \S+ gate: not promoted \(champion none -> none\): vs base: ci_low", page), page
+        assert re.search(r"- #2 \S+ forced: promoted \(champion none -> v1\): forced: lifecycle test", page), page
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
         assert v1.tags["lineage.git_commit"].startswith(head)
         assert v1.tags["eval.base.scorer"].startswith(f"{run.data.metrics['eval.base.scorer.win_rate']:.3f} [")
