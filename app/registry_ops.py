@@ -307,16 +307,18 @@ def retrain(config: DistillConfig, force: bool = False, enable_cache: bool = Tru
 
 def schedule_lines(config: DistillConfig, config_path: str) -> list[str]:
     """``schedule.cron`` for retraining: on an orchestrator that schedules, the ``retrain`` pipeline registered
-    with it; else the crontab line and a systemd timer that call ``retrain`` (the local stack runs no schedules)."""
+    with it; else the crontab line, and a systemd user service and timer written as two files, that call
+    ``retrain`` (the local stack runs no schedules)."""
     from zenml.client import Client
+
+    from empathy_distill.scheduling import ScheduleError, cron_to_oncalendar, systemd_units
 
     if not config.schedule.cron:
         raise ConfigError(f"{config_path}: schedule.cron is not set (e.g. --set schedule.cron='0 3 * * 1')")
-    cron = config.schedule.cron.split()
-    if len(cron) != 5:
-        raise ConfigError(
-            f"schedule.cron '{config.schedule.cron}': expected five fields (minute hour day month weekday)"
-        )
+    try:
+        cron_to_oncalendar(config.schedule.cron)  # refused here, in one line, before anything is registered
+    except ScheduleError as exc:
+        raise ConfigError(str(exc)) from None
     if Client().active_stack.orchestrator.config.is_schedulable:
         from app.runner import attach_schedule, prepared, schedule_retrain
 
@@ -328,32 +330,24 @@ def schedule_lines(config: DistillConfig, config_path: str) -> list[str]:
     cfg = shlex.quote(str(Path(config_path).resolve()))
     log = shlex.quote(str(repo / "retrain.log"))
     command = f"cd {shlex.quote(str(repo))} && {env}{cli} retrain --config {cfg} >> {log} 2>&1"
-    return [
+    units = systemd_units(
+        config.schedule.cron, str(repo), f"{cli} retrain --config {cfg}", {"ZENML_CONFIG_PATH": zen} if zen else None
+    )
+    folder = repo / ".cache" / "schedule"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in units.items():
+        (folder / name).write_text(text)
+    lines = [
         "# crontab -e, then add (runs only when an input changed since the champion):",
         f"{config.schedule.cron} {command}",
         "",
-        "# or a systemd user timer: ~/.config/systemd/user/empathy-retrain.{service,timer}",
-        "[Service]",
-        "Type=oneshot",
-        f"WorkingDirectory={repo}",
-        *([f"Environment=ZENML_CONFIG_PATH={zen}"] if zen else []),
-        f"ExecStart={cli} retrain --config {cfg}",
-        "[Timer]",
-        f"OnCalendar={cron_to_oncalendar(cron)}",
-        "Persistent=true",
-        "# systemctl --user enable --now empathy-retrain.timer",
+        f"# or a systemd user timer, written to {folder}:",
+        f"#   cp {folder}/empathy-retrain.* ~/.config/systemd/user/ && systemctl --user daemon-reload",
+        "#   systemctl --user enable --now empathy-retrain.timer",
     ]
-
-
-def cron_to_oncalendar(fields: list[str]) -> str:
-    """Five cron fields as a systemd OnCalendar value (numbers, lists, ranges, * and */N steps)."""
-    minute, hour, day, month, weekday = (f.replace("*/", "0/") for f in fields[:2]), None, None, None, None
-    minute, hour = minute
-    day, month, weekday = (f.replace("*/", "1/") for f in fields[2:4]), None, fields[4]
-    day, month = day
-    days = {"0": "Sun", "1": "Mon", "2": "Tue", "3": "Wed", "4": "Thu", "5": "Fri", "6": "Sat", "7": "Sun"}
-    wd = "" if weekday == "*" else ",".join(days.get(w, w) for w in weekday.split(",")) + " "
-    return f"{wd}*-{month}-{day} {hour}:{minute}:00"
+    for name, text in units.items():
+        lines += [f"# --- {name}", *text.rstrip().splitlines()]
+    return lines
 
 
 def _exists(p, name: str, version: str) -> bool:

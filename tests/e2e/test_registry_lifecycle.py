@@ -222,7 +222,9 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
         # 5. scheduling: the local stack cannot run a schedule; `schedule` gives the crontab line that calls retrain
         cron = zen("schedule", "--config", DEMO, "--set", "schedule.cron=0 3 * * 1").stdout
         line = next(x for x in cron.splitlines() if x.startswith("0 3 * * 1 "))
-        assert "retrain --config" in line and DEMO in line and "OnCalendar=Mon *-*-* 3:0:00" in cron
+        assert "retrain --config" in line and DEMO in line and "OnCalendar=Mon *-*-* 03:00:00" in cron
+        timer = (zen.work / ".cache" / "schedule" / "empathy-retrain.timer").read_text()
+        assert "OnCalendar=Mon *-*-* 03:00:00" in timer and "[Install]\nWantedBy=timers.target" in timer
         refused_schedule = zen(
             "run",
             "--config",
