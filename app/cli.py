@@ -20,15 +20,30 @@ from empathy_distill.errors import ConfigError, InputError, JudgeError, StepFail
 from empathy_distill.teacher.types import TeacherError
 
 
-def _quiet_env() -> None:
-    for key, value in {
+def _quiet_env(verbose: bool = False) -> None:
+    quiet = {
         "ZENML_ANALYTICS_OPT_IN": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "GX_ANALYTICS_ENABLED": "false",
         # one bar per artifact download: noise in every registry command
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    }.items():
+    }
+    if not verbose:  # ZenML's INFO lines (step starts, "Reloading configuration file"), datasets' and transformers'
+        quiet.update(ZENML_LOGGING_VERBOSITY="WARN", DATASETS_VERBOSITY="error", TRANSFORMERS_VERBOSITY="error")
+    for key, value in quiet.items():
         os.environ.setdefault(key, value)
+
+
+def _zenml_logs_to_stderr() -> None:
+    """ZenML writes its log lines to stdout; stdout is the command's result (``--json`` must parse), so they go to
+    stderr. Importing ``zenml.logger`` installs that handler; every verb but a few imports ZenML anyway."""
+    try:
+        from zenml.logger import ZenMLConsoleHandler
+    except ImportError:  # pragma: no cover (ZenML is a dependency)
+        return
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, ZenMLConsoleHandler):
+            handler.setStream(sys.stderr)
 
 
 def one_line(text: str) -> str:
@@ -491,7 +506,8 @@ def _retrain_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_env()
+    given = list(sys.argv[1:] if argv is None else argv)
+    _quiet_env(verbose="-v" in given or "--verbose" in given)
     import warnings
 
     for module in ("transformers", "trl", "peft", "torch"):  # deprecation notices of dependencies, not ours
@@ -499,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # google-api-core (pulled in by kfp for the Kubeflow extra) announces its Python support policy on import
     warnings.filterwarnings("ignore", message="You are using a Python version", category=FutureWarning)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(given)
     if args.needs_config and args.config is None:
         parser.error(f"{args.command} needs --config, e.g. --config configs/demo.yaml")
     if not sys.stderr.isatty():  # no progress bars in logs: transformers' "Loading weights" bar, hub downloads
@@ -520,6 +536,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # MLflow announces at INFO that it creates the tables of a fresh SQLite store: the first run's two lines
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    _zenml_logs_to_stderr()
+    if not args.verbose:  # one line per HTTP request to the teacher and judges (openai's client logs through httpx)
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     for name in ("app", "empathy_distill", "pipelines", "steps"):

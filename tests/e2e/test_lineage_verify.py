@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,22 @@ def test_lineage_verify_catches_each_tamper_case(zen, tmp_path):
     assert "verified: every check holds" in clean and not failed_lines(clean)
     for name in ("adapter", "base", "data", "prompts", "promotions"):
         assert re.search(rf"^\s+ok\s+{name}: ", clean, re.M), (name, clean)
-    as_json = json.loads(zen("lineage", "--config", DEMO, URI, "--verify", "--json", check=False).stdout)
-    assert as_json["verify"]["ok"] is True and len(as_json["verify"]["checks"]) == 5
+    # --json stays JSON while another command works in the same folder (ZenML reloads its config and says so)
+    stop = threading.Event()
+
+    def promote_loop():
+        while not stop.is_set():
+            zen("promote", "--config", DEMO, "--version", "1", "--force", "--reason", "loop", check=False)
+
+    loop = threading.Thread(target=promote_loop)
+    loop.start()
+    try:
+        for _ in range(6):
+            as_json = json.loads(zen("lineage", "--config", DEMO, URI, "--verify", "--json", check=False).stdout)
+            assert as_json["verify"]["ok"] is True and len(as_json["verify"]["checks"]) == 5
+    finally:
+        stop.set()
+        loop.join()
 
     # a row of the data changed, then the file gone
     original = data.read_bytes()
