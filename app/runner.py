@@ -34,6 +34,18 @@ def prepared(config: DistillConfig, needs_teacher: bool, needs_student: bool = T
     def absolute(value: str) -> str:
         return str(Path(value).resolve())
 
+    from empathy_distill.tracking import without_password
+
+    # a database password in registry.history never travels as a pipeline parameter (ZenML stores those): the URL
+    # goes without it, and libpq (the history's PostgreSQL driver) reads it from PGPASSWORD in this process and the
+    # steps it runs; a remote orchestrator's pods get PGPASSWORD from a secret (docs/production-stack.md)
+    history, password = without_password(history_location(config.registry.history))
+    if password is not None:
+        held = os.environ.get("PGPASSWORD")
+        if held is not None and held != password:
+            raise ConfigError("registry.history carries a password and PGPASSWORD holds another: keep one of them")
+        os.environ["PGPASSWORD"] = password
+
     return config.model_copy(
         update={
             "data": config.data.model_copy(update={"path": absolute(config.data.path)}),
@@ -43,7 +55,7 @@ def prepared(config: DistillConfig, needs_teacher: bool, needs_student: bool = T
             "evaluation": config.evaluation.model_copy(update={"cache_dir": absolute(config.evaluation.cache_dir)}),
             "registry": config.registry.model_copy(
                 update={
-                    "history": history_location(config.registry.history),
+                    "history": history,
                     "deploy": config.registry.deploy.model_copy(
                         update={"state_dir": absolute(config.registry.deploy.state_dir)}
                     ),

@@ -7,6 +7,7 @@ here; configs are logged after :func:`redacted` drops anything named like a key.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from empathy_distill.judging.stats import WIN_RATE_FIELDS
@@ -23,12 +24,38 @@ def looks_secret(name: str) -> bool:
     return name in _SECRET_NAMES or name.endswith(_SECRET_SUFFIXES)
 
 
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*:)(?P<password>[^\s@/]*)@")
+
+
+def redact_urls(text: str) -> str:
+    """Every ``scheme://user:password@host`` in ``text`` with the password replaced by ``<redacted>``."""
+    return _URL_PASSWORD.sub(lambda m: m.group("head") + "<redacted>@", text)
+
+
+def without_password(url: str | None) -> tuple[str | None, str | None]:
+    """(the URL without its password, the password or None): the URL can travel, the password stays in the
+    environment of the processes that connect."""
+    if not url or "://" not in url:
+        return url, None
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    netloc = f"{parts.username}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
+
+
 def redacted(tree: Any) -> Any:
-    """A copy of a config tree without values whose key looks secret (``*_env`` names stay)."""
+    """A copy of a config tree without values whose key looks secret (``*_env`` names stay) and without the
+    password of any URL in it."""
     if isinstance(tree, dict):
         return {k: ("<redacted>" if looks_secret(k) else redacted(v)) for k, v in tree.items()}
     if isinstance(tree, list):
         return [redacted(v) for v in tree]
+    if isinstance(tree, str):
+        return redact_urls(tree)
     return tree
 
 
