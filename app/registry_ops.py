@@ -135,8 +135,10 @@ def rollback(config: DistillConfig, reason: str = "") -> list[str]:
 
 def lineage(config: DistillConfig, uri: str, as_json: bool, verify: bool = False) -> tuple[int, list[str]]:
     """The audit of a version; with ``verify``, every claim re-checked (exit 1 when one does not hold)."""
+    from app.leases import reap
     from empathy_distill.registry.lineage import audit, audit_lines
 
+    reap(tracking_uri())  # a killed run shows failed in the audit, not running forever
     p = promotions(config)
     try:
         chain = audit(p.client, p.history, uri)

@@ -202,7 +202,10 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
             tags=[config.name],
         )
     fn = {"distill": distill, "bootstrap": bootstrap}[name]
-    with root_cause(run_name):
+    from app.leases import leased, reap
+
+    reap(tracking_uri)  # runs of this store whose process died are marked failed before a new one starts
+    with leased(run_name), root_cause(run_name):
         run = fn.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings, **options)(**params)
     run = Client().get_pipeline_run(run.id)
     if (
