@@ -10,18 +10,36 @@ Remove it when ZenML's ``KubeflowOrchestratorSettings`` keeps explicit pod setti
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+logger = logging.getLogger(__name__)
+
+PATCHED_FOR = "0.98."
+"""The ZenML release these patches of private APIs were written and tested against (pyproject pins it)."""
+
+
+def patchable(what: str) -> bool:
+    """True on the ZenML release the patches were written for; elsewhere a warning names the patch left out."""
+    import zenml
+
+    if zenml.__version__.startswith(PATCHED_FOR):
+        return True
+    logger.warning(
+        "ZenML %s is not %sx: %s is not applied (check it is still needed)", zenml.__version__, PATCHED_FOR, what
+    )
+    return False
 
 
 def apply() -> None:
-    """Idempotent; a no-op without the kubeflow extra."""
+    """Idempotent; a no-op without the kubeflow extra, or on a ZenML release it was not written for."""
     try:
         from pydantic import model_validator
         from zenml.integrations.kubeflow.flavors.kubeflow_orchestrator_flavor import KubeflowOrchestratorSettings
         from zenml.integrations.kubeflow.orchestrators.kubeflow_orchestrator import KubeflowOrchestrator
     except ImportError:
         return
-    if getattr(KubeflowOrchestrator, "_pod_settings_kept", False):
+    if getattr(KubeflowOrchestrator, "_pod_settings_kept", False) or not patchable("the Kubeflow pod-settings fix"):
         return
 
     class PodSettingsKept(KubeflowOrchestratorSettings):

@@ -13,8 +13,12 @@ import functools
 
 
 def cache_package_lookup() -> None:
-    """Idempotent; does nothing where ZenML's private helper has moved."""
+    """Idempotent; does nothing where ZenML's private helper has moved, or on a release it was not written for."""
+    import zenml
     from zenml.utils import source_utils
+
+    if not zenml.__version__.startswith("0.98."):  # the release it was measured on (pyproject pins it)
+        return
 
     lookup = getattr(source_utils, "_get_package_for_module", None)
     if lookup is None or hasattr(lookup, "cache_info"):
