@@ -286,7 +286,9 @@ def run(
         port=port,
         log_level="warning",
         access_log=False,
-        limit_concurrency=4 * max_concurrency + 16,  # a backstop far above the admission limit (which answers 429)
+        # a backstop for memory, far above the admission limit: the app answers 429 with Retry-After itself, while
+        # uvicorn beyond its limit answers a plain-text 503 without one
+        limit_concurrency=max(512, 16 * max_concurrency),
         timeout_graceful_shutdown=15,
     )
     try:
