@@ -42,8 +42,18 @@ def _zenml_logs_to_stderr() -> None:
     except ImportError:  # pragma: no cover (ZenML is a dependency)
         return
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, ZenMLConsoleHandler):
-            handler.setStream(sys.stderr)
+        if isinstance(handler, ZenMLConsoleHandler) and not isinstance(handler.stream, _CurrentStderr):
+            handler.stream = _CurrentStderr()  # not setStream: it flushes the old stream, which may be closed
+
+
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written (a test's capture, or the console)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def one_line(text: str) -> str:
