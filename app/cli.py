@@ -546,7 +546,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # MLflow announces at INFO that it creates the tables of a fresh SQLite store: the first run's two lines
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-    _zenml_logs_to_stderr()
+    if getattr(args, "json", False):  # the result is JSON: nothing else may reach stdout
+        _zenml_logs_to_stderr()
     if not args.verbose:  # one line per HTTP request to the teacher and judges (openai's client logs through httpx)
         for name in ("httpx", "httpcore"):
             logging.getLogger(name).setLevel(logging.WARNING)
