@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from empathy_distill.data.schema import Format
 from empathy_distill.errors import ConfigError
@@ -304,7 +304,8 @@ class TrackingConfig(Strict):
     """MLflow naming (the tracking URI comes from the active ZenML stack)."""
 
     experiment: str | None = None
-    """MLflow experiment; default: the pipeline's name."""
+    """MLflow experiment; None: the config's ``name`` (every pipeline of one config logs to one experiment, and two
+    configs never share one unless they name it)."""
 
 
 class GateRule(Strict):
@@ -360,8 +361,10 @@ class DeployConfig(Strict):
 class RegistryConfig(Strict):
     """MLflow model registry: registration, the promotion gate, the promotion history and deployment."""
 
-    model_name: str = Field("empathy-student", min_length=1)
-    """Registered model name in MLflow (and the ZenML Model of the pipeline)."""
+    model_name: str | None = Field(None, min_length=1)
+    """Registered model name in MLflow (and the ZenML Model of the pipeline); None: the config's ``name``, so each
+    config is its own lineage (its own versions, champion and retrain baseline): a paper run is never judged
+    against the demo's champion."""
     policy: PromotionPolicy = PromotionPolicy()
     history: str | None = None
     """Where the promotion history and its lock live: a file path (SQLite + a file lock: one machine), or
@@ -384,8 +387,8 @@ class ScheduleConfig(Strict):
 class DistillConfig(Strict):
     """The whole run: one section per stage."""
 
-    name: str = "empathy-distill"
-    """A label for this config, logged with every run."""
+    name: str = Field("empathy-distill", min_length=1)
+    """A label for this config, logged with every run; the default registered model and MLflow experiment."""
     data: DataConfig = DataConfig()
     """The dialogue file, its format and the train/test split."""
     validation: ValidationConfig = ValidationConfig()
@@ -407,7 +410,7 @@ class DistillConfig(Strict):
     ablation: AblationConfig = AblationConfig()
     """The grid of ``empathy-distill ablation``."""
     tracking: TrackingConfig = TrackingConfig()
-    """The MLflow experiment (default: the pipeline's name)."""
+    """The MLflow experiment (default: the config's name)."""
     registry: RegistryConfig = RegistryConfig()
     """The registered model, the promotion policy, the promotion history and lock (a database every
     promoter reaches), and serving the champion."""
@@ -416,6 +419,16 @@ class DistillConfig(Strict):
     stack: str | None = None
     """A stack file (configs/stacks/kubeflow.yaml): its run settings (image, per-step resources) apply to every
     pipeline; ``empathy-distill init --stack-file`` registers the stack it describes. None: the stack as it is."""
+
+    @model_validator(mode="after")
+    def _named_by_the_config(self) -> DistillConfig:
+        # the registered model and the experiment default to ``name``: new section objects (the defaults are shared
+        # between configs), set while this one is being built
+        if self.registry.model_name is None:
+            object.__setattr__(self, "registry", self.registry.model_copy(update={"model_name": self.name}))
+        if self.tracking.experiment is None:
+            object.__setattr__(self, "tracking", self.tracking.model_copy(update={"experiment": self.name}))
+        return self
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -71,3 +71,24 @@ def test_a_config_extends_another(tmp_path):
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
     with pytest.raises(ConfigError, match="cannot extend itself"):
         load_config(tmp_path / "a.yaml")
+
+
+def test_each_config_is_its_own_lineage(tmp_path):
+    # the registered model and the experiment follow the config's name unless set: the paper run never registers
+    # into (or is judged against the champion of) the demo's model
+    configs = {p.stem: load_config(p) for p in sorted((REPO / "configs").glob("*.yaml"))}
+    paper, demo, real = configs["paper"], configs["demo"], configs["real-offline"]
+    assert (paper.registry.model_name, paper.tracking.experiment) == ("paper", "paper")
+    assert (demo.registry.model_name, demo.tracking.experiment) == ("empathy-student", "demo")
+    assert real.registry.model_name == "empathy-student-real" and real.tracking.experiment == "real-offline"
+    registering = [c for name, c in configs.items() if name != "ablation"]  # the ablation registers nothing
+    assert len({c.registry.model_name for c in registering}) == len(registering)
+    assert len({c.tracking.experiment for c in configs.values()}) == len(configs)
+
+    renamed = load_config(None, ["name=nightly"])
+    assert (renamed.registry.model_name, renamed.tracking.experiment) == ("nightly", "nightly")
+    child = tmp_path / "child.yaml"
+    child.write_text(f"extends: {REPO / 'configs' / 'demo.yaml'}\nname: mine\nregistry: {{model_name: null}}\n")
+    assert load_config(child).registry.model_name == "mine"
+    # the defaults are not shared objects: naming one config leaves the next one's defaults alone
+    assert load_config(None).registry.model_name == "empathy-distill"
