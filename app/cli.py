@@ -301,7 +301,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 )
 def cmd_serve(args: argparse.Namespace) -> int:
     """Runs MLflow's model server in the foreground for a registry version or alias (POST /invocations, GET /health)."""
-    from app.registry_ops import serve
+    from app.serving_ops import serve
 
     config = _config(args)
     return serve(config, args.model, args.host, args.port or config.registry.deploy.port)
@@ -318,7 +318,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     """Downloads the versions the champion and challenger aliases name and prints the `vllm serve` command that
     serves both as LoRA modules on their base: the base (bundled copy or checked reference), --lora-modules,
     --max-lora-rank from the adapters' rank, the registered chat template and generation defaults."""
-    from app.registry_ops import vllm_lines
+    from app.serving_ops import vllm_lines
 
     return show(vllm_lines(_config(args), args.download, args.host, args.port))
 
@@ -334,7 +334,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     """Compares the input hashes (data, prompts, config sections) with the tags of the champion and runs the
     distill pipeline only when one differs, or with --force."""
-    from app.registry_ops import retrain
+    from app.scheduling import retrain
 
     return show(retrain(_config(args), force=args.force, enable_cache=not args.no_cache))
 
@@ -349,7 +349,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_schedule(args: argparse.Namespace) -> int:
     """On an orchestrator that schedules (Kubeflow), registers the retrain pipeline with schedule.cron; on the
     local stack, prints the crontab line and the systemd user timer that call `retrain`."""
-    from app.registry_ops import schedule_lines
+    from app.scheduling import schedule_lines
 
     return show(schedule_lines(_config(args), args.config))
 

@@ -33,3 +33,15 @@ def decide(client: Any, model: str, champion: str | None, now: dict[str, str], f
     if changed:
         return True, f"retrain: changed since champion v{champion}: {', '.join(changed)}: running"
     return True, f"retrain: nothing changed since champion v{champion}, --force: running"
+
+
+def retrain_decision(config: Any, tracking_uri: str, force: bool = False) -> tuple[bool, str]:
+    """:func:`decide` for ``config`` (a prepared :class:`~empathy_distill.config.DistillConfig`: absolute paths) on
+    the registry at ``tracking_uri``: the inputs are hashed now, the champion read now."""
+    from empathy_distill.data.hashing import file_fingerprint
+    from empathy_distill.registry.inputs import input_hashes
+    from empathy_distill.registry.promotion import Promotions
+
+    p = Promotions.open(tracking_uri, config.registry.history)
+    model = config.registry.model_name
+    return decide(p.client, model, p.alias(model), input_hashes(config, file_fingerprint(config.data.path)), force)

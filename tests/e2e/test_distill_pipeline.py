@@ -199,7 +199,7 @@ def test_bootstrap_pipeline_against_an_openai_compatible_server(zen, tmp_path):
     # a recognisable key in the variable the config names: the teacher must receive it, nothing may store it
     secret = f"sk-planted-{uuid.uuid4().hex}"
     with LoopbackServer() as server:
-        proc = zen(
+        args = [
             "bootstrap",
             "--config",
             str(REPO / "configs" / "paper.yaml"),
@@ -213,16 +213,23 @@ def test_bootstrap_pipeline_against_an_openai_compatible_server(zen, tmp_path):
             f"teacher.cache_path={tmp_path / 'cache.sqlite'}",
             "--set",
             "teacher.api_key_env=EMPATHY_TEST_TEACHER_KEY",
-            extra_env={"EMPATHY_TEST_TEACHER_KEY": secret},
-        )
+        ]
+        proc = zen(*args, extra_env={"EMPATHY_TEST_TEACHER_KEY": secret})
         out = proc.stdout
         assert server.received == N_TEACHER_REQUESTS
         assert server.bearer_tokens == {secret: N_TEACHER_REQUESTS}  # the key was really in play
-    assert (
-        f"training sets (improve_llm/all_three): {N_SFT} SFT rows, {N_DPO} DPO pairs, 0 quarantined, test leakage 0; "
-        f"teacher requests {N_TEACHER_REQUESTS}" in out
-    )
+        # a rerun sends nothing and says so: its steps are reused (ZenML's cache) or its replies come from the
+        # reply cache (--no-cache); its "MLflow run:" names the run that has the teacher's figures
+        reused = zen(*args, extra_env={"EMPATHY_TEST_TEACHER_KEY": secret}).stdout
+        replayed = zen(*args, "--no-cache", extra_env={"EMPATHY_TEST_TEACHER_KEY": secret}).stdout
+        assert server.received == N_TEACHER_REQUESTS
+    sets = f"training sets (improve_llm/all_three): {N_SFT} SFT rows, {N_DPO} DPO pairs, 0 quarantined, test leakage 0"
+    assert re.search(re.escape(sets) + rf"; teacher: {N_TEACHER_REQUESTS} sent \(0 cached\), \$\d+\.\d\d", out), out
+    assert f"; teacher: 0 sent (step reused: its first run sent {N_TEACHER_REQUESTS} for $" in reused, reused
+    assert f"; teacher: 0 sent ({N_TEACHER_REQUESTS} cached), $0.00" in replayed, replayed
     run_id = re.search(r"MLflow run: (\w+)", out).group(1)
+    assert re.search(r"MLflow run: (\w+)", reused).group(1) == run_id and "whose steps this rerun reused" in reused
+    assert re.search(r"MLflow run: (\w+)", replayed).group(1) != run_id  # its steps ran: its own run
     uri = re.search(r"--backend-store-uri (\S+)", out).group(1)
     import mlflow
 

@@ -165,8 +165,10 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
         gate = zen(DEMO, str(SAMPLE_DATA), entry=[sys.executable, "-m", "tests.retrain_probe"]).stdout
         assert "retrain: nothing changed since champion v1 (inputs sha256:" in gate and "distill runs: 1" in gate, gate
         changed = revise_ratings().revise(SAMPLE_DATA, tmp_path / "refreshed.csv")  # what `make demo-retrain` trains on
-        second = zen("retrain", "--config", DEMO, "--set", f"data.path={changed}", *deploy).stdout
-        assert "retrain: changed since champion v1: data: running" in second, second
+        # the scheduled path: the retrain pipeline's gate step sees the change and runs `empathy-distill distill`
+        overrides = [arg for arg in deploy if arg != "--set"]
+        second = zen(DEMO, str(changed), *overrides, entry=[sys.executable, "-m", "tests.retrain_probe"]).stdout
+        assert "retrain: changed since champion v1: data: running" in second and "distill runs: 2" in second, second
         assert "registered: models:/empathy-student/2 (alias challenger), judged against champion: v1" in second
         assert re.search(
             r"vs champion judge scorer: win rate [\d.]+ \[[\d.]+, [\d.]+\], W/T/L \d+/\d+/\d+, invalid 0", second

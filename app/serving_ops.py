@@ -1,0 +1,127 @@
+"""Serving the registry's versions: ``serve`` (the stable OpenAI-style server that follows the champion) and
+``deploy vllm`` (the command that serves champion and challenger as LoRA modules on vLLM)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from app.registry_ops import _exists, mlflow_client, tracking_uri
+from empathy_distill.config import DistillConfig
+from empathy_distill.errors import ConfigError
+
+
+def serve(config: DistillConfig, model: str | None, host: str, port: int) -> int:
+    """Runs the stable server in the foreground: it answers with the champion and follows every promotion."""
+    from deploy.server import port_free, quiet_loading, run
+    from empathy_distill.registry.lineage import parse_model_uri
+
+    uri = model or f"models:/{config.registry.model_name}@champion"
+    try:
+        name, version, alias = parse_model_uri(uri)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    from empathy_distill.registry.promotion import Promotions
+
+    p = Promotions(mlflow_client(), history=None, lock=None)  # reading the registry needs no promotion history
+    found = p.alias(name, alias) if alias else (version if _exists(p, name, version) else None)
+    if found is None:
+        raise ConfigError(
+            f"{uri}: no such version or alias in the registry at {tracking_uri()}"
+            + (" (promote a version first)" if alias == "champion" else "")
+        )
+    if not port_free(host, port):
+        raise ConfigError(f"port {port} on {host} is in use: pass --port")
+    cfg = config.registry.deploy
+    follows = f"follows @{alias}" if alias else "pinned"
+    print(
+        f"serving {name} v{found} ({follows}) at http://{host}:{port} (POST /v1/chat/completions, GET /v1/models, "
+        "POST /invocations, GET /health); Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
+    quiet_loading()
+    try:
+        run(
+            name,
+            tracking_uri(),
+            host,
+            port,
+            Path(cfg.state_dir).resolve(),
+            default=alias or str(version),
+            max_concurrency=cfg.max_concurrency,
+            poll_s=cfg.poll_s,
+            max_loaded=cfg.max_loaded,
+        )
+    except RuntimeError as exc:
+        raise ConfigError(str(exc)) from None
+    return 0
+
+
+def vllm_lines(config: DistillConfig, download_dir: str, host: str, port: int) -> list[str]:
+    """Downloads the versions ``champion`` and ``challenger`` name and writes the ``vllm serve`` command that serves
+    both as LoRA modules on their base (``download_dir/serve.sh``); returns what to print."""
+    from empathy_distill.registry.promotion import Promotions
+    from empathy_distill.registry.pyfunc import base_path, generation_defaults
+    from empathy_distill.serving.pool import download, read_model
+    from empathy_distill.serving.vllm import LoraModule, VllmError, adapter_rank, has_chat_template, render, serve_argv
+    from empathy_distill.training.chat import FALLBACK_CHAT_TEMPLATE
+
+    name = config.registry.model_name
+    p = Promotions(mlflow_client(), history=None, lock=None)  # reading the registry needs no promotion history
+    out = Path(download_dir).resolve()
+    modules, configs, notes = [], {}, []
+    try:
+        for alias in ("champion", "challenger"):
+            number = p.alias(name, alias)
+            if number is None:
+                notes.append(f"# no @{alias} in the registry")
+                continue
+            cfg, artifacts = read_model(download(name, number, tracking_uri(), out))
+            base = base_path(cfg, artifacts)  # a reference base is checked against the fingerprint it trained with
+            key = str(cfg.get("base_fingerprint") or base)
+            module = LoraModule(alias, number, artifacts["adapter"], adapter_rank(artifacts["adapter"]), base, key)
+            if modules and module.base_key != modules[0].base_key:
+                notes.append(f"# @{alias} v{number} is on another base ({base}): left out (one vLLM server, one base)")
+                continue
+            modules.append(module)
+            configs[alias] = cfg
+    except (VllmError, RuntimeError) as exc:
+        raise ConfigError(str(exc)) from None
+    if not modules:
+        raise ConfigError(f"'{name}' has no champion in the registry at {tracking_uri()}: promote a version first")
+    cfg = configs[modules[0].name]
+    template = cfg.get("chat_template")
+    if not template and has_chat_template(modules[0].base) is False:
+        template = FALLBACK_CHAT_TEMPLATE  # what training and our server used for a base without a template
+    template_file = None
+    if template:
+        template_file = out / "chat_template.jinja"
+        template_file.write_text(template)
+    argv = serve_argv(
+        modules,
+        served_name=name,
+        host=host,
+        port=port,
+        dtype=str(cfg.get("dtype", "auto")),
+        chat_template_file=str(template_file) if template_file else None,
+        generation=generation_defaults(cfg),
+    )
+    command = render(argv)
+    served = ", ".join(f"{m.name} v{m.version}" for m in modules)
+    (out / "serve.sh").write_text(f"#!/bin/sh\n# {name}: {served}\nexec {command}\n")
+    (out / "serve.sh").chmod(0o755)
+    lines = [
+        f"# {name}: " + ", ".join(f"@{m.name} = v{m.version} (LoRA rank {m.rank})" for m in modules),
+        *notes,
+        f"# versions downloaded to {out}; the command is also in {out / 'serve.sh'}",
+    ]
+    system_prompt = cfg.get("system_prompt") or ""
+    if system_prompt:
+        (out / "system_prompt.txt").write_text(system_prompt)
+        lines.append(
+            f"# vLLM does not add the registered system prompt (our server does): send {out / 'system_prompt.txt'} "
+            "as the first message"
+        )
+    lines.append(f"# clients: base_url http://{host}:{port}/v1, model " + " or ".join(f'"{m.name}"' for m in modules))
+    return [*lines, command]
