@@ -46,6 +46,28 @@ def _zenml_logs_to_stderr() -> None:
             handler.stream = _CurrentStderr()  # not setStream: it flushes the old stream, which may be closed
 
 
+OUR_LOGGERS = ("app", "empathy_distill", "pipelines", "steps")
+
+
+class _NotOurs(logging.Filter):
+    """Keeps our loggers' records off ZenML's console handler: ours print them once, on stderr, in our format
+    (ZenML's handler would repeat each on stdout, in colour). ZenML's step-log capture, which stores them with
+    the run for the dashboard, is another handler and still gets them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.split(".")[0] not in OUR_LOGGERS
+
+
+def _our_lines_once() -> None:
+    try:
+        from zenml.logger import ZenMLConsoleHandler
+    except ImportError:  # pragma: no cover (ZenML is a dependency)
+        return
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, ZenMLConsoleHandler) and not any(isinstance(f, _NotOurs) for f in handler.filters):
+            handler.addFilter(_NotOurs())
+
+
 class _CurrentStderr:
     """Whatever ``sys.stderr`` is when a line is written (a test's capture, or the console)."""
 
@@ -54,6 +76,10 @@ class _CurrentStderr:
 
     def flush(self) -> None:
         sys.stderr.flush()
+
+
+_HANDLER = logging.StreamHandler(_CurrentStderr())
+_HANDLER.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
 
 def one_line(text: str) -> str:
@@ -551,11 +577,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # one line per HTTP request to the teacher and judges (openai's client logs through httpx)
         for name in ("httpx", "httpcore"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    for name in ("app", "empathy_distill", "pipelines", "steps"):
+    _our_lines_once()
+    for name in OUR_LOGGERS:
         logger = logging.getLogger(name)
-        logger.addHandler(handler)
+        if _HANDLER not in logger.handlers:  # once, though main() may run many times in one process (tests)
+            logger.addHandler(_HANDLER)
         logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         return args.func(args)

@@ -33,12 +33,12 @@ def zen(tmp_path: Path):
     work.mkdir()
 
     def run(
-        *args: str, check: bool = True, extra_env: dict[str, str] | None = None, entry: list[str] | None = None
+        *args: str, check: bool = True, extra_env: dict[str, str | None] | None = None, entry: list[str] | None = None
     ) -> subprocess.CompletedProcess:
         proc = subprocess.run(
             [*(entry or CLI), *args],
             cwd=work,
-            env={**env, **(extra_env or {})},
+            env={k: v for k, v in {**env, **(extra_env or {})}.items() if v is not None},  # None: unset it
             capture_output=True,
             text=True,
             timeout=600,

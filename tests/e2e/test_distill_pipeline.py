@@ -214,8 +214,18 @@ def test_bootstrap_pipeline_against_an_openai_compatible_server(zen, tmp_path):
             "--set",
             "teacher.api_key_env=EMPATHY_TEST_TEACHER_KEY",
         ]
-        proc = zen(*args, extra_env={"EMPATHY_TEST_TEACHER_KEY": secret})
+        # as a user runs it outside make (no ZENML_LOGGING_VERBOSITY): one line per step, then the summary
+        proc = zen(*args, extra_env={"EMPATHY_TEST_TEACHER_KEY": secret, "ZENML_LOGGING_VERBOSITY": None})
         out = proc.stdout
+        steps = ["ingest_dialogues", "validate_dialogues", "bootstrap_responses", "build_training_sets"]
+        steps.append("validate_training_sets")
+        head = out.split("pipeline run: ")[0].splitlines()
+        assert [line.split(":")[0] for line in head] == steps, out + proc.stderr
+        # the one warning this run has (the sample is smaller than the paper's set sizes) is said once, on stderr
+        warned = "only 45 train dialogues for 950 SFT + 800 DPO"
+        assert proc.stderr.splitlines() == [f"WARNING empathy_distill.teacher.rewrite: {warned}: using 24 + 21"]
+        assert warned not in out
+        assert len(out.splitlines()) < 20, out
         assert server.received == N_TEACHER_REQUESTS
         assert server.bearer_tokens == {secret: N_TEACHER_REQUESTS}  # the key was really in play
         # a rerun sends nothing and says so: its steps are reused (ZenML's cache) or its replies come from the
