@@ -24,7 +24,7 @@ QUARANTINE_COLUMNS = ["set", "dialogue_id", "field", "reason", "detail"]
 
 
 def rewrite_stage(
-    dialogues: pd.DataFrame, bootstrap: BootstrapConfig, teacher=None
+    dialogues: pd.DataFrame, bootstrap: BootstrapConfig, teacher=None, announce=None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The teacher's rewrites for the improvement methods (an empty log for ``direct``) and the report.
 
@@ -32,6 +32,7 @@ def rewrite_stage(
         dialogues: the validated dialogue table.
         bootstrap: method, strategy and set sizes.
         teacher: a client from :func:`empathy_distill.teacher.build_teacher`; None for ``direct``.
+        announce: gets the teacher's cost :class:`~empathy_distill.teacher.estimate.Plan` before its first request.
     """
     if bootstrap.method == "direct":
         log = pd.DataFrame(columns=REWRITE_LOG_COLUMNS).astype("string")
@@ -41,7 +42,7 @@ def rewrite_stage(
             raise ValueError(f"method {bootstrap.method} needs a teacher")
         from empathy_distill.teacher.rewrite import rewrite_with_teacher
 
-        log, report = rewrite_with_teacher(dialogues, bootstrap, teacher)
+        log, report = rewrite_with_teacher(dialogues, bootstrap, teacher, announce)
     report["prompt_hash"] = method_prompt_hash(bootstrap.method, bootstrap.strategy)
     return log, report
 

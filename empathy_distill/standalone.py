@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,10 @@ def sets_to_folder(config: DistillConfig, out_dir: str | Path, use_cache: bool =
     data = ingest(config.data.path, config.data, config.validation)
     require_rows(data)
     teacher = None if config.bootstrap.method == "direct" else build_teacher(config.teacher, use_cache=use_cache)
-    log, rewrite_report = rewrite_stage(data.table, config.bootstrap, teacher)
+    # the plan goes to stderr: stdout is this path's JSON result
+    log, rewrite_report = rewrite_stage(
+        data.table, config.bootstrap, teacher, lambda plan: print(plan.line(), file=sys.stderr, flush=True)
+    )
     sft_rows, dpo_pairs = training_sets_stage(data.table, log, config.bootstrap)
     sft, dpo, quarantine, sets_report = validate_sets_stage(
         data.table, sft_rows, dpo_pairs, config.bootstrap, config.validation

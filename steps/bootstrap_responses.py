@@ -10,7 +10,7 @@ from empathy_distill.stages import require_teacher_success, rewrite_stage
 from empathy_distill.teacher import build_teacher
 from empathy_distill.tracking import log_bootstrap
 from materializers import DialogueTableMaterializer
-from steps.console import stage_done
+from steps.console import stage_done, stage_note
 
 
 @step(experiment_tracker=True, output_materializers={"bootstrap_log": DialogueTableMaterializer})
@@ -31,7 +31,9 @@ def bootstrap_responses(
         TeacherError: more dialogues failed than ``teacher.max_failed_fraction`` allows.
     """
     direct = bootstrap.method == "direct"
-    log, report = rewrite_stage(dialogues, bootstrap, None if direct else build_teacher(teacher))
+    log, report = rewrite_stage(
+        dialogues, bootstrap, None if direct else build_teacher(teacher), lambda plan: stage_note(plan.line())
+    )
     log_bootstrap(report, None if direct else teacher.model)
     log_metadata({k: v for k, v in report.items() if isinstance(v, (int, float, str))})
     require_teacher_success(report, teacher)
@@ -41,7 +43,7 @@ def bootstrap_responses(
         stage_done(
             f"{bootstrap.method}/{bootstrap.strategy}: {report['dialogues_ok']} dialogues rewritten, "
             f"{report['dialogues_invalid']} invalid, "
-            f"{report['dialogues_error']} failed; {report['teacher_requests']} requests "
-            f"({report['teacher_cache_hits']} from cache)"
+            f"{report['dialogues_error']} failed; teacher: {report['teacher_requests']:,} sent "
+            f"({report['teacher_cache_hits']:,} cached), ${report['teacher_usage']['cost_usd']:.2f}"
         )
     return log, report

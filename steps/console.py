@@ -22,6 +22,11 @@ def stage_done(what: str) -> None:
     print(f"{run.name}: {what} ({elapsed:.1f} s)", flush=True)
 
 
+def stage_note(what: str) -> None:
+    """Prints ``<step>: <what>`` while the step runs (e.g. the teacher's plan before its first request)."""
+    print(f"{get_step_context().step_run.name}: {what}", flush=True)
+
+
 def trained(result) -> str:
     """A training stage's line: steps, rows, the last loss (or that it was reused)."""
     if result.reused:

@@ -50,8 +50,11 @@ def split_roles(train_ids: list[str], cfg: BootstrapConfig) -> tuple[list[str], 
     return ids[:n_sft], ids[n_sft : n_sft + n_dpo]
 
 
-async def _improve(table: pd.DataFrame, roles: dict[str, str], cfg: BootstrapConfig, teacher) -> pd.DataFrame:
-    """Runs the teacher stage by stage; returns one log row per selected dialogue."""
+async def _improve(
+    table: pd.DataFrame, roles: dict[str, str], cfg: BootstrapConfig, teacher, announce=None
+) -> pd.DataFrame:
+    """Runs the teacher stage by stage; returns one log row per selected dialogue. ``announce`` gets the
+    :class:`~empathy_distill.teacher.estimate.Plan` once, before the first request is sent."""
     ctx = contexts(table)
     system = load_template(SYSTEM)
     fields = {"target_words": cfg.target_words, "max_words": cfg.max_words}
@@ -74,9 +77,18 @@ async def _improve(table: pd.DataFrame, roles: dict[str, str], cfg: BootstrapCon
             else:
                 state[dialogue_id].update(status="skipped", reason="no_human_response")
 
+    turns = strategy_turns(cfg.strategy)
+    announced = []
+
     async def stage(name: str, build) -> None:
         todo = [s for s in state.values() if s["status"] == "pending"]
         requests = [teacher.request(build(s), tag=name) for s in todo]
+        if not announced:
+            from empathy_distill.teacher.estimate import plan
+
+            announced.append(plan(requests, len(turns) + (cfg.method == "improve_llm"), cfg.target_words, teacher))
+            if announce is not None:
+                announce(announced[0])
         results = await teacher.complete_many(requests, desc=f"teacher {name}")
         for s, req, res in zip(todo, requests, results):
             s["turns"] += 1
@@ -102,7 +114,6 @@ async def _improve(table: pd.DataFrame, roles: dict[str, str], cfg: BootstrapCon
         for s in state.values():
             if s["status"] == "pending":
                 s.update(original=s["last"], original_source="teacher_initial")
-    turns = strategy_turns(cfg.strategy)
     for i, turn in enumerate(turns):
         if i == 0:
             await stage(
@@ -127,8 +138,11 @@ async def _improve(table: pd.DataFrame, roles: dict[str, str], cfg: BootstrapCon
     )
 
 
-def rewrite_with_teacher(table: pd.DataFrame, cfg: BootstrapConfig, teacher) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Runs the teacher over the SFT and DPO groups of train dialogues.
+def rewrite_with_teacher(
+    table: pd.DataFrame, cfg: BootstrapConfig, teacher, announce=None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Runs the teacher over the SFT and DPO groups of train dialogues; ``announce`` (e.g. a step's console line)
+    gets the run's :class:`~empathy_distill.teacher.estimate.Plan` before the first request.
 
     Returns:
         The per-dialogue log (original, improved, status, reason, raw reply) and
@@ -137,10 +151,17 @@ def rewrite_with_teacher(table: pd.DataFrame, cfg: BootstrapConfig, teacher) -> 
     train_ids = table.loc[table["split"] == "train", "dialogue_id"].unique().tolist()
     sft_ids, dpo_ids = split_roles(train_ids, cfg)
     roles = {**{d: "sft" for d in sft_ids}, **{d: "dpo" for d in dpo_ids}}
+    planned: list = []
+
+    def on_plan(item) -> None:
+        planned.append(item)
+        logger.info(item.line())
+        if announce is not None:
+            announce(item)
 
     async def run() -> pd.DataFrame:
         try:
-            return await _improve(table, roles, cfg, teacher)
+            return await _improve(table, roles, cfg, teacher, on_plan)
         finally:
             await teacher.aclose()
 
@@ -167,6 +188,7 @@ def rewrite_with_teacher(table: pd.DataFrame, cfg: BootstrapConfig, teacher) -> 
         "teacher_cache_hits": usage["cache_hits"],
         "teacher_usage": usage,
         "budget_exhausted": getattr(teacher.budget, "exhausted", None),
+        "teacher_plan": planned[0].as_dict() if planned else None,
     }
     if report["budget_exhausted"]:
         logger.warning(

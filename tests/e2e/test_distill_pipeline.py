@@ -217,8 +217,9 @@ def test_bootstrap_pipeline_against_an_openai_compatible_server(zen, tmp_path):
         # as a user runs it outside make (no ZENML_LOGGING_VERBOSITY): one line per step, then the summary
         proc = zen(*args, extra_env={"EMPATHY_TEST_TEACHER_KEY": secret, "ZENML_LOGGING_VERBOSITY": None})
         out = proc.stdout
-        steps = ["ingest_dialogues", "validate_dialogues", "bootstrap_responses", "build_training_sets"]
-        steps.append("validate_training_sets")
+        # bootstrap_responses says its plan before the first request, then what it did
+        steps = ["ingest_dialogues", "validate_dialogues", "bootstrap_responses", "bootstrap_responses"]
+        steps += ["build_training_sets", "validate_training_sets"]
         head = out.split("pipeline run: ")[0].splitlines()
         assert [line.split(":")[0] for line in head] == steps, out + proc.stderr
         # the one warning this run has (the sample is smaller than the paper's set sizes) is said once, on stderr
@@ -226,6 +227,8 @@ def test_bootstrap_pipeline_against_an_openai_compatible_server(zen, tmp_path):
         assert proc.stderr.splitlines() == [f"WARNING empathy_distill.teacher.rewrite: {warned}: using 24 + 21"]
         assert warned not in out
         assert len(out.splitlines()) < 20, out
+        assert f"bootstrap_responses: teacher plan: {N_TEACHER_REQUESTS} requests for 45 dialogues (2 each);" in out
+        assert f"; teacher: {N_TEACHER_REQUESTS} sent (0 cached), $" in out  # the step's own line
         assert server.received == N_TEACHER_REQUESTS
         assert server.bearer_tokens == {secret: N_TEACHER_REQUESTS}  # the key was really in play
         # a rerun sends nothing and says so: its steps are reused (ZenML's cache) or its replies come from the
@@ -237,6 +240,7 @@ def test_bootstrap_pipeline_against_an_openai_compatible_server(zen, tmp_path):
     assert re.search(re.escape(sets) + rf"; teacher: {N_TEACHER_REQUESTS} sent \(0 cached\), \$\d+\.\d\d", out), out
     assert f"; teacher: 0 sent (step reused: its first run sent {N_TEACHER_REQUESTS} for $" in reused, reused
     assert f"; teacher: 0 sent ({N_TEACHER_REQUESTS} cached), $0.00" in replayed, replayed
+    assert "all 45 first-turn replies cached (a rerun: expect 0 sent)" in replayed
     run_id = re.search(r"MLflow run: (\w+)", out).group(1)
     assert re.search(r"MLflow run: (\w+)", reused).group(1) == run_id and "whose steps this rerun reused" in reused
     assert re.search(r"MLflow run: (\w+)", replayed).group(1) != run_id  # its steps ran: its own run

@@ -172,3 +172,57 @@ def test_kill_minus_nine_then_resume_sends_nothing_twice(tmp_path):
     sft, dpo = pd.read_parquet(out / "sft.parquet"), pd.read_parquet(out / "dpo.parquet")
     assert (len(sft), len(dpo)) == (24, 21)
     assert sft.dialogue_id.is_unique and dpo.dialogue_id.is_unique
+
+
+@pytest.mark.parametrize("method,strategy", [("improve_llm", "all_three"), ("improve_human", "sequential")])
+def test_the_plan_is_said_before_the_first_request_and_counts_what_is_sent(sample_table, tmp_path, method, strategy):
+    from empathy_distill.stages import rewrite_stage
+
+    cfg = BootstrapConfig(method=method, strategy=strategy)
+    with LoopbackServer() as server:
+        plans, received_then = [], []
+
+        def announce(plan):
+            plans.append(plan)
+            received_then.append(server.received)
+
+        prices = {"input_per_1k": 0.0025, "output_per_1k": 0.01}
+
+        def teacher():
+            return build_teacher(teacher_cfg(server, tmp_path, prices=prices))
+
+        _, report = rewrite_stage(sample_table, cfg, teacher(), announce)
+        first_sent = server.received
+        _, again = rewrite_stage(sample_table, cfg, teacher(), announce)
+        assert server.received == first_sent  # the rerun answers from the reply cache
+    first, rerun = plans
+    assert received_then == [0, first_sent]  # each plan came before that run's first request
+    assert first.requests == report["teacher_requests"] == first_sent == 45 * (3 if strategy == "sequential" else 2)
+    assert (first.dialogues, first.turns, first.first_turn_cached) == (45, first_sent // 45, 0)
+    assert 0 < first.cost_usd < first.worst_cost_usd and first.prompt_tokens > first.completion_tokens > 0
+    line = first.line()
+    assert f"teacher plan: {first_sent} requests for 45 dialogues" in line and "caps: no request cap, no cost" in line
+    assert rerun.first_turn_cached == 45 and "expect 0 sent" in rerun.line()
+    assert (again["teacher_requests"], again["teacher_cache_hits"]) == (0, first_sent)
+    assert report["teacher_plan"]["requests"] == first_sent
+
+
+def test_the_plan_names_the_cap_that_will_stop_the_run(sample_table, tmp_path):
+    from empathy_distill.stages import rewrite_stage
+
+    cfg = TeacherConfig(base_url="http://127.0.0.1:9/v1", model="m", cache_path=str(tmp_path / "c"), max_requests=60)
+    teacher = build_teacher(cfg)
+    plans = []
+
+    class Stop(Exception):
+        pass
+
+    def announce(plan):
+        plans.append(plan)
+        raise Stop  # nothing is sent: the plan alone is under test
+
+    with pytest.raises(Stop):
+        rewrite_stage(sample_table, BootstrapConfig(method="improve_llm", strategy="all_three"), teacher, announce)
+    line = plans[0].line()
+    assert plans[0].requests == 90 and "caps: 60 requests, no cost cap (the request cap stops it after 60)" in line
+    assert "no prices set (teacher.prices)" in line  # never a made-up $0.00
