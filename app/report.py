@@ -133,6 +133,7 @@ def training_lines(run) -> list[str]:
                 f"{adapter.stage.upper()}: {adapter.global_step} steps on {adapter.rows} rows, adapter "
                 f"{adapter.weights_hash[:19]}"
             )
+            lines += [f"  warning: {w}" for w in adapter.warnings]
     if "evaluate_responses" in run.steps:
         report = run.steps["evaluate_responses"].outputs["evaluation_report"][0].load()
         validity = "valid" if report.get("valid") else "NOT VALID: " + "; ".join(report.get("invalid_reasons", []))

@@ -215,6 +215,8 @@ def log_training_stage(result: Any, params: dict[str, Any], curve_keys: tuple[st
     )
     if result.eval_metrics:
         mlflow.log_metrics({f"{stage}.train_pairs.{k.replace('/', '.')}": v for k, v in result.eval_metrics.items()})
+    if getattr(result, "warnings", None):
+        mlflow.set_tag(f"{stage}.warning", " | ".join(result.warnings)[:5000])
     with tempfile.TemporaryDirectory() as tmp:
         png = loss_curve_png(
             result.history,

@@ -32,8 +32,9 @@ def trained(result) -> str:
     if result.reused:
         return f"{result.global_step} steps on {result.rows} rows (reused)"
     losses = [h["loss"] for h in result.history if "loss" in h]
-    return (
+    line = (
         f"{result.global_step} steps on {result.rows} rows, loss {losses[-1]:.3f}"
         if losses
         else f"{result.global_step} steps"
     )
+    return line + "".join(f"; WARNING: {w}" for w in result.warnings)

@@ -11,7 +11,7 @@ from empathy_distill.tracking import log_training_stage
 from empathy_distill.training.adapter import Adapter
 from empathy_distill.training.launch import train_stage
 from materializers import AdapterFolderMaterializer
-from steps.console import stage_done, trained
+from steps.console import stage_done, stage_note, trained
 
 
 @step(experiment_tracker=True, output_materializers={"dpo_adapter": AdapterFolderMaterializer})
@@ -23,7 +23,8 @@ def train_dpo(
     sft_adapter: Adapter | None = None,
 ) -> Annotated[Adapter, ArtifactConfig(name="dpo_adapter", artifact_type=ArtifactType.MODEL)]:
     """beta and loss from config; the reference is the frozen SFT adapter (see empathy_distill/training/dpo.py)."""
-    result = train_stage("dpo", student_base, dpo_train, training, student, sft_adapter.path if sft_adapter else None)
+    sft_path = sft_adapter.path if sft_adapter else None
+    result = train_stage("dpo", student_base, dpo_train, training, student, sft_path, announce=stage_note)
     log_training_stage(
         result,
         {

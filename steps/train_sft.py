@@ -11,7 +11,7 @@ from empathy_distill.tracking import log_training_stage
 from empathy_distill.training.adapter import Adapter
 from empathy_distill.training.launch import train_stage
 from materializers import AdapterFolderMaterializer
-from steps.console import stage_done, trained
+from steps.console import stage_done, stage_note, trained
 
 
 @step(experiment_tracker=True, output_materializers={"sft_adapter": AdapterFolderMaterializer})
@@ -19,7 +19,7 @@ def train_sft(
     student_base: str, sft_train: pd.DataFrame, training: TrainingConfig, student: StudentConfig
 ) -> Annotated[Adapter, ArtifactConfig(name="sft_adapter", artifact_type=ArtifactType.MODEL)]:
     """Trains (or resumes, or reuses) the SFT adapter; fails loudly when no weight changed."""
-    result = train_stage("sft", student_base, sft_train, training, student)
+    result = train_stage("sft", student_base, sft_train, training, student, announce=stage_note)
     log_training_stage(
         result,
         {

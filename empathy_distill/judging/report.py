@@ -53,24 +53,39 @@ def degenerate_cell(c: dict[str, Any]) -> str:
     return f"{side(d.get('candidate', {}))} / {side(d.get('opponent', {}))}"
 
 
+def bar_texts(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(axis label, text on the bar) for each (opponent, judge): n and W/T/L under the bar, the win rate and its
+    interval on it, so the plot reads without the table."""
+    out = []
+    for c in report["comparisons"]:
+        n = c["wins"] + c["ties"] + c["losses"]
+        label = f"vs {c['opponent']} ({c['judge']})\nn={n}  W/T/L {c['wins']}/{c['ties']}/{c['losses']}"
+        out.append((label, f"{c['win_rate']:.2f}\n[{c['ci_low']:.2f}, {c['ci_high']:.2f}]"))
+    return out
+
+
 def report_plot(report: dict[str, Any], path: str | Path) -> Path:
-    """Bar chart of win rates with CI error bars, one bar per (opponent, judge); 0.5 marked."""
+    """Bar chart of win rates with CI error bars, one bar per (opponent, judge), each with its value, interval, n
+    and W/T/L; the 0.5 line labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     comps = report["comparisons"]
-    labels = [f"vs {c['opponent']}\n({c['judge']})" for c in comps]
+    texts = bar_texts(report)
     rates = [c["win_rate"] for c in comps]
     err = [[max(c["win_rate"] - c["ci_low"], 0) for c in comps], [max(c["ci_high"] - c["win_rate"], 0) for c in comps]]
-    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(comps)), 3.4))
+    fig, ax = plt.subplots(figsize=(max(4.5, 2.0 * len(comps)), 3.8))
     ax.bar(range(len(comps)), rates, yerr=err, capsize=5, color="#4C72B0")
+    for i, (c, (_, value)) in enumerate(zip(comps, texts)):
+        ax.text(i, min(c["ci_high"] + 0.03, 0.97), value, ha="center", va="bottom", fontsize=7)
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
-    ax.set_xticks(range(len(comps)), labels, fontsize=8)
-    ax.set_ylim(0, 1)
+    ax.text(len(comps) - 0.5, 0.51, "0.5: no better than the opponent", ha="right", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(comps)), [label for label, _ in texts], fontsize=7)
+    ax.set_ylim(0, 1.15)
     ax.set_ylabel("win rate (ties = 1/2)")
-    ax.set_title(f"{report['candidate']}: win rates, 95% {report.get('ci_method', CI_METHOD)} intervals")
+    ax.set_title(f"{report['candidate']}: win rates, 95% {report.get('ci_method', CI_METHOD)} intervals", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

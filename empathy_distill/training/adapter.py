@@ -21,11 +21,14 @@ class Adapter(BaseModel):
     """sha256 of the LoRA tensors after training."""
     global_step: int = 0
     rows: int = 0
+    warnings: list[str] = []
+    """What the stage found worth saying (e.g. trivially separable DPO pairs)."""
 
     @classmethod
     def from_stage(cls, result) -> Adapter:
         """The adapter a training stage (:class:`~empathy_distill.training.common.StageResult`) saved."""
         same = {name: getattr(result, name) for name in ("base_model", "stage", "global_step", "rows")}
+        same["warnings"] = list(getattr(result, "warnings", []))
         return cls(path=result.adapter_dir, weights_hash=result.hash_after, **same)
 
 

@@ -207,22 +207,43 @@ def require_change(stage: str, before: str, after: str) -> None:
         )
 
 
+def smoothed(values: list[float], weight: float = 0.9) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased at the start (the first point is itself)."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, start=1):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight**i))
+    return out
+
+
+def curve_panels(history: list[dict[str, float]], keys: tuple[str, ...] = ("loss",)) -> dict[str, list[tuple]]:
+    """The panels a stage's plot shows: each logged key, then the learning rate; points as (step, value)."""
+    panels = {k: [(h["step"], h[k]) for h in history if k in h] for k in (*keys, "learning_rate")}
+    return {k: v for k, v in panels.items() if v}
+
+
 def loss_curve_png(
     history: list[dict[str, float]], path: Path, title: str, keys: tuple[str, ...] = ("loss",)
 ) -> Path | None:
-    """A PNG of the logged curves (loss, and for DPO reward accuracy and margin)."""
+    """A PNG of the logged curves (loss, and for DPO reward accuracy and margin) and the learning rate: the raw
+    values faint, an exponential moving average over them (from 10 points), so a long noisy run reads as a trend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = {k: [(h["step"], h[k]) for h in history if k in h] for k in keys}
-    series = {k: v for k, v in series.items() if v}
-    if not series:
+    series = curve_panels(history, keys)
+    if not series or not any(k != "learning_rate" for k in series):
         return None
     fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.2), squeeze=False)
     for ax, (key, points) in zip(axes[0], series.items()):
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o" if len(points) < 30 else None, linewidth=1.5)
+        steps, values = [p[0] for p in points], [p[1] for p in points]
+        if key == "learning_rate" or len(points) < 10:
+            ax.plot(steps, values, marker="o" if len(points) < 30 else None, linewidth=1.5)
+        else:
+            ax.plot(steps, values, linewidth=0.8, alpha=0.35, label="logged")
+            ax.plot(steps, smoothed(values), linewidth=1.8, label="smoothed (EMA 0.9)")
+            ax.legend(fontsize=7)
         ax.set_xlabel("step")
         ax.set_title(key)
         ax.grid(alpha=0.3)
@@ -231,6 +252,66 @@ def loss_curve_png(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def step_clock(name: str, announce, first_steps: int = 5):
+    """A ``TrainerCallback`` that says once, after the first steps, how many steps the stage has, the time per
+    step measured on them (model loading and data preparation excluded) and the time left."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def __init__(self) -> None:
+            self.started: float | None = None
+            self.start_step = 0
+            self.said = False
+
+        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001 - transformers' signature
+            self.start_step = state.global_step
+
+        def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001 - transformers' signature
+            if self.started is None:
+                self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 - transformers' signature
+            done = state.global_step - self.start_step
+            total = state.max_steps
+            if self.said or self.started is None or done < min(first_steps, max(total - self.start_step, 1)):
+                return
+            self.said = True
+            per_step = (time.perf_counter() - self.started) / done
+            epochs = args.num_train_epochs if args.max_steps <= 0 else None
+            shape = (
+                f"{total / epochs:.0f} per epoch x {epochs:g} epochs, " if epochs and float(epochs).is_integer() else ""
+            )
+            resumed = f", resumed at step {self.start_step}" if self.start_step else ""
+            announce(
+                f"{name.upper()}: {total:,} steps ({shape}batch {args.per_device_train_batch_size}{resumed}); "
+                f"{per_step:.2f} s/step over the first {done}: ~{_duration(per_step * (total - state.global_step))} "
+                "to go"
+            )
+
+    return StepClock()
+
+
+def separable_warning(history: list[dict[str, float]], total_steps: int) -> str | None:
+    """A warning when DPO's reward accuracy reaches 1.0 within the first tenth of the steps: the pairs are told
+    apart at once (by length or style), so they teach the student little about empathy."""
+    for h in history:
+        if h.get("rewards/accuracies", 0.0) >= 1.0 and h.get("step", 0) <= max(1, total_steps // 10):
+            return (
+                f"DPO reward accuracy reached 1.0 at step {int(h['step'])} of {total_steps} (within the first tenth): "
+                "the pairs are trivially separable and teach little; try pairs closer in quality (another method or "
+                "strategy) or a lower beta"
+            )
+    return None
 
 
 def stage_key(*parts: Any) -> str:
@@ -255,6 +336,8 @@ class StageResult:
     eval_metrics: dict[str, float] = field(default_factory=dict)
     processes: int = 1
     """How many processes trained it together (DDP world size)."""
+    warnings: list[str] = field(default_factory=list)
+    """What the summary and MLflow should say about this stage (e.g. trivially separable DPO pairs)."""
 
     def save(self) -> None:
         (Path(self.adapter_dir) / "train_result.json").write_text(json.dumps(asdict(self), indent=2))
@@ -276,7 +359,7 @@ def last_checkpoint(folder: Path) -> tuple[str | None, int]:
     return (ckpt, int(ckpt.rsplit("-", 1)[-1])) if ckpt else (None, 0)
 
 
-def run_stage(name: str, work: Path, rows: int, base_model: str, build, score=None) -> StageResult:
+def run_stage(name: str, work: Path, rows: int, base_model: str, build, score=None, announce=None) -> StageResult:
     """What every training stage does around its trainer: reuse a finished stage, resume from the last
     checkpoint (the step count continues), check that the adapter moved, save it once.
 
@@ -286,12 +369,15 @@ def run_stage(name: str, work: Path, rows: int, base_model: str, build, score=No
         rows: training rows, for the result.
         build: ``build(checkpoint_dir) -> (trainer, recorder, tokenizer)``.
         score: ``score(trainer) -> metrics`` after training (DPO's reward accuracy), or None.
+        announce: gets one line after the first steps: the stage's steps and the time per step (:func:`step_clock`).
     """
     adapter_dir = work / "adapter"
     if (done := StageResult.load(adapter_dir)) is not None:
         logger.info("%s %s already trained: reusing %s", name.upper(), work.name, adapter_dir)
         return done
     trainer, recorder, tokenizer = build(work / "checkpoints")
+    if announce is not None and trainer.is_world_process_zero():
+        trainer.add_callback(step_clock(name, announce))
     before = adapter_hash(trainer.model)
     ckpt, resumed = last_checkpoint(work / "checkpoints")
     if ckpt:
@@ -315,6 +401,9 @@ def run_stage(name: str, work: Path, rows: int, base_model: str, build, score=No
         eval_metrics=score(trainer) if score else {},
         processes=trainer.args.world_size,
     )
+    if name == "dpo" and (warning := separable_warning(recorder.history, trainer.state.global_step)):
+        logger.warning(warning)
+        result.warnings.append(warning)
     if trainer.is_world_process_zero():  # one adapter, however many processes trained it
         trainer.model.save_pretrained(str(adapter_dir), selected_adapters=["default"])
         tokenizer.save_pretrained(str(adapter_dir))

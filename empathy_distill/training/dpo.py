@@ -78,7 +78,12 @@ def build_dpo_trainer(
 
 
 def train_dpo(
-    base_model: str, pairs: pd.DataFrame, cfg: TrainingConfig, student: StudentConfig, sft_adapter: str | None = None
+    base_model: str,
+    pairs: pd.DataFrame,
+    cfg: TrainingConfig,
+    student: StudentConfig,
+    sft_adapter: str | None = None,
+    announce=None,
 ) -> common.StageResult:
     """Trains the DPO adapter (from the SFT adapter when given); raises :class:`AdapterUnchanged` when nothing moved."""
     key = common.stage_key(
@@ -112,4 +117,6 @@ def train_dpo(
         scored = trainer.evaluate(eval_dataset=dataset.select(range(min(len(dataset), 64))))
         return {k.removeprefix("eval_"): float(v) for k, v in scored.items() if k.startswith("eval_rewards/")}
 
-    return common.run_stage("dpo", Path(cfg.output_dir) / f"dpo-{key}", len(pairs), base_model, build, score)
+    return common.run_stage(
+        "dpo", Path(cfg.output_dir) / f"dpo-{key}", len(pairs), base_model, build, score, announce=announce
+    )

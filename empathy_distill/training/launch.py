@@ -32,10 +32,12 @@ def train_stage(
     cfg: TrainingConfig,
     student: StudentConfig,
     sft_adapter: str | None = None,
+    announce=None,
 ) -> StageResult:
-    """SFT or DPO, in this process or across ``cfg.num_processes`` (see the module docstring)."""
+    """SFT or DPO, in this process or across ``cfg.num_processes`` (see the module docstring); ``announce`` gets the
+    stage's steps and time per step after its first steps (in this process only: torchrun's go to its log)."""
     if cfg.num_processes <= 1:
-        return _run(stage, base_model, table, cfg, student, sft_adapter)
+        return _run(stage, base_model, table, cfg, student, sft_adapter, announce)
     with tempfile.TemporaryDirectory(prefix=f"{stage}-launch-") as tmp:
         tmp_path = Path(tmp)
         table.to_parquet(tmp_path / "table.parquet")
@@ -77,14 +79,14 @@ def train_stage(
         return StageResult(**json.loads((tmp_path / "result.json").read_text()))
 
 
-def _run(stage, base_model, table, cfg, student, sft_adapter) -> StageResult:
+def _run(stage, base_model, table, cfg, student, sft_adapter, announce=None) -> StageResult:
     if stage == "sft":
         from empathy_distill.training.sft import train_sft
 
-        return train_sft(base_model, table, cfg, student)
+        return train_sft(base_model, table, cfg, student, announce=announce)
     from empathy_distill.training.dpo import train_dpo
 
-    return train_dpo(base_model, table, cfg, student, sft_adapter)
+    return train_dpo(base_model, table, cfg, student, sft_adapter, announce=announce)
 
 
 def main(spec_path: str) -> None:

@@ -59,6 +59,7 @@ def train_sft(
     cfg: TrainingConfig,
     student: StudentConfig,
     extra_callbacks: list | None = None,
+    announce=None,
 ) -> common.StageResult:
     """Trains a LoRA adapter on SFT rows; raises :class:`AdapterUnchanged` when nothing moved.
 
@@ -81,4 +82,5 @@ def train_sft(
         len(rows),
         base_model,
         lambda checkpoints: build_sft_trainer(base_model, rows, cfg, student, checkpoints, extra_callbacks),
+        announce=announce,
     )

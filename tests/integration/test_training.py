@@ -3,6 +3,8 @@ resume continues the step count, generation answers every prompt, adapters round
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from empathy_distill.config import (
@@ -65,8 +67,12 @@ def test_tiny_student_is_built_once_and_reused(world):
 
 def test_sft_then_dpo(world):
     cfg = TrainingConfig(output_dir=str(world["root"] / "runs"), sft=stage(30, lr=5e-3), dpo=stage(12))
-    sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"])
+    said = []
+    sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"], announce=said.append)
     assert sft.global_step == 30
+    # the stage's size and speed, once, measured on its first 5 steps
+    clock = r"SFT: 30 steps \(batch 4\); [\d.]+ s/step over the first 5: ~\d+ s to go"
+    assert len(said) == 1 and re.fullmatch(clock, said[0]), said
     losses = [h["loss"] for h in sft.history if "loss" in h]
     assert len(losses) == 30 and all(loss > 0 for loss in losses)
     assert sft.hash_before != sft.hash_after
@@ -96,8 +102,11 @@ def test_resume_from_checkpoint_continues_the_step_count(world):
     cfg = TrainingConfig(output_dir=str(world["root"] / "resume"), sft=stage(8, save_steps=4))
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_sft(world["base"], world["sets"].sft, cfg, world["student"], extra_callbacks=[Crash()])
-    result = train_sft(world["base"], world["sets"].sft, cfg, world["student"])
+    said = []
+    result = train_sft(world["base"], world["sets"].sft, cfg, world["student"], announce=said.append)
     assert result.resumed_from_step == 4
+    assert len(said) == 1 and "SFT: 8 steps (batch" in said[0] and "resumed at step 4); " in said[0]
+    assert "over the first 4: " in said[0]  # min(5, the 4 steps left)
     assert result.global_step == 8
     assert [h["step"] for h in result.history if "loss" in h] == [5, 6, 7, 8]
 
