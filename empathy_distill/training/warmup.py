@@ -62,7 +62,42 @@ def excluded_texts(dialogues: pd.DataFrame, training_sets: Iterable[pd.DataFrame
 
 
 def _containing(units: list[str], needles: Iterable[str]) -> set[int]:
-    """Indices of units that contain any needle (one search per needle over the joined units)."""
+    """Indices of units that contain any needle as a substring (texts normalized, needles of 4 words or more).
+
+    A needle found inside a unit has its interior words (all but its first and last, which may be cut
+    mid-word) as whole, consecutive words of the unit. Each needle is filed under its rarest interior
+    word pair; each unit looks up its own word pairs and confirms the few candidates with ``in``. The
+    work grows with the number of words, not units x needles (the plain search over every needle ran
+    in quadratic time: 4.4 times the cost per dialogue at 10,000 dialogues as at 2,000)."""
+    from collections import Counter, defaultdict
+
+    interior, short = {}, []
+    for needle in set(needles):
+        words = needle.split(" ")
+        if len(words) >= 4:
+            interior[needle] = list(zip(words[1:-2], words[2:-1]))
+        else:  # no interior pair (a min_substring_words below 4): searched in full, as before
+            short.append(needle)
+    frequency = Counter(pair for pairs in interior.values() for pair in set(pairs))
+    filed: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for needle, pairs in interior.items():
+        filed[min(pairs, key=frequency.__getitem__)].append(needle)
+    hit = _searched(units, short)
+    for i, unit in enumerate(units):
+        if i in hit:
+            continue
+        words = unit.split(" ")
+        for pair in set(zip(words, words[1:])):
+            if pair in filed and any(needle in unit for needle in filed[pair]):
+                hit.add(i)
+                break
+    return hit
+
+
+def _searched(units: list[str], needles: list[str]) -> set[int]:
+    """Indices of units that contain any needle: one search per needle over the joined units."""
+    if not needles:
+        return set()
     joined = "\n".join(units)
     starts, pos = [], 0
     for unit in units:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from empathy_distill.config import BootstrapConfig, DataConfig, StudentConfig, ValidationConfig
 from empathy_distill.data.ingest import ingest
 from empathy_distill.stages import build_training_sets
 from empathy_distill.training import student as student_module
-from empathy_distill.training.warmup import build_warmup_corpus, normalize
+from empathy_distill.training.warmup import _containing, build_warmup_corpus, normalize
 from tests.conftest import SAMPLE_DATA
 
 
@@ -112,3 +114,17 @@ def test_warmup_replies_none_reads_no_listener_reply(monkeypatch, tmp_path):
     # the default still reads model replies rated below the top rating
     student_module.prepare_tiny_student(table, [sets.sft, sets.dpo], StudentConfig(cache_dir=str(tmp_path)))
     assert not set(seen["texts"]) <= contexts
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(st.sampled_from(["a", "b", "ab", "ba", "c"]), min_size=1, max_size=9), min_size=1, max_size=8),
+    st.lists(st.lists(st.sampled_from(["a", "b", "ab", "ba", "c"]), min_size=1, max_size=6), min_size=1, max_size=6),
+)
+def test_the_indexed_search_finds_exactly_what_a_plain_search_finds(units, needles):
+    # the word-pair index must agree with `needle in unit` on every unit, needles cut mid-word included ("b a b"
+    # inside "ab a ba"), and short needles (below 4 words) too
+    units = [" ".join(u) for u in units]
+    needles = [" ".join(n) for n in needles]
+    expected = {i for i, unit in enumerate(units) if any(n in unit for n in needles)}
+    assert _containing(units, needles) == expected

@@ -1,0 +1,279 @@
+"""Cost per dialogue from 2,000 to 100,000 dialogues: every stage that needs no GPU, at each size, side by side.
+
+    .venv/bin/python bench/scale.py [--sizes 2000,10000,50000,100000] [--judge-dialogues 100]
+
+The datasets are made here, in a temporary folder, from the real file (``../shared/data/llms_vs_humans.csv``):
+dialogues resampled with a seed, and every text perturbed (one word of each text dropped or repeated, a filler
+word inserted) so that no two rows are identical; nothing is written into the repository. Each size runs in a
+fresh process (its peak RSS is its own) against a fresh loopback teacher (no latency: the client, the cache
+and the bookkeeping are measured, not a server). Stages, as the pipeline runs them:
+
+- ingest: reading the file; validation: the row checks, Great Expectations, the split and the data hash;
+- bootstrap: ``improve_llm`` + ``all_three`` over every train dialogue (real request counts, the SQLite reply
+  cache filling as it goes); sets: building the SFT rows and DPO pairs and validating them (GX, leakage);
+- warmup: the tiny student's warm-up corpus (every train text checked against the excluded texts);
+- judging: the scorer (fitted once, on the real file) on a fixed number of test dialogues, with the join against
+  the whole table; hashes: the file fingerprint, the table digest and the retrain input hashes;
+- lineage: re-hashing the data as ``lineage --verify`` does.
+
+Printed: seconds per 1,000 dialogues per stage and size (judging: seconds, its work is fixed), the ratio largest /
+smallest size (goal <= 1.2), each size's peak RSS (goal <= 4 GiB at the largest), the reply cache's size and its
+lookup time. The last line holds ``name=value`` figures for ``bench/run_all.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+REAL = ROOT.parent / "shared" / "data" / "llms_vs_humans.csv"
+STAGES = ["ingest", "validation", "bootstrap", "sets", "warmup", "judging", "hashes", "lineage"]
+FIXED = {"judging"}  # a fixed amount of work at every size: seconds, not seconds per 1,000
+FILLERS = ["really", "just", "truly", "quite", "so", "honestly", "simply", "actually", "very", "still"]
+TEXT_COLUMNS = ("situation", "speaker_uttr", "response_")
+
+
+def perturb(text: str, rng: random.Random) -> str:
+    words = text.split()
+    if len(words) > 3:
+        i = rng.randrange(len(words))
+        if rng.random() < 0.5:
+            del words[i]
+        else:
+            words.insert(i, words[i])
+    words.insert(rng.randrange(len(words) + 1), rng.choice(FILLERS))
+    return " ".join(words)
+
+
+def make_dataset(size: int, out: Path, seed: int = 0) -> Path:
+    """``size`` dialogues resampled from the real file, each text perturbed; new dialogue ids."""
+    import pandas as pd
+
+    real = pd.read_csv(REAL)
+    rng = random.Random(seed)
+    picks = real.iloc[[rng.randrange(len(real)) for _ in range(size)]].reset_index(drop=True)
+    text_cols = [c for c in picks.columns if c.startswith(TEXT_COLUMNS)]
+    for col in text_cols:
+        picks[col] = [perturb(str(v), rng) if isinstance(v, str) else v for v in picks[col]]
+    picks["dialog_id"] = [f"scale:{seed}:{i}" for i in range(size)]
+    picks.to_csv(out, index=False)
+    return out
+
+
+def fit_once(scorer_cache: Path):
+    """The scorer fitted on the real file's train split (cached in ``scorer_cache``)."""
+    from empathy_distill.config import DataConfig, ValidationConfig
+    from empathy_distill.data.ingest import ingest
+    from empathy_distill.judging.scorer import fit_scorer
+
+    data = DataConfig(path=str(REAL), format="llms_vs_humans", split={"method": "paper"})
+    return fit_scorer(ingest(REAL, data, ValidationConfig()).table, cache_dir=scorer_cache)
+
+
+def one_size(data: Path, teacher_url: str, work: Path, judge_dialogues: int, scorer_cache: Path) -> dict:
+    """Every stage on one dataset, in this process; seconds per stage, counts, cache figures and peak RSS."""
+    import pandas as pd
+
+    from empathy_distill.config import (
+        BootstrapConfig,
+        DataConfig,
+        DistillConfig,
+        EvaluationConfig,
+        TeacherConfig,
+        ValidationConfig,
+    )
+    from empathy_distill.data.hashing import file_fingerprint, table_digest
+    from empathy_distill.data.ingest import read_dialogues, validate_dialogues
+    from empathy_distill.judging.judges import ScorerJudge
+    from empathy_distill.judging.protocol import evaluate, evaluation_frame
+    from empathy_distill.registry.inputs import input_hashes
+    from empathy_distill.stages import rewrite_stage, training_sets_stage, validate_sets_stage
+    from empathy_distill.teacher import build_teacher
+    from empathy_distill.teacher.cache import ReplyCache
+    from empathy_distill.training.warmup import build_warmup_corpus
+
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, fn):
+        start = time.perf_counter()
+        value = fn()
+        seconds[name] = time.perf_counter() - start
+        return value
+
+    data_cfg = DataConfig(path=str(data), format="llms_vs_humans", split={"method": "paper"})
+    validation = ValidationConfig()
+    rows, rejected, info = timed("ingest", lambda: read_dialogues(data, "llms_vs_humans"))
+    result = timed("validation", lambda: validate_dialogues(rows, rejected, info, data_cfg, validation))
+    table = result.table
+    train = table.loc[table["split"] == "train", "dialogue_id"].nunique()
+    bootstrap = BootstrapConfig(
+        method="improve_llm", strategy="all_three", sft_dialogues=train // 2, dpo_dialogues=train - train // 2
+    )
+    cache_path = work / "teacher.sqlite"
+    teacher_cfg = TeacherConfig(
+        base_url=teacher_url, model="loop", cache_path=str(cache_path), concurrency=64, api_key_env="SCALE_BENCH_KEY"
+    )
+    os.environ["SCALE_BENCH_KEY"] = "not-a-secret"
+    log, report = timed("bootstrap", lambda: rewrite_stage(table, bootstrap, build_teacher(teacher_cfg)))
+
+    def sets():
+        sft_rows, dpo_pairs = training_sets_stage(table, log, bootstrap)
+        return validate_sets_stage(table, sft_rows, dpo_pairs, bootstrap, validation)
+
+    sft, dpo, _, sets_report = timed("sets", sets)
+    corpus = timed("warmup", lambda: build_warmup_corpus(table, [sft, dpo]))
+
+    # the scorer was fitted once, on the real file (cached, see fit_once): what grows with the table is the join
+    scorer = fit_once(scorer_cache)
+    scorer.verdicts(["warm up"], ["the encoder"], ["loads here"])  # loading MiniLM is not judging
+    test = table[table["split"] == "test"]
+    ids = test["dialogue_id"].drop_duplicates().head(judge_dialogues)
+    pick = test[test["dialogue_id"].isin(ids)]
+
+    def judging():
+        replies = pick.pivot_table(index="dialogue_id", columns="source", values="response", aggfunc="first")
+        generations = pd.DataFrame(
+            {
+                "dialogue_id": replies.index,
+                "tuned_response": replies.get("chatgpt", replies.iloc[:, 0]).to_numpy(),
+                "base_response": replies.get("llama", replies.iloc[:, -1]).to_numpy(),
+            }
+        )
+        frame = evaluation_frame(generations, table)
+        return evaluate(frame, [ScorerJudge(scorer)], {"base": "base_response"})
+
+    judged = timed("judging", judging)
+    config = DistillConfig(data=data_cfg, teacher=teacher_cfg, evaluation=EvaluationConfig(cache_dir=str(scorer_cache)))
+    timed("hashes", lambda: (table_digest(table), input_hashes(config, file_fingerprint(data))))
+    timed("lineage", lambda: file_fingerprint(data))
+
+    cache = ReplyCache(cache_path, teacher_url)
+    keys = [k for (k,) in cache._db.execute("SELECT key FROM replies ORDER BY RANDOM() LIMIT 2000")]
+    start = time.perf_counter()
+    for key in keys:
+        cache._db.execute("SELECT text FROM replies WHERE key=?", (key,)).fetchone()
+    lookup_us = (time.perf_counter() - start) / max(len(keys), 1) * 1e6
+    return {
+        "dialogues": int(table["dialogue_id"].nunique()),
+        "rows": len(table),
+        "seconds": seconds,
+        "teacher_requests": report["teacher_requests"],
+        "sft_rows": len(sft),
+        "dpo_pairs": len(dpo),
+        "warmup_chats": len(corpus.chats),
+        "judged": sum(judged["comparisons"][0][k] for k in ("wins", "ties", "losses")),
+        "test_leakage": sets_report.get("test_leakage"),
+        "cache_entries": len(cache),
+        "cache_mb": cache_path.stat().st_size / 2**20,
+        "cache_lookup_us": lookup_us,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="2000,10000,50000,100000")
+    parser.add_argument("--judge-dialogues", type=int, default=100)
+    parser.add_argument("--one", nargs=5, metavar=("DATA", "URL", "WORK", "JUDGE", "SCORER"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        data, url, work, judge, scorer = args.one
+        print(json.dumps(one_size(Path(data), url, Path(work), int(judge), Path(scorer))))
+        return 0
+    if not REAL.exists():
+        print(f"scale: skipped, the real file is not at {REAL}")
+        return 0
+    from _common import start_loopback
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
+        tmp_path = Path(tmp)
+        subprocess.run(  # the scorer's fit, in a process of its own: not in any size's time or memory
+            [
+                sys.executable,
+                "-c",
+                f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import scale; "
+                f"scale.fit_once(scale.Path({str(tmp_path / 'scorer')!r}))",
+            ],
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        for size in sizes:
+            data = make_dataset(size, tmp_path / f"dialogues-{size}.csv")
+            work = tmp_path / f"work-{size}"
+            work.mkdir()
+            proc, url = start_loopback()
+            try:
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--one",
+                        str(data),
+                        url,
+                        str(work),
+                        str(args.judge_dialogues),
+                        str(tmp_path / "scorer"),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                )
+            finally:
+                proc.terminate()
+                proc.wait()
+            if out.returncode != 0:
+                print(f"scale: size {size} failed: {out.stderr.strip().splitlines()[-3:]}")
+                return 1
+            results[size] = json.loads(out.stdout.strip().splitlines()[-1])
+            r = results[size]
+            print(
+                f"  {size:>7,} dialogues: {r['rows']:,} rows, {r['teacher_requests']:,} teacher requests, "
+                f"{r['sft_rows']:,} SFT rows, {r['dpo_pairs']:,} DPO pairs, {r['warmup_chats']:,} warm-up chats, "
+                f"peak RSS {r['peak_rss_gib']:.2f} GiB",
+                flush=True,
+            )
+    return report(sizes, results)
+
+
+def report(sizes: list[int], results: dict[int, dict]) -> int:
+    small, large = sizes[0], sizes[-1]
+    head = f"{'stage':<11}" + "".join(f"{f'{s:,}':>10}" for s in sizes) + f"{'ratio':>8}  goal"
+    print("\nseconds per 1,000 dialogues (judging: seconds for a fixed number of dialogues)")
+    print(head)
+    figures = {}
+    for stage in STAGES:
+        per = []
+        for s in sizes:
+            sec = results[s]["seconds"][stage]
+            per.append(sec if stage in FIXED else sec / (results[s]["dialogues"] / 1000))
+        ratio = per[-1] / per[0] if per[0] > 0 else float("inf")
+        figures[f"{stage}_ratio"] = ratio
+        verdict = "ok" if ratio <= 1.2 else "MISSED"
+        print(f"{stage:<11}" + "".join(f"{v:>10.3f}" for v in per) + f"{ratio:>8.2f}  {verdict}")
+    print(f"{'peak RSS':<11}" + "".join(f"{results[s]['peak_rss_gib']:>9.2f}G" for s in sizes) + "          <= 4 GiB")
+    print(f"{'cache MB':<11}" + "".join(f"{results[s]['cache_mb']:>10.1f}" for s in sizes))
+    print(f"{'lookup us':<11}" + "".join(f"{results[s]['cache_lookup_us']:>10.1f}" for s in sizes))
+    print(f"{'cache rows':<11}" + "".join(f"{results[s]['cache_entries']:>10,}" for s in sizes))
+    figures.update(
+        peak_rss_gib=results[large]["peak_rss_gib"],
+        cache_lookup_ratio=results[large]["cache_lookup_us"] / max(results[small]["cache_lookup_us"], 1e-9),
+        largest=large,
+    )
+    print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
