@@ -61,6 +61,18 @@ BENCHES: dict[str, tuple[list[str], list[tuple[str, str, object]]]] = {
             ("c32_vs_inproc", "(p50 at 32 / in-process batch of 32)", None),
         ],
     ),
+    "scale": (
+        ["scale.py"],
+        [
+            *[
+                (f"{stage}_ratio", "<= 1.2 (per-1k cost, 100k / 2k dialogues)", lambda v: v <= 1.2)
+                for stage in ("ingest", "validation", "bootstrap", "sets", "warmup", "hashes", "lineage")
+            ],
+            ("judging_ratio", "<= 1.2 (a fixed 100 dialogues judged, 100k / 2k table)", lambda v: v <= 1.2),
+            ("peak_rss_gib", "<= 4 (at 100k dialogues)", lambda v: v <= 4.0),
+            ("cache_lookup_ratio", "(reply-cache lookup, 100k / 2k)", None),
+        ],
+    ),
     "demo": (
         ["demo_times.py"],
         [

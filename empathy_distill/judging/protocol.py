@@ -157,9 +157,11 @@ def mark_validity(
 
 
 def evaluation_frame(generations: pd.DataFrame, dialogues: pd.DataFrame) -> pd.DataFrame:
-    """Generations joined with each dialogue's situation and utterance."""
+    """Generations joined with each dialogue's situation and utterance (only the judged dialogues are grouped: the
+    join's cost follows the test set, not the whole table)."""
     ctx = (
-        dialogues.groupby("dialogue_id")
+        dialogues[dialogues["dialogue_id"].isin(generations["dialogue_id"])]
+        .groupby("dialogue_id")
         .agg(situation=("situation", "first"), utterance=("utterance", "first"))
         .reset_index()
     )
