@@ -62,9 +62,8 @@ class ReplyCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         # a 100k-dialogue run's cache is ~300 MB: with SQLite's default 2 MB page cache a lookup went from 7 to 84 us
-        # between 2k and 100k dialogues (bench/scale.py); 64 MB of cache and a memory map keep the index in memory
+        # between 2k and 100k dialogues (bench/scale.py); 64 MB of page cache keeps the key index in memory
         self._db.execute("PRAGMA cache_size=-65536")
-        self._db.execute("PRAGMA mmap_size=1073741824")
         had_rows = (
             self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='replies'").fetchone() is not None
             and self._db.execute("SELECT 1 FROM replies LIMIT 1").fetchone() is not None
