@@ -24,6 +24,7 @@ lookup time. The last line holds ``name=value`` figures for ``bench/run_all.py``
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -116,9 +117,10 @@ def one_size(data: Path, teacher_url: str, work: Path, judge_dialogues: int, sco
 
     data_cfg = DataConfig(path=str(data), format="llms_vs_humans", split={"method": "paper"})
     validation = ValidationConfig()
-    rows, rejected, info = timed("ingest", lambda: read_dialogues(data, "llms_vs_humans"), 3)
-    result = timed("validation", lambda: validate_dialogues(rows, rejected, info, data_cfg, validation))
-    table = result.table
+    raw = list(timed("ingest", lambda: read_dialogues(data, "llms_vs_humans"), 3))
+    table = timed("validation", lambda: validate_dialogues(*raw, data_cfg, validation)).table
+    raw.clear()  # the pipeline's validate step returns the table; the raw rows are not kept after it
+    gc.collect()
     train = table.loc[table["split"] == "train", "dialogue_id"].nunique()
     bootstrap = BootstrapConfig(
         method="improve_llm", strategy="all_three", sft_dialogues=train // 2, dpo_dialogues=train - train // 2
@@ -156,7 +158,7 @@ def one_size(data: Path, teacher_url: str, work: Path, judge_dialogues: int, sco
         frame = evaluation_frame(generations, table)
         return evaluate(frame, [ScorerJudge(scorer)], {"base": "base_response"})
 
-    judged = timed("judging", judging, 3)
+    judged = timed("judging", judging)  # once: a repeat would meet the encoder's cached texts
     config = DistillConfig(data=data_cfg, teacher=teacher_cfg, evaluation=EvaluationConfig(cache_dir=str(scorer_cache)))
     timed("hashes", lambda: (table_digest(table), input_hashes(config, file_fingerprint(data))), 3)
     timed("lineage", lambda: file_fingerprint(data), 3)
