@@ -387,8 +387,9 @@ class ScheduleConfig(Strict):
 class DistillConfig(Strict):
     """The whole run: one section per stage."""
 
-    name: str = Field("empathy-distill", min_length=1)
-    """A label for this config, logged with every run; the default registered model and MLflow experiment."""
+    name: str = Field("empathy-student", min_length=1)
+    """A label for this config, logged with every run; the default registered model and MLflow experiment. Verbs
+    run without ``--config`` (``serve``, ``rollback``, ...) use this default: the demo's model."""
     data: DataConfig = DataConfig()
     """The dialogue file, its format and the train/test split."""
     validation: ValidationConfig = ValidationConfig()

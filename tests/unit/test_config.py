@@ -91,4 +91,5 @@ def test_each_config_is_its_own_lineage(tmp_path):
     child.write_text(f"extends: {REPO / 'configs' / 'demo.yaml'}\nname: mine\nregistry: {{model_name: null}}\n")
     assert load_config(child).registry.model_name == "mine"
     # the defaults are not shared objects: naming one config leaves the next one's defaults alone
-    assert load_config(None).registry.model_name == "empathy-distill"
+    # without --config (serve, rollback, promote): the default name, which is the demo's model
+    assert load_config(None).registry.model_name == "empathy-student" == load_config(None).tracking.experiment
