@@ -109,12 +109,13 @@ def teacher_part(run, boot: dict) -> str:
     """``teacher: N sent (M cached), $X``: what this run sent; a reused bootstrap step sent nothing now."""
     if boot.get("method") == "direct":
         return "teacher: none (method direct)"
-    sent, cached = int(boot.get("teacher_requests", 0)), int(boot.get("teacher_cache_hits", 0))
-    cost = float((boot.get("teacher_usage") or {}).get("cost_usd", 0.0))
+    from empathy_distill.teacher.estimate import spent
+
     step = run.steps.get("bootstrap_responses")
     if step is not None and step.status.value == "cached":
+        sent, cost = int(boot.get("teacher_requests", 0)), float((boot.get("teacher_usage") or {}).get("cost_usd", 0))
         return f"teacher: 0 sent (step reused: its first run sent {sent:,} for ${cost:.2f})"
-    return f"teacher: {sent:,} sent ({cached:,} cached), ${cost:.2f}"
+    return spent(boot)
 
 
 def step_counts(run) -> str:

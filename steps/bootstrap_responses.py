@@ -8,6 +8,7 @@ from zenml import log_metadata, step
 from empathy_distill.config import BootstrapConfig, TeacherConfig
 from empathy_distill.stages import require_teacher_success, rewrite_stage
 from empathy_distill.teacher import build_teacher
+from empathy_distill.teacher.estimate import spent
 from empathy_distill.tracking import log_bootstrap
 from materializers import DialogueTableMaterializer
 from steps.console import stage_done, stage_note
@@ -43,7 +44,6 @@ def bootstrap_responses(
         stage_done(
             f"{bootstrap.method}/{bootstrap.strategy}: {report['dialogues_ok']} dialogues rewritten, "
             f"{report['dialogues_invalid']} invalid, "
-            f"{report['dialogues_error']} failed; teacher: {report['teacher_requests']:,} sent "
-            f"({report['teacher_cache_hits']:,} cached), ${report['teacher_usage']['cost_usd']:.2f}"
+            f"{report['dialogues_error']} failed; {spent(report)}"
         )
     return log, report

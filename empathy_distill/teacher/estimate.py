@@ -107,3 +107,10 @@ def plan(first_turn: Sequence[Any], turns: int, target_words: int, teacher: Any)
         max_cost_usd=budget.max_cost_usd if budget else None,
         priced=bool(in_1k or out_1k),
     )
+
+
+def spent(report: dict[str, Any]) -> str:
+    """``teacher: N sent (M cached), $X``: what a bootstrap report says the teacher was sent and cost."""
+    cost = float((report.get("teacher_usage") or {}).get("cost_usd", 0.0))
+    sent, cached = report.get("teacher_requests", 0), report.get("teacher_cache_hits", 0)
+    return f"teacher: {sent:,} sent ({cached:,} cached), ${cost:.2f}"

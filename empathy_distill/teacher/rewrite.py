@@ -78,17 +78,17 @@ async def _improve(
                 state[dialogue_id].update(status="skipped", reason="no_human_response")
 
     turns = strategy_turns(cfg.strategy)
-    announced = []
+    planned = announce is None
 
     async def stage(name: str, build) -> None:
+        nonlocal planned
         todo = [s for s in state.values() if s["status"] == "pending"]
         requests = [teacher.request(build(s), tag=name) for s in todo]
-        if not announced:
+        if not planned:  # the first turn's requests are known exactly: the plan, before any is sent
             from empathy_distill.teacher.estimate import plan
 
-            announced.append(plan(requests, len(turns) + (cfg.method == "improve_llm"), cfg.target_words, teacher))
-            if announce is not None:
-                announce(announced[0])
+            planned = True
+            announce(plan(requests, len(turns) + (cfg.method == "improve_llm"), cfg.target_words, teacher))
         results = await teacher.complete_many(requests, desc=f"teacher {name}")
         for s, req, res in zip(todo, requests, results):
             s["turns"] += 1
