@@ -71,6 +71,7 @@ BENCHES: dict[str, tuple[list[str], list[tuple[str, str, object]]]] = {
             ("judging_ratio", "<= 1.2 (a fixed 100 dialogues judged, 100k / 2k table)", lambda v: v <= 1.2),
             ("peak_rss_gib", "<= 4 (at 100k dialogues)", lambda v: v <= 4.0),
             ("cache_lookup_ratio", "(reply-cache lookup, 100k / 2k)", None),
+            ("reference_ratio", "(the same fixed work in each size's process, 100k / 2k)", None),
         ],
     ),
     "demo": (
@@ -87,6 +88,9 @@ BENCHES: dict[str, tuple[list[str], list[tuple[str, str, object]]]] = {
         ],
     ),
 }
+
+# benchmarks whose own table (all but its last, figures line) is printed as it finishes
+SHOWN = {"scale"}
 
 
 def figures(output: str) -> dict[str, float]:
@@ -111,6 +115,8 @@ def main() -> int:
         found = figures(proc.stdout) if proc.returncode == 0 else {}
         if proc.returncode != 0:
             print(proc.stdout[-1500:] + proc.stderr[-1500:], file=sys.stderr)
+        elif name in SHOWN:  # its own table: the per-size figures behind the ratios below
+            print("\n".join(proc.stdout.rstrip().splitlines()[:-1]), flush=True)
         for figure, goal, check in goals:
             value = found.get(figure)
             if value is None:
