@@ -11,9 +11,12 @@ dialogue (original, improved, status, reason, raw reply) and a report;
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import random
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -25,6 +28,25 @@ from empathy_distill.teacher.openai_client import BUDGET_ERROR
 from empathy_distill.teacher.parse import parse_reply
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def heap_frozen() -> Iterator[None]:
+    """Objects alive on entry (the dialogue table, imported libraries) are left out of the cyclic GC's
+    collections until exit; objects made inside are collected as usual.
+
+    Each request allocates short-lived containers; every time the collector's oldest generation ran it walked the
+    whole heap too (in a pipeline process, ZenML, MLflow and torch's objects as well). On bench/scale.py's 2,000
+    dialogues against the loopback, three runs each: the collector took 0.89 to 1.00 s per 1,000 dialogues and the
+    stage 10.3 to 11.3 s; frozen, 0.37 to 0.45 s and 8.8 to 10.6 s. Nested uses leave the outer one in charge."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def split_roles(train_ids: list[str], cfg: BootstrapConfig) -> tuple[list[str], list[str]]:
@@ -165,7 +187,9 @@ def rewrite_with_teacher(
         finally:
             await teacher.aclose()
 
-    log = asyncio.run(run()).astype({c: "string" for c in REWRITE_LOG_COLUMNS if c != "turns"})
+    with heap_frozen():
+        log = asyncio.run(run())
+    log = log.astype({c: "string" for c in REWRITE_LOG_COLUMNS if c != "turns"})
     statuses = Counter(log["status"])
     reasons = Counter(
         str(r).split(":")[0] if s == "invalid" else s for s, r in zip(log["status"], log["reason"]) if s != "ok"
