@@ -10,8 +10,8 @@ and the bookkeeping are measured, not a server). Stages, as the pipeline runs th
 
 - ingest: reading the file; validation: the row checks, Great Expectations, the split and the data hash;
 - bootstrap: ``improve_llm`` + ``all_three`` over every train dialogue (real request counts, the SQLite reply
-  cache filling as it goes); repeated with an empty cache until a minute of it has been timed (five passes at
-  2k, one at 50k and 100k), the median pass counting;
+  cache filling as it goes); repeated with an empty cache until a minute of it has been timed (four passes at
+  2k in the last run, one from 10k up), the median pass counting;
 - sets: building the SFT rows and DPO pairs and validating them (GX, leakage);
 - warmup: the tiny student's warm-up corpus (every train text checked against the excluded texts);
 - judging: the scorer (fitted once, on the real file) on a fixed number of test dialogues, with the join against
