@@ -164,3 +164,31 @@ def test_checking_and_sniffing_a_large_file_read_only_its_head(write, monkeypatc
     readers.check_source(blank_head, "llms_vs_humans")  # blank so far is not empty: the rest is read
     with pytest.raises(readers.InputError, match="file is empty"):
         readers.check_source(write("blank.csv", b" \n" * 40_000), "llms_vs_humans")
+
+
+@pytest.mark.parametrize("fmt", ["llms_vs_humans", "jsonl"])
+def test_a_reader_streams_the_file_instead_of_holding_copies_of_it(write, fmt):
+    # reading the whole file into bytes, its text and a StringIO of it held up to six times the file at once
+    # (1.9 GB of peak RSS for a 190 MB file of 100k dialogues); streamed, what is held is the rows themselves
+    # (measured: 1.2x the file for the CSV, 1.0x for JSON lines; 6.2x and 2.0x before)
+    import tracemalloc
+
+    from empathy_distill.data.readers import READERS
+
+    records = [lvh_record(i, situation=f"{i} " + "a long situation " * 1000) for i in range(300)]
+    if fmt == "jsonl":
+        text = "\n".join(
+            json.dumps({"dialogue_id": r["dialog_id"], "situation": r["situation"], "utterance": "u", "response": "r"})
+            for r in records
+        )
+    else:
+        text = lvh_csv(records)
+    path = write(f"long.{fmt}", text.encode())
+    tracemalloc.start()
+    try:
+        result = READERS[fmt](path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len({row["dialogue_id"] for row in result.rows}) == 300 and not result.quarantine
+    assert peak < 1.6 * path.stat().st_size, f"peak {peak / path.stat().st_size:.1f}x the file"
