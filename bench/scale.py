@@ -8,7 +8,8 @@ word inserted) so that no two rows are identical; nothing is written into the re
 fresh process (its peak RSS is its own) against a fresh loopback teacher (no latency: the client, the cache
 and the bookkeeping are measured, not a server). Stages, as the pipeline runs them:
 
-- ingest: reading the file; validation: the row checks, Great Expectations, the split and the data hash;
+- ingest: reading the file (streamed), repeated until 5 s of it are timed, the median counting;
+- validation: the row checks, Great Expectations, the split and the data hash;
 - bootstrap: ``improve_llm`` + ``all_three`` over every train dialogue (real request counts, the SQLite reply
   cache filling as it goes); repeated with an empty cache until a minute of it has been timed (four passes at
   2k in the last run, one from 10k up), the median pass counting;
@@ -52,6 +53,8 @@ FIXED = {"judging", "reference"}  # a fixed amount of work at every size: second
 GOAL = 1.2
 BOOTSTRAP_MIN_S = 60.0  # timed bootstrap work per size: passes are repeated until it is reached (the median counts)
 BOOTSTRAP_MAX_PASSES = 5
+INGEST_MIN_S = 5.0  # timed reading per size (about 80 reads at 2k, 3 at 100k), the median counting
+MAX_REPEATS = 200
 FILLERS = ["really", "just", "truly", "quite", "so", "honestly", "simply", "actually", "very", "still"]
 TEXT_COLUMNS = ("situation", "speaker_uttr", "response_")
 
@@ -139,20 +142,25 @@ def one_size(data: Path, teacher_url: str, work: Path, judge_dialogues: int, sco
     from empathy_distill.training.warmup import build_warmup_corpus
 
     seconds: dict[str, float] = {}
+    repeats: dict[str, int] = {}
 
-    def timed(name: str, fn, repeat: int = 1):
-        """The fastest of ``repeat`` runs: a stage of a fraction of a second at 2k is within the noise otherwise."""
-        best = float("inf")
-        for _ in range(repeat):
+    def timed(name: str, fn, repeat: int = 1, min_s: float = 0.0):
+        """The fastest of ``repeat`` runs: a stage of a fraction of a second at 2k is within the noise otherwise.
+        With ``min_s``: runs are repeated until ``min_s`` seconds of them are timed (``repeat`` at least, at most
+        ``MAX_REPEATS``) and the median counts, so that a small size is not a handful of blinks."""
+        times: list[float] = []
+        while len(times) < repeat or (sum(times) < min_s and len(times) < MAX_REPEATS):
+            value = None  # the last run's result is not held while the next one is built
             start = time.perf_counter()
             value = fn()
-            best = min(best, time.perf_counter() - start)
-        seconds[name] = best
+            times.append(time.perf_counter() - start)
+        seconds[name] = statistics.median(times) if min_s else min(times)
+        repeats[name] = len(times)
         return value
 
     data_cfg = DataConfig(path=str(data), format="llms_vs_humans", split={"method": "paper"})
     validation = ValidationConfig()
-    raw = list(timed("ingest", lambda: read_dialogues(data, "llms_vs_humans"), 3))
+    raw = list(timed("ingest", lambda: read_dialogues(data, "llms_vs_humans"), 3, INGEST_MIN_S))
     table = timed("validation", lambda: validate_dialogues(*raw, data_cfg, validation)).table
     raw.clear()  # the pipeline's validate step returns the table; the raw rows are not kept after it
     gc.collect()
@@ -230,6 +238,7 @@ def one_size(data: Path, teacher_url: str, work: Path, judge_dialogues: int, sco
         "cache_mb": cache_path.stat().st_size / 2**20,
         "cache_lookup_us": lookup_us,
         "bootstrap_passes": passes,
+        "ingest_reads": repeats["ingest"],
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
 
@@ -296,7 +305,7 @@ def main() -> int:
             print(
                 f"  {size:>7,} dialogues: {r['rows']:,} rows, {r['teacher_requests']:,} teacher requests, "
                 f"{r['sft_rows']:,} SFT rows, {r['dpo_pairs']:,} DPO pairs, {r['warmup_chats']:,} warm-up chats, "
-                f"peak RSS {r['peak_rss_gib']:.2f} GiB"
+                f"peak RSS {r['peak_rss_gib']:.2f} GiB; ingest read {r['ingest_reads']} times"
                 + (
                     f"; bootstrap passes {', '.join(f'{p:.1f}' for p in r['bootstrap_passes'])} s (the median counts)"
                     if len(r["bootstrap_passes"]) > 1
