@@ -72,6 +72,7 @@ BENCHES: dict[str, tuple[list[str], list[tuple[str, str, object]]]] = {
             ("peak_rss_gib", "<= 4 (at 100k dialogues)", lambda v: v <= 4.0),
             ("cache_lookup_ratio", "(reply-cache lookup, 100k / 2k)", None),
             ("reference_ratio", "(the same fixed work in each size's process, 100k / 2k)", None),
+            ("reference_spread", "(the same fixed work, slowest / fastest process)", None),
         ],
     ),
     "demo": (
