@@ -51,8 +51,8 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# every benchmark, one after another, then one table: figure, value, goal, pass/fail (about 40 minutes here, the
-# scale bench from 2k to 100k dialogues about 26 of them)
+# every benchmark, one after another, then one table: figure, value, goal, pass/fail (about an hour here, the
+# scale bench from 2k to 100k dialogues about 40 minutes of it)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
