@@ -206,7 +206,7 @@ class OpenAITeacher:
                 )
 
         try:
-            # a fixed pool of workers, not a task per request: 43,000 waiting tasks (a stage at 100k dialogues) were
+            # a fixed pool of workers, not a task per request: 87,000 waiting tasks (a stage at 100k dialogues) were
             # live objects that every full collection of the cyclic GC walked, so its cost per request grew with the
             # stage. Twice the ceiling: a request waiting out a backoff gives its slot back, another worker takes it
             await asyncio.gather(*(worker() for _ in range(min(len(requests), self.workers))))

@@ -55,7 +55,7 @@ def test_retries_every_fault_kind_and_honours_retry_after(tmp_path):
 
 def test_many_requests_run_on_a_fixed_pool_of_tasks_not_one_task_each(tmp_path):
     """complete_many keeps twice the concurrency of tasks alive, whatever the number of requests (a task per
-    request was 43,000 live tasks at a stage of 100k dialogues, walked by every full collection of the GC)."""
+    request was 87,000 live tasks at a stage of 100k dialogues, walked by every full collection of the GC)."""
     with LoopbackServer() as server:
         teacher = OpenAITeacher(cfg(server, tmp_path, concurrency=4))
         send, alive = teacher._send, []
