@@ -166,11 +166,20 @@ class OpenAITeacher:
             attempts=self.cfg.max_retries + 1,
         )
 
-    async def complete(self, req: ChatRequest) -> ChatResult:
-        """One reply: from the cache, or sent (within the budget) and cached at once."""
+    def cached(self, req: ChatRequest) -> ChatResult | None:
+        """The cached reply (counted as a cache hit), or None."""
         if self.cache is not None and (hit := self.cache.get(req.key)) is not None:
             self.usage.add(req.tag, hit, 0.0)
             return hit
+        return None
+
+    async def complete(self, req: ChatRequest) -> ChatResult:
+        """One reply: from the cache, or sent (within the budget) and cached at once."""
+        if (hit := self.cached(req)) is not None:
+            return hit
+        return await self._complete_uncached(req)
+
+    async def _complete_uncached(self, req: ChatRequest) -> ChatResult:
         window = await self.limit.acquire()
         try:
             try:
@@ -190,13 +199,17 @@ class OpenAITeacher:
         """All replies, in order, with a progress bar (rate, ETA, cache hits, retries)."""
         from tqdm.auto import tqdm
 
-        results: list[ChatResult | None] = [None] * len(requests)
+        results: list[ChatResult | None] = [self.cached(r) for r in requests]
         bar = tqdm(total=len(requests), desc=desc, unit="req", disable=None, mininterval=0.5)
-        queue = iter(range(len(requests)))  # shared by the workers: each index is taken once
+        # every request is looked up in the cache before any is sent, so a prompt that occurs twice in a stage is
+        # sent twice whatever the timing (as when each request had its own task), never once or twice by chance
+        misses = [i for i, r in enumerate(results) if r is None]
+        bar.update(len(requests) - len(misses))
+        queue = iter(misses)  # shared by the workers: each index is taken once
 
         async def worker() -> None:
             for i in queue:
-                results[i] = await self.complete(requests[i])
+                results[i] = await self._complete_uncached(requests[i])
                 bar.update(1)
                 bar.set_postfix(
                     cache_hits=self.usage.cache_hits,
@@ -209,7 +222,7 @@ class OpenAITeacher:
             # a fixed pool of workers, not a task per request: 87,000 waiting tasks (a stage at 100k dialogues) were
             # live objects that every full collection of the cyclic GC walked, so its cost per request grew with the
             # stage. Twice the ceiling: a request waiting out a backoff gives its slot back, another worker takes it
-            await asyncio.gather(*(worker() for _ in range(min(len(requests), self.workers))))
+            await asyncio.gather(*(worker() for _ in range(min(len(misses), self.workers))))
         finally:
             bar.close()
         return [r for r in results if r is not None]
