@@ -132,9 +132,9 @@ def spread(main, small, factor: float, repeat: int = 1, min_s: float = 0.0, cap:
 
     Each is run until it has ``repeat`` runs and ``min_s`` seconds of them (at most ``cap`` runs). The small one
     runs first; its time, scaled by ``factor`` (the sizes' ratio), gives how many runs the main will take, and the
-    small's runs are dealt over the gaps before, between and after them (``S S L S S`` for the bootstrap, a run of
-    the 2k between each 100k run for a stage timed three times), so that a machine slowing down in the middle
-    reaches both. Returns each one's run times and last result."""
+    small's runs are dealt over the gaps before, between and after them (``S S L S S S`` for five 2k bootstrap
+    passes, a run of the 2k or more between each 100k run for the other stages), so that a machine slowing down in
+    the middle reaches both. Returns each one's run times and last result."""
     times: dict[str, list[float]] = {"main": [], "small": []}
     values: dict[str, object] = {}
     fns = {"main": main, "small": small}
