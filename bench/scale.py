@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import math
 import os
@@ -242,11 +243,12 @@ def one_size(
         )
     os.environ["SCALE_BENCH_KEY"] = "not-a-secret"
     teacher_cfgs: dict[str, TeacherConfig] = {}
+    passes = itertools.count()  # each pass's own, empty reply cache
 
     def bootstrap_pass(label: str):
         # each pass with an empty reply cache (every request sent), until a minute of work has been timed: one
         # pass of 12 s at 2k moved by a third between runs on this shared machine, one of 12 min at 100k averages
-        cache_path = work / f"teacher-{label}-{len(runs[label].get('bootstrap', []))}-{time.monotonic_ns()}.sqlite"
+        cache_path = work / f"teacher-{label}-{next(passes)}.sqlite"
         teacher_cfgs[label] = TeacherConfig(
             base_url=teacher_url,
             model="loop",

@@ -88,7 +88,6 @@ class OpenAITeacher:
         self._api_key = resolve_api_key(cfg)
         self._client = None
         self.limit = AdaptiveLimit(cfg.concurrency, adaptive=cfg.adaptive_concurrency)
-        self.workers = 2 * cfg.concurrency  # complete_many's pool: see there
 
     def _openai(self):
         if self._client is None:
@@ -222,7 +221,7 @@ class OpenAITeacher:
             # a fixed pool of workers, not a task per request: 87,000 waiting tasks (a stage at 100k dialogues) were
             # live objects that every full collection of the cyclic GC walked, so its cost per request grew with the
             # stage. Twice the ceiling: a request waiting out a backoff gives its slot back, another worker takes it
-            await asyncio.gather(*(worker() for _ in range(min(len(misses), self.workers))))
+            await asyncio.gather(*(worker() for _ in range(min(len(misses), 2 * self.limit.ceiling))))
         finally:
             bar.close()
         return [r for r in results if r is not None]
