@@ -56,8 +56,10 @@ class Plan:
             if self.max_cost_usd is not None and self.cost_usd > self.max_cost_usd
             else ""
         )
+        # the dollars price every request; with replies cached a rerun sends fewer, so the figure says so
+        uncached = " with nothing cached" if self.first_turn_cached else ""
         cost = (
-            f"~${self.cost_usd:,.2f} (${self.worst_cost_usd:,.2f} if every reply ran to max_tokens)"
+            f"~${self.cost_usd:,.2f}{uncached} (${self.worst_cost_usd:,.2f} if every reply ran to max_tokens)"
             if self.priced
             else "no prices set (teacher.prices)"
         )

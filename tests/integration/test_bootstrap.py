@@ -203,6 +203,8 @@ def test_the_plan_is_said_before_the_first_request_and_counts_what_is_sent(sampl
     line = first.line()
     assert f"teacher plan: {first_sent} requests for 45 dialogues" in line and "caps: no request cap, no cost" in line
     assert rerun.first_turn_cached == 45 and "expect 0 sent" in rerun.line()
+    # the dollars price every request: the rerun's line says so instead of promising them
+    assert "with nothing cached" in rerun.line() and "with nothing cached" not in line
     assert (again["teacher_requests"], again["teacher_cache_hits"]) == (0, first_sent)
     assert report["teacher_plan"]["requests"] == first_sent
 
