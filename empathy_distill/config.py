@@ -211,8 +211,10 @@ class TrainingConfig(Strict):
     loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
     output_dir: str = ".cache/training"
     """Checkpoints, one folder per stage and input hash; a rerun resumes from the last checkpoint."""
-    bf16: Literal["auto", "on", "off"] = "auto"
-    """auto: on where the GPU supports it."""
+    precision: Literal["auto", "float32", "bf16-autocast"] = "auto"
+    """Weights stay float32 in every mode. bf16-autocast: matmuls in bfloat16 under torch.autocast (a GPU with bf16,
+    or a CPU with AMX/AVX512-BF16); auto: bf16-autocast where the hardware has it, else float32 (the bench compares
+    the loss curves of both on the same rows: docs/performance.md)."""
     gradient_checkpointing: bool = False
     """Trades compute for memory; pays off for models of 1B parameters and up."""
     seed: int = 0

@@ -14,6 +14,7 @@ from empathy_distill.config import DistillConfig, StudentConfig
 from empathy_distill.errors import ConfigError
 from empathy_distill.prompts import STUDENT_SYSTEM, load_template
 from empathy_distill.training.chat import ChatFormat
+from empathy_distill.training.sources import PRESETS, is_gguf_name, resolve_student
 
 
 def check_run(config: DistillConfig, needs_teacher: bool, needs_student: bool = True) -> None:
@@ -42,6 +43,9 @@ def check_student_template(student: StudentConfig) -> ChatFormat | None:
     """
     if student.model == "tiny":  # built here with the project's own template
         return None
+    if is_gguf_name(student.model):  # the dequantised folder (built now, once, or reused): the tokenizer to check
+        folder, _ = resolve_student(student.model, student.cache_dir)
+        student = student.model_copy(update={"model": folder})
     from empathy_distill.training.chat import ChatTemplateError
     from empathy_distill.training.student import load_tokenizer, note_chat_format, student_chat_format
 
@@ -81,12 +85,17 @@ def _offline() -> bool:
 def check_model_source(name: str, key: str) -> None:
     """Raises :class:`ConfigError` when ``name`` (a model folder or a Hugging Face hub id) cannot be loaded here.
 
-    ``tiny`` is built locally. A folder must exist and hold ``config.json``. A hub id must be in the local
+    ``tiny`` is built locally. A preset (its package is checked when the student is prepared) or a ``.gguf`` file
+    that exists is a GGUF source. A folder must exist and hold ``config.json``. A hub id must be in the local
     Hugging Face cache, or (unless ``HF_HUB_OFFLINE`` is set) answer on the hub.
     """
     if name == "tiny":
         return
     path = Path(name).expanduser()
+    if name in PRESETS or name.lower().endswith(".gguf"):
+        if name not in PRESETS and not path.is_file():
+            raise ConfigError(f"{key} '{name}': no such GGUF file")
+        return
     if name.startswith(("/", ".", "~")) or path.exists():
         if not path.is_dir():
             raise ConfigError(f"{key} '{name}': no such folder")

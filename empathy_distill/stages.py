@@ -19,6 +19,7 @@ from empathy_distill.data.hashing import table_digest
 from empathy_distill.data.training_sets import REWRITE_LOG_COLUMNS, sets_for_method
 from empathy_distill.prompts import method_prompt_hash
 from empathy_distill.teacher.types import TeacherError
+from empathy_distill.training.sources import resolve_student
 
 QUARANTINE_COLUMNS = ["set", "dialogue_id", "field", "reason", "detail"]
 
@@ -98,10 +99,11 @@ def validate_sets_stage(
 def student_stage(
     dialogues: pd.DataFrame, training_sets: list[pd.DataFrame], student: StudentConfig
 ) -> tuple[str, dict[str, Any]]:
-    """The student's base model: a configured folder or hub id as is, or the offline tiny student, built
-    (warmed up on train situations and speaker turns only, never on a training target) and cached."""
+    """The student's base model: a configured folder or hub id as is, a packaged or given GGUF file dequantised
+    (cached by its sha256), or the offline tiny student, built (warmed up on train situations and speaker turns
+    only, never on a training target) and cached."""
     if student.model != "tiny":
-        return student.model, {"model": student.model}
+        return resolve_student(student.model, student.cache_dir)
     from empathy_distill.training.student import prepare_tiny_student
 
     folder, info = prepare_tiny_student(dialogues, training_sets, student)

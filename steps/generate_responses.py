@@ -47,14 +47,19 @@ def generate_responses(
     )
     empty = int((table["tuned_response"].str.strip() == "").sum())
     ran_on = int((table["tuned_finished"] == "false").sum())
+    base_ran_on = int((table["base_finished"] == "false").sum())
     mlflow.log_metrics(
         {
             "generation.prompts": float(len(table)),
             "generation.tuned_empty": float(empty),
             "generation.tuned_no_end_of_turn": float(ran_on),
+            "generation.base_no_end_of_turn": float(base_ran_on),
         }
     )
     mlflow.log_text(table.head(20).to_csv(index=False), "generation/sample.csv")
     who = "base, tuned and champion" if champion else "base and tuned"
-    stage_done(f"{len(table)} test prompts answered by {who}; tuned: {empty} empty, {ran_on} ran to max_new_tokens")
+    stage_done(
+        f"{len(table)} test prompts answered by {who}; tuned: {empty} empty, {ran_on} ran to max_new_tokens; "
+        f"base: {base_ran_on} ran to max_new_tokens"
+    )
     return table

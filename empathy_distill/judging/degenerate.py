@@ -5,6 +5,12 @@ A judge, LLM or scorer, can prefer a reply that rambles on to ``max_new_tokens``
 evaluation finds them before any verdict counts: a comparison where only the candidate's reply is
 degenerate is a loss, where both are it is a tie, and a candidate with more degenerate replies than
 ``evaluation.max_degenerate_fraction`` makes the report not valid (the gate refuses it).
+
+Truncation never wins either side's way: where only the *opponent* ran to ``max_new_tokens``
+without ending its turn, the comparison is a tie, not the judge's verdict. A judge reads a cut
+reply as a worse one; a base that was cut off says nothing about whether the tuned student is
+more empathetic, and a student must not clear the gate because its base was given too few tokens.
+(An opponent's empty or repetitive reply keeps the verdict: the judge saw the whole of it.)
 """
 
 from __future__ import annotations
@@ -63,7 +69,8 @@ def summarize(texts: Sequence[Any], reasons: Sequence[str | None]) -> dict[str, 
 def apply_to_outcomes(
     outcomes: Sequence[float | None], candidate: Sequence[str | None], opponent: Sequence[str | None]
 ) -> tuple[list[float | None], int]:
-    """Outcomes with degenerate replies ruled: only the candidate's degenerate is a loss, both is a tie.
+    """Outcomes with degenerate replies ruled: only the candidate's degenerate is a loss, both is a tie, and only
+    the opponent's cut off (``no_end_of_turn``) is a tie.
 
     Returns the outcomes and how many the rule changed.
     """
@@ -74,6 +81,13 @@ def apply_to_outcomes(
             new = 0.5
         elif cand:
             new = 0.0
+        elif opp == "no_end_of_turn":
+            new = 0.5
         changed += new != outcome
         ruled.append(new)
     return ruled, changed
+
+
+def opponent_truncated(candidate: Sequence[str | None], opponent: Sequence[str | None]) -> int:
+    """Comparisons made a tie because only the opponent's reply was cut off."""
+    return sum(1 for cand, opp in zip(candidate, opponent) if not cand and opp == "no_end_of_turn")

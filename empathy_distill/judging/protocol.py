@@ -103,6 +103,7 @@ def evaluate(
                     "candidate": degenerate.summarize(list(rows[candidate]), cand_reasons),
                     "opponent": degenerate.summarize(list(rows[column]), opp_reasons),
                     "verdicts_overruled": ruled,
+                    "opponent_truncated_ties": degenerate.opponent_truncated(cand_reasons, opp_reasons),
                 },
             }
             results["comparisons"].append(entry)

@@ -19,6 +19,7 @@ from typing import Any
 from empathy_distill.judging.stats import WIN_RATE_FIELDS
 from empathy_distill.registry.inputs import PARTS, library_versions
 from empathy_distill.registry.promotion import version_label as _v
+from empathy_distill.training.sources import gguf_origin
 
 LINEAGE_TAGS = (
     "data_path",
@@ -41,6 +42,16 @@ LINEAGE_TAGS = (
     "mlflow_run_id",
     "champion_judged_against",
 )
+
+
+def base_label(base_model: str) -> str:
+    """The base as a reader knows it: a GGUF base by its preset, package, file and sha256; any other as named."""
+    origin = gguf_origin(base_model)
+    if origin is None:
+        return base_model
+    package = f"{origin['package']}=={origin['package_version']}, " if origin.get("package") else ""
+    name = origin.get("preset") or origin["path"]
+    return f"{name} ({package}{origin['file']}, sha256 {origin['sha256']})"
 
 
 def version_tags(
@@ -70,7 +81,7 @@ def version_tags(
         "lineage.judges": ",".join(sorted({c["judge"] for c in evaluation["comparisons"]})),
         "lineage.eval_valid": str(bool(evaluation.get("valid"))).lower(),
         "lineage.adapter_hash": adapter_hash,
-        "lineage.base_model": base_model,
+        "lineage.base_model": base_label(base_model),
         "lineage.git_commit": git_commit,
         "lineage.zenml_run_id": zenml.get("run_id", ""),
         "lineage.zenml_run_name": zenml.get("run_name", ""),
@@ -80,6 +91,11 @@ def version_tags(
         "lineage.champion_judged_against": evaluation.get("champion_version") or "none",
         "lineage.libraries": json.dumps(library_versions(), sort_keys=True),
     }
+    origin = gguf_origin(base_model)
+    if origin is not None:  # what the version's base is, beyond the cache folder it was read from
+        tags["lineage.base_gguf"] = json.dumps(
+            {k: origin.get(k) for k in ("preset", "package", "package_version", "file", "sha256")}, sort_keys=True
+        )
     for c in evaluation["comparisons"]:
         tags[f"eval.{c['opponent']}.{c['judge']}"] = (
             f"{c['win_rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}] n={c['n']} invalid={c['invalid']}"

@@ -1,6 +1,9 @@
 """The registered model: an MLflow pyfunc that answers chats with the base student plus its LoRA adapter.
 
-The adapter folder is an artifact of the model. A base that is a local folder (the offline
+The adapter folder is an artifact of the model. A base dequantised from a GGUF file (a packaged
+SmolLM2 or Gemma-3, or a ``.gguf`` path) is never copied: the version records the file (package and
+version, name, sha256, the conversion's versions), re-hashes it at load, and rebuilds the
+dequantised folder from it when the cache was deleted. A base that is a local folder (the offline
 ``tiny`` student, or any folder up to ``registry.bundle_base_max_mb``) travels inside the
 model as a second artifact, so the version loads after the folder is moved or deleted.
 Otherwise the base is a reference in ``model_config`` (a hub id or a folder) with its content
@@ -73,9 +76,19 @@ def check_chat(messages: Any, row: int) -> list[dict[str, str]]:
 
 
 def base_path(cfg: dict[str, Any], artifacts: dict[str, str]) -> str:
-    """The folder (or hub id) of the version's base: its bundled copy, or the checked reference."""
+    """The folder (or hub id) of the version's base: its bundled copy, the dequantised folder of its GGUF file
+    (re-hashed, and rebuilt when the cache is gone), or the checked reference."""
     if cfg.get("base_source") == "artifact" and "base" in artifacts:
         return artifacts["base"]
+    if cfg.get("base_source") == "gguf":
+        from empathy_distill.errors import ConfigError
+        from empathy_distill.training.sources import rebuild_from_record
+
+        cache_dir = cfg.get("student_cache_dir") or str(Path(str(cfg["base_model"])).parent)
+        try:
+            return str(rebuild_from_record(cfg["base_gguf"], cache_dir))
+        except ConfigError as exc:
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
     base = str(cfg["base_model"])
     check_base_reference(base, cfg.get("base_fingerprint"))
     return base
@@ -172,7 +185,10 @@ def bundle_base(base_model: str, max_mb: int) -> bool:
     """A local base folder up to ``max_mb`` travels inside the registered model; a hub id or a larger folder is a
     fingerprinted reference."""
     from empathy_distill.training.fingerprint import folder_size, is_local_model
+    from empathy_distill.training.sources import gguf_origin
 
+    if gguf_origin(base_model) is not None:  # recorded by its GGUF file, rebuilt at load: never copied
+        return False
     return is_local_model(base_model) and folder_size(base_model) <= max_mb * 1024 * 1024
 
 
@@ -193,14 +209,17 @@ def log_student_model(
     Returns MLflow's ``ModelInfo`` (``registered_model_version``, ``model_id``, ``model_uri``).
     """
     from empathy_distill.training.fingerprint import model_fingerprint
+    from empathy_distill.training.sources import gguf_origin
 
     artifacts = {"adapter": adapter_dir}
     if bundle_base:
         artifacts["base"] = base_model
+    origin = gguf_origin(base_model)
     model_config = {
         "base_model": base_model,
-        "base_source": "artifact" if bundle_base else "reference",
-        "base_fingerprint": model_fingerprint(base_model),
+        "base_source": "artifact" if bundle_base else "gguf" if origin else "reference",
+        "base_fingerprint": f"gguf-sha256:{origin['sha256']}" if origin else model_fingerprint(base_model),
+        **({"base_gguf": origin} if origin else {}),
         "chat_template": chat_template,
         "dtype": dtype,
         "system_prompt": system_prompt,

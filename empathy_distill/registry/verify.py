@@ -6,7 +6,8 @@
   settings against ``inputs.data``: unchanged, changed since registration, or gone;
 - **prompts**: the method's templates re-hashed against ``lineage.prompt_hash``;
 - **base**: the bundled copy, or the referenced folder, against the registered fingerprint (a
-  hub id is checked where its revision is in the local cache);
+  hub id is checked where its revision is in the local cache); a GGUF base's file re-hashed
+  against its registered sha256;
 - **promotions**: the promotion history's chain, and the champion alias against its end.
 
 Each check gives one line; the version verifies only when every check holds.
@@ -73,9 +74,26 @@ def check_adapter(tags: dict[str, str], adapter_dir: str) -> Check:
     return Check("adapter", True, f"adapter: unchanged ({_short(found)}, re-hashed from the registry's copy)")
 
 
+def check_gguf_base(record: dict[str, Any]) -> Check:
+    """A GGUF base: the file re-hashed against the registered sha256."""
+    from empathy_distill.training.sources import recorded_file, sha256_file
+
+    want = str(record.get("sha256", ""))
+    origin = f"{record['package']}=={record['package_version']}, " if record.get("package") else ""
+    path = recorded_file(record)
+    if path is None:
+        return Check("base", False, f"base: GONE: the GGUF file {record.get('path')} ({origin}sha256 {want[:12]})")
+    found = sha256_file(path)
+    if found != want:
+        return Check("base", False, f"base: CHANGED: {path} hashes {found[:12]}, registered {want[:12]}")
+    return Check("base", True, f"base: unchanged ({origin}{path.name}, sha256 {found[:12]})")
+
+
 def check_base(cfg: dict[str, Any], artifacts: dict[str, str]) -> Check:
     from empathy_distill.training.fingerprint import model_fingerprint
 
+    if cfg.get("base_source") == "gguf":
+        return check_gguf_base(cfg.get("base_gguf") or {})
     recorded = cfg.get("base_fingerprint")
     bundled = cfg.get("base_source") == "artifact" and "base" in artifacts
     where = "the bundled copy" if bundled else str(cfg.get("base_model"))

@@ -33,12 +33,25 @@ def lora_config(settings: LoraSettings):
     )
 
 
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AMX tiles or AVX512-BF16), where autocast pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def use_bf16(cfg: TrainingConfig) -> bool:
+    """bfloat16 autocast for training (float32 weights): ``training.precision``, auto by the hardware."""
     import torch
 
-    if cfg.bf16 == "auto":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    return cfg.bf16 == "on"
+    if cfg.precision == "auto":
+        if torch.cuda.is_available():
+            return bool(torch.cuda.is_bf16_supported())
+        return cpu_has_bf16()
+    return cfg.precision == "bf16-autocast"
 
 
 def trainer_args(stage: StageSettings, cfg: TrainingConfig, output_dir: Path) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import Any
 
 from empathy_distill.config import StudentConfig, TinyStudentConfig
 from empathy_distill.training.chat import FALLBACK_CHAT_TEMPLATE, ChatFormat, format_note, resolve_chat_format
+from empathy_distill.training.sources import quiet_progress
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +243,7 @@ def load_student(path: str, cfg: StudentConfig) -> tuple[Any, Any, ChatFormat]:
     """
     from transformers import AutoModelForCausalLM
 
+    quiet_progress()
     tokenizer = load_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(cfg.dtype))
     fmt = student_chat_format(tokenizer, model.generation_config, cfg, path)

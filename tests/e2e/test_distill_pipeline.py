@@ -36,7 +36,7 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
         assert item in second
     assert "registered" not in second and "created" not in second
 
-    proc = zen("distill", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={SAMPLE_DATA}")
+    proc = zen("distill", "--config", str(REPO / "configs" / "tiny.yaml"), "--set", f"data.path={SAMPLE_DATA}")
     out = proc.stdout
     assert "(completed)" in out
     # a quiet console in a log (no terminal): no progress bars, no per-step training dicts, no library notes
@@ -130,7 +130,7 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
     endpoint = f"{{base_url: '{dead}', model: j, max_retries: 0, cache_path: '{tmp_path / 'j.sqlite'}'}}"
     judge = f"evaluation.judges=[{{name: down, kind: llm, endpoint: {endpoint}}}]"
-    down = zen("evaluate", "--config", str(REPO / "configs" / "demo.yaml"), "--set", judge, check=False)
+    down = zen("evaluate", "--config", str(REPO / "configs" / "tiny.yaml"), "--set", judge, check=False)
     assert down.returncode == 3, down.stdout + down.stderr
     last = down.stderr.strip().splitlines()[-1]
     assert last.startswith(
@@ -140,7 +140,7 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     kept = zen(
         "evaluate",
         "--config",
-        str(REPO / "configs" / "demo.yaml"),
+        str(REPO / "configs" / "tiny.yaml"),
         "--set",
         judge,
         "--set",
@@ -159,7 +159,7 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     # a second run with the same inputs is served from ZenML's cache up to training; the champion (v1, this very
     # adapter, loaded as the registered model) now answers too, so generation onwards runs again, and the promote
     # step is never cached. The champion's replies equal the tuned ones: every comparison is a tie.
-    demo = str(REPO / "configs" / "demo.yaml")
+    demo = str(REPO / "configs" / "tiny.yaml")
     assert "promotion: v1 not promoted (champion stays none)" in out  # the production gate, on 15 dialogues
     zen("promote", "--config", demo, "--version", "1", "--force", "--reason", "a champion to judge against")
     again = zen("run", "--config", demo, "--set", f"data.path={SAMPLE_DATA}").stdout
@@ -174,7 +174,7 @@ def test_pipeline_bad_input_is_one_line(zen, tmp_path):
     proc = zen(
         "run",
         "--config",
-        str(REPO / "configs" / "demo.yaml"),
+        str(REPO / "configs" / "tiny.yaml"),
         "--set",
         f"data.path={tmp_path / 'missing.csv'}",
         check=False,
@@ -185,7 +185,7 @@ def test_pipeline_bad_input_is_one_line(zen, tmp_path):
 
 
 def test_run_without_init_says_what_to_do(zen):
-    proc = zen("run", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={SAMPLE_DATA}", check=False)
+    proc = zen("run", "--config", str(REPO / "configs" / "tiny.yaml"), "--set", f"data.path={SAMPLE_DATA}", check=False)
     assert proc.returncode == 2
     assert "run `empathy-distill init` first" in proc.stderr
 

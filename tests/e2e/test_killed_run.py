@@ -36,7 +36,7 @@ def test_a_run_killed_during_training_is_marked_failed_by_the_next_command(zen, 
     log = tmp_path / "run.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [*CLI, "distill", "--config", str(REPO / "configs" / "demo.yaml"), "--set", f"data.path={SAMPLE_DATA}"],
+            [*CLI, "distill", "--config", str(REPO / "configs" / "tiny.yaml"), "--set", f"data.path={SAMPLE_DATA}"],
             cwd=zen.work,
             env=zen.env,
             stdout=out,

@@ -16,7 +16,7 @@ from tests.conftest import REPO, SAMPLE_DATA
 
 pytestmark = pytest.mark.e2e
 
-DEMO = str(REPO / "configs" / "demo.yaml")
+DEMO = str(REPO / "configs" / "tiny.yaml")
 URI = "models:/empathy-student/1"
 
 

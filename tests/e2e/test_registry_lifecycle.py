@@ -20,7 +20,7 @@ from tests.conftest import REPO, SAMPLE_DATA
 from tests.services import free_port
 
 pytestmark = pytest.mark.e2e
-DEMO = str(REPO / "configs" / "demo.yaml")
+DEMO = str(REPO / "configs" / "tiny.yaml")
 # the lineage tags every version must carry, written here as the spec (not imported from the code under test)
 LINEAGE_TAGS = """data_path data_hash prompt_hash method strategy teacher_model teacher_requests teacher_cost_usd judges
 eval_valid adapter_hash base_model git_commit zenml_run_id zenml_run_name zenml_model_version_id zenml_model_version

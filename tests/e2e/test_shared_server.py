@@ -19,7 +19,7 @@ from tests.conftest import REPO, SAMPLE_DATA
 from tests.services import ADMIN, free_port, mlflow_server, postgres_database, postgres_reason
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(postgres_reason() is not None, reason=postgres_reason() or "")]
-DEMO = str(REPO / "configs" / "demo.yaml")
+DEMO = str(REPO / "configs" / "tiny.yaml")
 
 
 def test_pipeline_registry_and_serving_against_a_tracking_server_on_postgres(zen, tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ from tests.dashboard import chromium_reason, render
 from tests.services import ADMIN, mariadb_database, mariadb_reason, mlflow_server, zenml_client_env, zenml_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(mariadb_reason() is not None, reason=mariadb_reason() or "")]
-DEMO = str(REPO / "configs" / "demo.yaml")
+DEMO = str(REPO / "configs" / "tiny.yaml")
 STACK_FILE = str(REPO / "configs" / "stacks" / "kubeflow.yaml")
 CAPTURE = [sys.executable, "-m", "tests.kfp_capture"]
 

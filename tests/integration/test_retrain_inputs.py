@@ -17,7 +17,7 @@ from empathy_distill.registry.retrain import decide
 from tests.conftest import REPO, SAMPLE_DATA
 
 MODEL = "empathy-student"
-DEMO = REPO / "configs" / "demo.yaml"
+DEMO = REPO / "configs" / "tiny.yaml"
 
 # what `retrain` computes and decides, run in a process that imports the code from a given folder
 DECIDE = """

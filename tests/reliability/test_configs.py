@@ -10,7 +10,7 @@ from app.cli import main
 from empathy_distill.testing.loopback import LoopbackServer
 from tests.conftest import REPO, SAMPLE_DATA
 
-DEMO = str(REPO / "configs" / "demo.yaml")
+DEMO = str(REPO / "configs" / "tiny.yaml")
 PAPER = str(REPO / "configs" / "paper.yaml")
 
 

@@ -59,13 +59,13 @@ def planted_keys_run(zen, tmp_path, history_db: str | None):
             "evaluation.opponents": "[base, human]",
         }
         args = [arg for k, v in overrides.items() for arg in ("--set", f"{k}={v}")]
-        run = zen("distill", "--config", str(REPO / "configs" / "demo.yaml"), *args, *history, extra_env=keys)
+        run = zen("distill", "--config", str(REPO / "configs" / "tiny.yaml"), *args, *history, extra_env=keys)
         # the always-A judge is inconsistent across orders: every comparison a tie, which the gate refuses
         assert "promotion: v1 not promoted (champion stays none)" in run.stdout, run.stdout
         assert teacher.bearer_tokens == {teacher_key: teacher.received} and teacher.received > 0
         assert judge.bearer_tokens == {judge_key: judge.received} and judge.received > 0
 
-    demo = str(REPO / "configs" / "demo.yaml")
+    demo = str(REPO / "configs" / "tiny.yaml")
     forced = zen("promote", "--config", demo, "--version", "1", "--force", "--reason", "a champion to serve", *history)
     assert "forced: v1 PROMOTED to champion (was none)" in forced.stdout, forced.stdout
 

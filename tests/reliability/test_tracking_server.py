@@ -10,7 +10,7 @@ from tests.conftest import DISTILL_STEPS, REPO, SAMPLE_DATA
 from tests.e2e.conftest import CLI
 from tests.services import ADMIN, free_port, mlflow_server
 
-DEMO = str(REPO / "configs" / "demo.yaml")
+DEMO = str(REPO / "configs" / "tiny.yaml")
 CREDS = {"MLFLOW_TRACKING_USERNAME": ADMIN[0], "MLFLOW_TRACKING_PASSWORD": ADMIN[1]}
 # MLflow retries a refused connection for minutes by default; a test wants the failure, not the patience
 FAST_FAIL = {

@@ -81,7 +81,16 @@ def test_each_config_is_its_own_lineage(tmp_path):
     assert (paper.registry.model_name, paper.tracking.experiment) == ("paper", "paper")
     assert (demo.registry.model_name, demo.tracking.experiment) == ("empathy-student", "demo")
     assert real.registry.model_name == "empathy-student-real" and real.tracking.experiment == "real-offline"
-    registering = [c for name, c in configs.items() if name != "ablation"]  # the ablation registers nothing
+    # the ablation registers nothing; tiny.yaml is the demo on the tiny student (the test suite's stand-in), so it
+    # is the demo's lineage on purpose
+    tiny = configs.pop("tiny")
+    assert (tiny.registry.model_name, tiny.tracking.experiment, tiny.student.model) == (
+        "empathy-student",
+        "demo",
+        "tiny",
+    )
+    assert demo.student.model == "smollm2-135m-instruct"
+    registering = [c for name, c in configs.items() if name != "ablation"]
     assert len({c.registry.model_name for c in registering}) == len(registering)
     assert len({c.tracking.experiment for c in configs.values()}) == len(configs)
 

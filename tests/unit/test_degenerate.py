@@ -66,3 +66,28 @@ def test_an_empty_reply_is_compared_and_lost_not_dropped():
     (c,) = report["comparisons"]
     assert c["n"] == n and c["losses"] == 1 and c["degenerate"]["candidate"]["empty"] == 1
     assert report["valid"]  # 1 of 30 is within the 5% limit
+
+
+def test_truncation_alone_wins_nothing():
+    # the base is cut off at max_new_tokens in 24 of 30 replies; otherwise it says what the tuned student says
+    n = 30
+    whole = "That sounds hard. I am sorry it went that way."
+    data = frame(n, [whole] * n, ["true"] * n)
+    data["base_response"] = pd.array([whole[:-12]] * 24 + [whole] * 6, dtype="string")
+    data["base_finished"] = pd.array(["false"] * 24 + ["true"] * 6, dtype="string")
+
+    class WholeWins:
+        """What a judge does with a reply that stops mid-sentence: the whole one wins."""
+
+        name = "whole-wins"
+
+        def verdicts(self, situations, utterances, first, second):
+            return ["A" if a == whole != b else "B" if b == whole != a else "tie" for a, b in zip(first, second)]
+
+    report = evaluate(data, [WholeWins()], {"base": "base_response"})
+    (c,) = report["comparisons"]
+    # without the rule: 24 wins, 6 ties, ci_low above 0.5 and a promotion won by the base's token limit
+    assert (c["wins"], c["ties"], c["losses"]) == (0, n, 0) and c["win_rate"] == 0.5
+    assert c["degenerate"]["opponent"]["no_end_of_turn"] == 24
+    assert c["degenerate"]["opponent_truncated_ties"] == 24 and c["degenerate"]["verdicts_overruled"] == 24
+    assert not gate(report, PromotionPolicy(min_valid_comparisons=10), None)["passed"]
