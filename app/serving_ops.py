@@ -65,7 +65,7 @@ def vllm_lines(config: DistillConfig, download_dir: str, host: str, port: int) -
     from empathy_distill.registry.pyfunc import base_path, generation_defaults
     from empathy_distill.serving.pool import download, read_model
     from empathy_distill.serving.vllm import LoraModule, VllmError, adapter_rank, has_chat_template, render, serve_argv
-    from empathy_distill.training.chat import FALLBACK_CHAT_TEMPLATE
+    from empathy_distill.training.chat import fallback_template
 
     name = config.registry.model_name
     p = Promotions(mlflow_client(), history=None, lock=None)  # reading the registry needs no promotion history
@@ -93,7 +93,10 @@ def vllm_lines(config: DistillConfig, download_dir: str, host: str, port: int) -
     cfg = configs[modules[0].name]
     template = cfg.get("chat_template")
     if not template and has_chat_template(modules[0].base) is False:
-        template = FALLBACK_CHAT_TEMPLATE  # what training and our server used for a base without a template
+        from transformers import AutoTokenizer
+
+        # what training and our server used for a base without a template
+        template = fallback_template(AutoTokenizer.from_pretrained(modules[0].base))[0]
     template_file = None
     if template:
         template_file = out / "chat_template.jinja"

@@ -14,8 +14,10 @@ once on a system + user + assistant chat, before any work, and records what it f
   the template's end-of-turn), which generation stops at.
 
 A template that cannot render such a chat, even folded, is a :class:`ChatTemplateError` naming
-``student.chat_template``. A model without a template gets :data:`FALLBACK_CHAT_TEMPLATE`,
-which ends every turn with the model's own eos token.
+``student.chat_template``. A model without a template gets its family's turn format where its
+vocabulary has the turn tokens as special tokens (:data:`FAMILY_FALLBACKS`: Gemma's
+``<start_of_turn>``, ChatML's ``<|im_start|>``), else :data:`FALLBACK_CHAT_TEMPLATE`, which ends
+every turn with the model's own eos token.
 """
 
 from __future__ import annotations
@@ -37,6 +39,49 @@ FALLBACK_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
+
+# A base model without a template often still has its family's turn tokens in its vocabulary (Gemma-3 base:
+# ``<start_of_turn>``/``<end_of_turn>``; SmolLM2 and Qwen bases: ``<|im_start|>``/``<|im_end|>``). The fallback
+# then uses them: role tags written as plain text (``<|assistant|>``) are text a base model continues with, and a
+# reply would carry them. Each entry: the (start, end) tokens that must both be special, and the template.
+FAMILY_FALLBACKS: tuple[tuple[str, str, str], ...] = (
+    (
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "{{ bos_token }}{% for message in messages %}"
+        "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+        "{{ '<start_of_turn>' + role + '\n' + message['content'] + '<end_of_turn>\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}",
+    ),
+    (
+        "<|im_start|>",
+        "<|im_end|>",
+        "{% for message in messages %}"
+        "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
+    ),
+)
+
+
+def special_ids(tokenizer) -> set[int]:
+    """The tokenizer's special ids, the added tokens marked special included."""
+    return set(tokenizer.all_special_ids) | {
+        i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(t, "special", False)
+    }
+
+
+def fallback_template(tokenizer) -> tuple[str, tuple[int, ...]]:
+    """The template for a model that has none, and the ids that start a turn in it (a reply stops there too): the
+    family's own turn tokens where the vocabulary has them as special tokens, else :data:`FALLBACK_CHAT_TEMPLATE`."""
+    special = special_ids(tokenizer)
+    vocab = tokenizer.get_vocab()
+    for start, end, template in FAMILY_FALLBACKS:
+        if vocab.get(start) in special and vocab.get(end) in special:
+            return template, (int(vocab[start]),)
+    return FALLBACK_CHAT_TEMPLATE, ()
+
 
 # Sentinels for the probe: plain words that no template rewrites.
 _SYSTEM, _USER, _REPLY = "Probe system text.", "Probe user text.", "Probe reply text."
@@ -159,7 +204,7 @@ def resolve_chat_format(
                 f"student.chat_template: {model} has no chat template and no eos token to end turns with; "
                 "set student.chat_template"
             )
-        template, source = FALLBACK_CHAT_TEMPLATE, "fallback"
+        template, source = fallback_template(tokenizer)[0], "fallback"
     hint = "set student.chat_template to a template that renders system, user and assistant turns"
     native = [
         {"role": "system", "content": _SYSTEM},
@@ -197,9 +242,9 @@ def resolve_chat_format(
         )
     suffix = completion[completion.find(_REPLY) + len(_REPLY) :]
     stops = model_stop_ids(tokenizer, generation_config)
-    special = set(tokenizer.all_special_ids) | {
-        i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(t, "special", False)
-    }
+    if source == "fallback":  # a base model may open the next turn instead of ending its own: that ends it too
+        stops.extend(i for i in fallback_template(tokenizer)[1] if i not in stops)
+    special = special_ids(tokenizer)
     suffix_ids = tokenizer(suffix, add_special_tokens=False)["input_ids"]
     # the end of turn: the suffix up to its first stop or special token (whatever follows is the template's layout)
     end = next((k + 1 for k, t in enumerate(suffix_ids) if t in stops or t in special), None)
@@ -241,5 +286,5 @@ def format_note(fmt: ChatFormat, model: str) -> str | None:
             "user turn (set student.chat_template to change that)"
         )
     if fmt.template_source == "fallback":
-        return f"student {model}: no chat template; a role-tagged one ending each turn with {fmt.end_of_turn!r} is used"
+        return f"student {model}: no chat template; one ending each turn with {fmt.end_of_turn!r} is used"
     return None

@@ -108,13 +108,14 @@ def train_dpo(
         )
         return trainer, recorder, tokenizer
 
-    def score(
-        trainer,
-    ) -> dict[
-        str, float
-    ]:  # implicit reward accuracy and margin on (up to 64 of) the training pairs, against the reference
+    def score(trainer) -> dict[str, float]:
+        """Implicit reward accuracy and margin against the reference, on the pairs the run trained on (up to 64):
+        a forward pass of policy and reference over each, so a short run is not scored on pairs it never saw at
+        several times its own cost."""
         dataset = built["dataset"]
-        scored = trainer.evaluate(eval_dataset=dataset.select(range(min(len(dataset), 64))))
+        args = trainer.args
+        seen = trainer.state.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps
+        scored = trainer.evaluate(eval_dataset=dataset.select(range(max(1, min(len(dataset), 64, seen)))))
         return {k.removeprefix("eval_"): float(v) for k, v in scored.items() if k.startswith("eval_rewards/")}
 
     return common.run_stage(

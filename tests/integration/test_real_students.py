@@ -1,5 +1,5 @@
 """Real pretrained students from PyPI: SmolLM2-135M-Instruct (ChatML, a default system turn) and Gemma-3-270M base
-(no chat template: the fallback, ended by its own ``<eos>``).
+(no chat template: the fallback built from its own ``<start_of_turn>``/``<end_of_turn>`` tokens).
 
 Each GGUF is dequantised once per test session (a session cache folder). For both families: SFT
 labels end with the family's end-of-turn, generation stops there, no template text reaches a reply,
@@ -35,7 +35,7 @@ REPLIES = ["I am so sorry. Losing a dog is losing family.", "Congratulations, th
 # family -> (preset, the end-of-turn text training targets end with, template text that must never reach a reply)
 FAMILIES = {
     "smollm2": ("smollm2-135m-instruct", "<|im_end|>", ("<|im_start|>", "<|im_end|>", "assistant\n")),
-    "gemma3": ("gemma3-270m", "<eos>", ("<|assistant|>", "<|user|>", "<eos>", "<start_of_turn>")),
+    "gemma3": ("gemma3-270m", "<end_of_turn>", ("<|assistant|>", "<|user|>", "<start_of_turn>", "<end_of_turn>")),
 }
 
 
@@ -117,8 +117,9 @@ def test_real_family_trains_stops_and_serves(family, loaded, real_folder, tmp_pa
     preset, end_of_turn, template_text = FAMILIES[family]
     tokenizer, model, fmt = loaded(preset)
     assert fmt.end_of_turn == end_of_turn
-    if family == "gemma3":  # a base model: no template, the fallback ends each turn with its own eos
-        assert fmt.template_source == "fallback"
+    if family == "gemma3":  # a base model: no template; the fallback uses its own turn tokens, not text role tags
+        assert fmt.template_source == "fallback" and "<start_of_turn>model\n" in fmt.template
+        assert tokenizer.convert_tokens_to_ids("<start_of_turn>") in fmt.stop_ids
     else:
         assert fmt.template_source == "model" and fmt.system == "native"
     # SFT labels: the reply, then exactly the family's end-of-turn

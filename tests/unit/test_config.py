@@ -60,9 +60,9 @@ def test_redaction_keeps_variable_names_and_drops_secrets():
 
 
 def test_a_config_extends_another(tmp_path):
-    demo = load_config(REPO / "configs" / "demo.yaml")
+    demo = load_config(REPO / "configs" / "tiny.yaml")  # ablation.yaml extends tiny.yaml, which extends demo.yaml
     ablation = load_config(REPO / "configs" / "ablation.yaml")
-    # what ablation.yaml sets wins; a mapping it sets in part keeps demo's other keys; the rest is demo's
+    # what ablation.yaml sets wins; a mapping it sets in part keeps its base's other keys; the rest is its base's
     assert (ablation.name, ablation.training.sft.learning_rate, ablation.training.sft.epochs) == ("ablation", 1e-3, 1)
     assert ablation.training.dpo == demo.training.dpo and ablation.student == demo.student
     assert ablation.data == demo.data and ablation.generation == demo.generation
