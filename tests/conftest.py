@@ -24,6 +24,10 @@ SAMPLE_DATA = REPO / "data" / "sample" / "dialogues.csv"
 DISTILL_STEPS = """ingest_dialogues validate_dialogues bootstrap_responses build_training_sets validate_training_sets
 prepare_student train_sft train_dpo generate_responses evaluate_responses register_model promote_model""".split()  # noqa: SIM905
 
+# A gate no 15-dialogue evaluation can clear (15 wins of 15 give a Wilson ci_low of 0.796): for tests that need a
+# refused v1 (the forced promotion, the "Next" hints), whatever the tiny student happens to score on the sample.
+GATE_OUT_OF_REACH = ("--set", "registry.policy.rules=[{opponent: base, bound: ci_low, op: '>', threshold: 0.9}]")
+
 LVH_SOURCES = ["human", "chatgpt_empathy", "llama_empathy", "gemini_empathy", "mixtral_empathy"]
 LVH_HEADER = (
     ["dialog_id", "emotion", "situation", "speaker_uttr"]
