@@ -155,7 +155,13 @@ def training_lines(run) -> list[str]:
         lines.append(f"generation: {len(table)} test prompts answered by the base and the tuned student")
         if len(table):
             row = table.iloc[0]
-            lines.append(f"  e.g. {row['user'].splitlines()[-1][:80]!r} -> tuned: {row['tuned_response'][:100]!r}")
+            cut = {
+                side: " [cut at max_new_tokens]" if row.get(f"{side}_finished") == "false" else ""
+                for side in ("base", "tuned")
+            }
+            lines.append(f"  e.g. {row['user'].splitlines()[-1][:80]!r}")
+            lines.append(f"    base:  {row['base_response'][:160]!r}{cut['base']}")
+            lines.append(f"    tuned: {row['tuned_response'][:160]!r}{cut['tuned']}")
     return lines
 
 

@@ -237,7 +237,7 @@ def test_a_gguf_base_is_recorded_rebuilt_and_checked(real_folder, tmp_path):
     mlflow.set_experiment("gguf-lineage")
     replies_before = _served_replies(folder, tmp_path, tokenizer, model, fmt)
     uri = "models:/real-student/1"
-    cfg = mlflow.pyfunc.load_model(uri).metadata.flavors["python_function"].get("model_config") or {}
+    cfg = dict(mlflow.pyfunc.load_model(uri).model_config)
     assert cfg["base_source"] == "gguf" and cfg["base_gguf"]["sha256"] == info["gguf"]["sha256"]
     assert check_base(cfg, {}).ok
 
