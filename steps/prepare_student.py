@@ -30,7 +30,10 @@ def prepare_student(
     if info.get("source") == "gguf":
         g = info["gguf"]
         origin = f"{g['package']}=={g['package_version']} " if g.get("package") else ""
-        built = "reused" if info.get("reused") else f"dequantised in {info.get('build_seconds', 0):.0f} s"
+        # the run's preflight check usually builds the folder before the pipeline starts: say when it was built
+        built = f"dequantised once in {info.get('build_seconds', 0):.0f} s" + (
+            ", the cache reused" if info.get("reused") else ""
+        )
         stage_done(
             f"student {student.model}: {info.get('architecture')}, {info.get('parameters', 0) / 1e6:.1f}M parameters, "
             f"from {origin}{g['file']} sha256 {g['sha256'][:12]} ({built})"
