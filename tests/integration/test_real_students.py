@@ -11,6 +11,7 @@ file (the load fails in one line naming it, and ``verify`` says CHANGED / GONE).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -143,12 +144,30 @@ def test_real_family_trains_stops_and_serves(family, loaded, real_folder, tmp_pa
         assert reply.text and not any(t in reply.text for t in template_text), reply.text
         assert reply.finish_reason in ("stop", "length") and reply.completion_tokens <= 24
     # served = in-process: the registered pyfunc answers exactly what generate() answered
-    served = _served_replies(real_folder(preset)[0], tmp_path, tokenizer, model, fmt)
+    with mlflow_store(tmp_path):
+        served = _served_replies(real_folder(preset)[0], tmp_path, tokenizer, model, fmt)
     assert served == [r.text for r in replies]
 
 
+@contextlib.contextmanager
+def mlflow_store(tmp_path: Path):
+    """A throw-away MLflow store for the block; the process's tracking URI and active experiment are reset after
+    (a leftover experiment id breaks the next test's fresh store)."""
+    import mlflow
+    import mlflow.tracking.fluent as fluent
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("real-students")
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        fluent._active_experiment_id = None
+
+
 def _served_replies(folder: str, tmp_path: Path, tokenizer, model, fmt) -> list[str]:
-    """The replies of a registered version whose adapter is all zeros (the base itself), through MLflow's pyfunc."""
+    """The replies of a registered version whose adapter is all zeros (the base itself), through MLflow's pyfunc
+    (into the active MLflow store)."""
     import mlflow
     import pandas as pd
     from peft import get_peft_model
@@ -161,8 +180,6 @@ def _served_replies(folder: str, tmp_path: Path, tokenizer, model, fmt) -> list[
     adapter = tmp_path / "adapter"
     peft.save_pretrained(adapter)
     peft.unload()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment("real-students")
     with mlflow.start_run():
         assert not bundle_base(folder, 4096)  # a GGUF base is recorded, never copied
         info = log_student_model(
@@ -217,11 +234,6 @@ def test_a_few_real_sft_steps_lower_the_loss_on_a_fixed_batch(family, loaded):
 
 def test_a_gguf_base_is_recorded_rebuilt_and_checked(real_folder, tmp_path):
     """Registered on a copy of the SmolLM2 file: the cache deleted -> rebuilt; the file changed or gone -> one line."""
-    import mlflow
-    import pandas as pd
-    from mlflow.exceptions import MlflowException
-
-    from empathy_distill.registry.verify import check_base
 
     _, info = real_folder("smollm2-135m-instruct")
     gguf = tmp_path / "copy" / "student.gguf"
@@ -233,8 +245,17 @@ def test_a_gguf_base_is_recorded_rebuilt_and_checked(real_folder, tmp_path):
     assert copied["reused"] and sources.gguf_origin(folder)["path"] == str(gguf.resolve())
     assert sources.gguf_origin(folder)["package"] is None
     tokenizer, model, fmt = load_student(folder, StudentConfig(model=folder, dtype="float32"))
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment("gguf-lineage")
+    with mlflow_store(tmp_path):
+        check_registered_gguf_base(folder, tmp_path, tokenizer, model, fmt, gguf, info)
+
+
+def check_registered_gguf_base(folder, tmp_path, tokenizer, model, fmt, gguf, info) -> None:
+    import mlflow
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from empathy_distill.registry.verify import check_base
+
     replies_before = _served_replies(folder, tmp_path, tokenizer, model, fmt)
     uri = "models:/real-student/1"
     cfg = dict(mlflow.pyfunc.load_model(uri).model_config)
