@@ -40,9 +40,10 @@ def plain_trl(base: str, sets, sft_steps: int, dpo_steps: int, out: Path, batch:
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base)
     lora = LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, lora_dropout=0.05, target_modules="all-linear")
-    import torch
+    from empathy_distill.config import TrainingConfig
+    from empathy_distill.training.common import use_bf16
 
-    bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    bf16 = use_bf16(TrainingConfig())  # the same precision the pipeline's default (training.precision: auto) picks
     common = dict(
         learning_rate=lr,
         per_device_train_batch_size=batch,
