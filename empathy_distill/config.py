@@ -161,11 +161,13 @@ class StudentConfig(Strict):
     """The student: ``tiny`` (built here, offline) or a Hugging Face model id or local path."""
 
     model: str = "tiny"
-    """tiny, a hub id such as Qwen/Qwen2.5-0.5B-Instruct, or a local folder."""
+    """tiny; a packaged real model (smollm2-135m-instruct, gemma3-270m: docs/students.md); a .gguf file; a hub id
+    such as Qwen/Qwen2.5-0.5B-Instruct; or a local folder. A GGUF is dequantised once into cache_dir."""
     chat_template: str | None = None
     """A Jinja chat template for models that have none (a plain role-tagged one is added otherwise)."""
     cache_dir: str = ".cache/students"
-    """Where built tiny students live, one folder per data hash and settings."""
+    """Where built tiny students (one folder per data hash and settings) and dequantised GGUF students (one folder
+    per file sha256) live."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """auto: bfloat16 on a GPU that supports it, else float32."""
     tiny: TinyStudentConfig = TinyStudentConfig()
