@@ -12,6 +12,7 @@ file (the load fails in one line naming it, and ``verify`` says CHANGED / GONE).
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import time
 from pathlib import Path
@@ -152,17 +153,23 @@ def test_real_family_trains_stops_and_serves(family, loaded, real_folder, tmp_pa
 @contextlib.contextmanager
 def mlflow_store(tmp_path: Path):
     """A throw-away MLflow store for the block; the process's tracking URI and active experiment are reset after
-    (a leftover experiment id breaks the next test's fresh store)."""
+    (a leftover experiment id, in the module or in MLFLOW_EXPERIMENT_ID, breaks the next test's fresh store)."""
     import mlflow
     import mlflow.tracking.fluent as fluent
 
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI")}
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment("real-students")
+    mlflow.set_experiment("real-students")  # also sets MLFLOW_EXPERIMENT_ID in the environment
     try:
         yield
     finally:
         mlflow.set_tracking_uri(None)
         fluent._active_experiment_id = None
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _served_replies(folder: str, tmp_path: Path, tokenizer, model, fmt) -> list[str]:
