@@ -92,7 +92,7 @@ def check_model_source(name: str, key: str) -> None:
     if name == "tiny":
         return
     path = Path(name).expanduser()
-    if name in PRESETS or name.lower().endswith(".gguf"):
+    if is_gguf_name(name):
         if name not in PRESETS and not path.is_file():
             raise ConfigError(f"{key} '{name}': no such GGUF file")
         return
