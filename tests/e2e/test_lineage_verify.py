@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SAMPLE_DATA
+from tests.conftest import GATE_OUT_OF_REACH, REPO, SAMPLE_DATA
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,8 @@ def test_lineage_verify_catches_each_tamper_case(zen, tmp_path):
     zen("init")
     data = tmp_path / "dialogues.csv"
     shutil.copy(SAMPLE_DATA, data)
-    out = zen("run", "--config", DEMO, "--set", f"data.path={data}").stdout
+    out = zen("run", "--config", DEMO, "--set", f"data.path={data}", *GATE_OUT_OF_REACH).stdout
+    assert "promotion: v1 not promoted (champion stays none)" in out  # so that the forced promotion below promotes
     zen("promote", "--config", DEMO, "--version", "1", "--force", "--reason", "a champion to verify")
     uri = re.search(r"--backend-store-uri (\S+)", out).group(1)
 
