@@ -25,3 +25,10 @@ def training_steps(base: str, sets_dir: str, training: TrainingConfig, student: 
     sft_train, dpo_train = saved_sets(sets_dir=sets_dir)
     sft = train_sft(base, sft_train, training=training, student=student)
     train_dpo(base, dpo_train, training=training, student=student, sft_adapter=sft)
+
+
+@pipeline(enable_cache=False)
+def sft_step(base: str, sets_dir: str, training: TrainingConfig, student: StudentConfig) -> None:
+    """The SFT step alone (bench/train_real.py), its rows read back from an artifact as in the real pipeline."""
+    sft_train, _ = saved_sets(sets_dir=sets_dir)
+    train_sft(base, sft_train, training=training, student=student)

@@ -217,6 +217,10 @@ class TrainingConfig(Strict):
     """Weights stay float32 in every mode. bf16-autocast: matmuls in bfloat16 under torch.autocast (a GPU with bf16,
     or a CPU with AMX/AVX512-BF16); auto: bf16-autocast where the hardware has it, else float32 (the bench compares
     the loss curves of both on the same rows: docs/performance.md)."""
+    group_by_length: bool = True
+    """SFT batches of rows of similar length (transformers' length-grouped sampler: less padding, the same loss
+    masking); false draws them at random. DPO batches are drawn at random (TRL's preference rows have no single
+    length)."""
     gradient_checkpointing: bool = False
     """Trades compute for memory; pays off for models of 1B parameters and up."""
     seed: int = 0

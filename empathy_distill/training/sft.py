@@ -46,7 +46,12 @@ def build_sft_trainer(
     tokenizer, model, fmt = load_student(base_model, student)
     dataset = Dataset.from_list(sft_examples(rows, tokenizer, fmt))
     # completion_only_loss: prompt tokens get label -100, so the student learns replies, not the dialogues
-    args = SFTConfig(**common.trainer_args(cfg.sft, cfg, output_dir), completion_only_loss=True)
+    args = SFTConfig(
+        **common.trainer_args(cfg.sft, cfg, output_dir),
+        completion_only_loss=True,
+        # batches of similar lengths pad less; the masks (and so the loss) are those of random batches
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+    )
     recorder = common.metrics_recorder("sft")
     callbacks = [recorder, *(extra_callbacks or [])]
     trainer = common.make_trainer(SFTTrainer, model, args, dataset, tokenizer, common.lora_config(cfg.lora), callbacks)
@@ -74,6 +79,7 @@ def train_sft(
         cfg.sft.model_dump(),
         cfg.lora.model_dump(),
         cfg.seed,
+        *(["group_by_length"] if cfg.group_by_length else []),
         *([cfg.num_processes] if cfg.num_processes > 1 else []),
     )
     return common.run_stage(
