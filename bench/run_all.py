@@ -42,6 +42,19 @@ BENCHES: dict[str, tuple[list[str], list[tuple[str, str, object]]]] = {
         [("overhead_ratio", "<= 1.05", lambda v: v <= 1.05), ("overhead_spread", "(min-max of the runs)", None)],
     ),
     "generation": (["generation.py"], [("batched_speedup", ">= 5", lambda v: v >= 5)]),
+    "real_training": (  # SmolLM2-135M-Instruct: the train_sft step vs plain TRL, padding, FLOP/s, generation
+        ["train_real.py"],
+        [
+            ("sft_ratio", "<= 1.05 (train_sft step in ZenML / plain TRL, time)", lambda v: v <= 1.05),
+            ("sft_ratio_spread", "(max - min of the per-round ratios)", None),
+            ("pad_random", "(pad share, random batches)", None),
+            ("pad_grouped", "(pad share, length-grouped batches: the default)", None),
+            ("mfu_loop", ">= 0.5 (4·N FLOP per trained token / matmul peak)", lambda v: v >= 0.5),
+            ("mfu_end_to_end", "(the same, the step's whole time)", None),
+            ("gen_speedup", "(batched / one at a time)", None),
+            ("gen_identical", "= 1 (greedy replies, batched vs one at a time)", lambda v: v == 1),
+        ],
+    ),
     "serve_switch": (
         ["serve_switch.py"],
         [

@@ -250,9 +250,15 @@ def quiet_progress() -> None:
     import sys
 
     if not sys.stderr.isatty():
+        import functools
+
+        import transformers.modeling_gguf_pytorch_utils as gguf_loading
+        from tqdm.auto import tqdm
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        # the GGUF loader calls tqdm itself, past transformers' switch ("Converting and de-quantizing GGUF tensors")
+        gguf_loading.tqdm = functools.partial(tqdm, disable=True)
 
 
 def _tied(model, key: str) -> bool:
