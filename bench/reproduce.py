@@ -80,10 +80,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     t = lap("data", t)
     base, info = student_stage(table, [sft, dpo], config.student)
-    print(
-        f"student: tiny, {info.get('parameters', 0) / 1e6:.2f}M parameters, vocab {info.get('vocab_size')}, warm-up "
-        f"loss {info.get('pretrain_loss_last', float('nan')):.2f} ({'reused' if info.get('reused') else 'built'})"
-    )
+    if config.student.model == "tiny":
+        print(
+            f"student: tiny, {info.get('parameters', 0) / 1e6:.2f}M parameters, vocab {info.get('vocab_size')}, "
+            f"warm-up loss {info.get('pretrain_loss_last', float('nan')):.2f} "
+            f"({'reused' if info.get('reused') else 'built'})"
+        )
+    else:
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        with __import__("torch").device("meta"):  # the shape only: nothing is allocated
+            shape = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base))
+        origin = info.get("gguf") or {}
+        print(
+            f"student: {config.student.model}, {type(shape).__name__}, "
+            f"{sum(p.numel() for p in shape.parameters()) / 1e6:.1f}M parameters"
+            + (
+                f", from {origin.get('package')} {origin.get('file')} sha256 {origin.get('sha256', '')[:12]}"
+                if origin
+                else ""
+            )
+        )
     t = lap("student", t)
 
     from empathy_distill.training.dpo import train_dpo

@@ -29,6 +29,7 @@ def ablation_table(reports: list[dict[str, Any]]) -> pd.DataFrame:
             "strategy": strategy,
             "stages": stages.replace("_", "+"),
             "valid": "yes" if report.get("valid") else "NO",
+            "_reasons": "; ".join(report.get("invalid_reasons") or []),
         }
         for c in report["comparisons"]:
             key = f"vs {c['opponent']} ({c['judge']})"
@@ -42,11 +43,17 @@ def ablation_markdown(table: pd.DataFrame) -> str:
     shown = [c for c in table.columns if not c.startswith("_")]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(str(v) for v in rec) + " |" for rec in table[shown].itertuples(index=False)]
+    why = [
+        f"- {row['method']} / {row['strategy']} / {row['stages']} is not valid: "
+        + (row.get("_reasons") or "no reason recorded")
+        for row in table.to_dict("records")
+        if row["valid"] != "yes"
+    ]
     return (
         "## Ablation: win rates of the tuned student [95% Wilson interval]\n\n"
         + "\n".join(lines)
-        + "\n\nA cell that is not valid (missing opponent, too many invalid comparisons, failed judge requests) is "
-        "not fit to compare.\n"
+        + "\n\nA cell that is not valid (a missing opponent, too many invalid comparisons or degenerate replies, "
+        "failed judge requests) is not fit to compare." + ("\n\n" + "\n".join(why) if why else "") + "\n"
     )
 
 
