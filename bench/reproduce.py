@@ -1,10 +1,12 @@
 """The paper's table in miniature, offline, on the real file: does distillation show a gain here?
 
-    .venv/bin/python bench/reproduce.py --config configs/real-offline.yaml     # or: make reproduce
+    .venv/bin/python bench/reproduce.py --config configs/real-smollm2.yaml     # or: make reproduce
+    .venv/bin/python bench/reproduce.py --config configs/real-offline.yaml     # the tiny student's table
 
 The same core functions as the pipeline's steps (ingestion, the `direct` sets with their GX
-validation, the tiny student built from train dialogues only, LoRA SFT, then DPO from the SFT
-adapter, generation, pairwise judging in both orders), on all 250 test dialogues. It prints, by the
+validation, the student (SmolLM2-135M-Instruct from its GGUF, or the tiny one built from train
+dialogues only), LoRA SFT, then DPO from the SFT adapter, generation, pairwise judging in both
+orders), on all 250 test dialogues. It prints, by the
 scorer and by the reference judge (nothing fitted: similarity to each dialogue's own top- minus
 low-rated recorded replies), with 95% Wilson intervals:
 
@@ -32,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default=str(ROOT / "configs" / "real-offline.yaml"))
+    parser.add_argument("--config", default=str(ROOT / "configs" / "real-smollm2.yaml"))
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     parser.add_argument("--out", default=str(ROOT / "outputs" / "reproduce"))
     args = parser.parse_args(argv)
