@@ -89,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             f"({'reused' if info.get('reused') else 'built'})"
         )
     else:
+        import torch
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        with __import__("torch").device("meta"):  # the shape only: nothing is allocated
+        with torch.device("meta"):  # the shape only: nothing is allocated
             shape = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base))
         origin = info.get("gguf") or {}
         print(

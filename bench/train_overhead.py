@@ -25,7 +25,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from _common import sample_world
+from _common import sample_world, throwaway_stack
 
 
 def plain_trl(base: str, sets, sft_steps: int, dpo_steps: int, out: Path, batch: int, lr: float) -> float:
@@ -152,20 +152,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2, help="plain, ours pairs (at least 2)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    os.environ.update(
-        ZENML_CONFIG_PATH=str(work / "zen"),
-        ZENML_ANALYTICS_OPT_IN="false",
-        MLFLOW_DISABLE_TELEMETRY="true",
-        HF_HUB_OFFLINE="1",
-        ZENML_LOGGING_VERBOSITY="WARN",
-    )
     import warnings
 
     warnings.filterwarnings("ignore")
-    from app.stack import ensure_local_stack
-
-    ensure_local_stack(repo_root=work)
+    work = throwaway_stack("bench-train-")
     _, sets, student, base = sample_world(work / "students", hidden=128, layers=4)
     sets_dir = work / "sets"
     sets_dir.mkdir()

@@ -23,15 +23,13 @@ The last line holds the figures as key=value.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
-from _common import ROOT
+from _common import ROOT, sample_sets, throwaway_stack
 
 
 def matmul_peak(dtype_name: str, n: int = 2048, reps: int = 5) -> float:
@@ -47,16 +45,6 @@ def matmul_peak(dtype_name: str, n: int = 2048, reps: int = 5) -> float:
         a @ b
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
-
-
-def training_sets():
-    from empathy_distill.config import BootstrapConfig, DataConfig, ValidationConfig
-    from empathy_distill.data.ingest import ingest
-    from empathy_distill.stages import build_training_sets
-
-    path = ROOT / "data" / "sample" / "dialogues.csv"
-    table = ingest(path, DataConfig(path=str(path)), ValidationConfig()).table
-    return table, build_training_sets(table, BootstrapConfig())
 
 
 def pad_share(lengths: list[int], batch: int, grouped: bool, seed: int = 0) -> float:
@@ -198,15 +186,8 @@ def main() -> None:
     parser.add_argument("--precision-steps", type=int, default=0, help="0: only where bfloat16 is native")
     parser.add_argument("--cache-dir", default=str(ROOT / ".cache" / "students"))
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-real-"))
-    os.environ.update(
-        ZENML_CONFIG_PATH=str(work / "zen"),
-        ZENML_ANALYTICS_OPT_IN="false",
-        MLFLOW_DISABLE_TELEMETRY="true",
-        HF_HUB_OFFLINE="1",
-        ZENML_LOGGING_VERBOSITY="WARN",
-    )
     warnings.filterwarnings("ignore")
+    work = throwaway_stack("bench-real-")
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -248,7 +229,7 @@ def main() -> None:
         f"student: {args.student}, {n_params / 1e6:.1f}M parameters, loaded in {time.perf_counter() - start:.1f} s"
         + (f" ({origin.get('package', '')}, {origin.get('file', '')})" if origin else "")
     )
-    table, sets = training_sets()
+    table, sets = sample_sets()
     rows = sets.sft
     examples = sft_examples(rows, tokenizer, fmt)
     lengths = [len(e["input_ids"]) for e in examples]
@@ -261,9 +242,6 @@ def main() -> None:
     figures.update(pad_random=random_pad, pad_grouped=grouped_pad)
     grouped = TrainingConfig().group_by_length  # the pipeline's default sampler, on both sides
 
-    from app.stack import ensure_local_stack
-
-    ensure_local_stack(repo_root=work)
     sets_dir = work / "sets"
     sets_dir.mkdir()
     rows.to_parquet(sets_dir / "sft.parquet", index=False)
