@@ -7,14 +7,17 @@ switch itself (load the new version beside the old, warm it, swap the route) is 
 :mod:`empathy_distill.serving.router`; this module is the HTTP face:
 
 - ``POST /v1/chat/completions``, ``GET /v1/models``: OpenAI's chat API (``model``: ``champion``,
-  ``challenger`` or a version), errors in OpenAI's shape;
+  ``challenger`` or a version), errors in OpenAI's shape; ``stream: true`` answers Server-Sent
+  Events of ``chat.completion.chunk`` objects (``stream_options.include_usage`` adds the usage);
 - ``POST /invocations``: MLflow's scoring protocol (``dataframe_records``, ``dataframe_split``,
   ``instances``, ``inputs``; ``params``), answered by the default route (the champion);
 - ``GET /health`` (and ``/ping``): 200 once the default route is loaded, with the routes and
   every switch count; ``GET /version``.
 
 Admission: at most ``max_concurrency`` requests are inside at once (running or queued for the
-model); one more gets 429 with ``Retry-After`` (seconds, from the recent request time) at once.
+model, streams until they end or their client goes away); one more gets 429 with ``Retry-After``
+(seconds, from the recent request time) at once. Chats are decoded with continuous batching
+(:mod:`empathy_distill.serving.engine`).
 
     python -m deploy.server --model-name empathy-student --port 5005   # MLFLOW_TRACKING_URI from the environment
 """
@@ -35,6 +38,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,24 +102,45 @@ def stop(pid: int, timeout_s: float = 15.0) -> bool:
     return True
 
 
+def closing_stream_class():
+    """A ``StreamingResponse`` that calls ``on_close`` however it ends: done, failed, or cut by the client (Starlette
+    cancels the body when the client disconnects; a body never started has no ``finally`` of its own to run)."""
+    from starlette.responses import StreamingResponse
+
+    class ClosingStream(StreamingResponse):
+        def __init__(self, content, on_close: Callable[[], None], **kwargs):
+            super().__init__(content, **kwargs)
+            self.on_close = on_close
+
+        async def __call__(self, scope, receive, send) -> None:
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                self.on_close()
+
+    return ClosingStream
+
+
 def build_app(router, max_concurrency: int = 32):
     """The Starlette application over a started router."""
     from mlflow.exceptions import MlflowException
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
     from empathy_distill.serving.api import (
         MAX_BODY_BYTES,
         ApiError,
+        ChunkStream,
         chat_request,
         completion,
         invocation_params,
         parse_body,
     )
 
+    ClosingStream = closing_stream_class()
     state = {"inside": 0, "seconds": 1.0}  # requests inside now; a moving mean of request seconds (for Retry-After)
     name = router.pool.model_name
 
@@ -132,8 +157,8 @@ def build_app(router, max_concurrency: int = 32):
                 raise ApiError(413, f"the request body is over the limit of {MAX_BODY_BYTES} bytes", code="too_large")
         return parse_body(bytes(raw))
 
-    @contextlib.contextmanager
-    def admitted():
+    def admit() -> Callable[[], None]:
+        """A place inside, or a 429 with Retry-After; the returned function gives the place back (once)."""
         if state["inside"] >= max_concurrency:
             wait = max(1, math.ceil(state["seconds"]))
             raise ApiError(
@@ -145,29 +170,102 @@ def build_app(router, max_concurrency: int = 32):
             )
         state["inside"] += 1
         start = time.monotonic()
+        given_back = []
+
+        def release() -> None:
+            if not given_back:
+                given_back.append(True)
+                state["inside"] -= 1
+                state["seconds"] = 0.8 * state["seconds"] + 0.2 * (time.monotonic() - start)
+
+        return release
+
+    @contextlib.contextmanager
+    def admitted():
+        release = admit()
         try:
             yield
         finally:
-            state["inside"] -= 1
-            state["seconds"] = 0.8 * state["seconds"] + 0.2 * (time.monotonic() - start)
+            release()
 
     async def answer(version, chat, max_tokens, settings):
         version.in_flight += 1
         try:
-            return await asyncio.wrap_future(router.pool.submit(version, chat, max_tokens, settings))
+            return await asyncio.wrap_future(router.pool.submit(version, chat, max_tokens, settings).future)
         finally:
             version.in_flight -= 1
 
-    async def chat_completions(request: Request) -> JSONResponse:
+    async def stream(version, req, release: Callable[[], None]) -> Response:
+        """The reply as Server-Sent Events. The status waits for the engine's first word: a chat refused there (a
+        prompt over the context) is a plain 4xx, as for a request that does not stream. The place inside is given
+        back when the stream ends or the client goes away; then the chat leaves the batch before the next step."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        version.in_flight += 1
+        job = router.pool.submit(
+            version,
+            req.messages,
+            req.max_tokens,
+            {"temperature": req.temperature, "top_p": req.top_p},
+            listener=lambda kind, value: loop.call_soon_threadsafe(events.put_nowait, (kind, value)),
+        )
+        closed = []
+
+        def close() -> None:
+            if not closed:
+                closed.append(True)
+                job.cancel()  # a no-op for a chat that ended
+                version.in_flight -= 1
+                release()
+
         try:
-            with admitted():
-                req = chat_request(await read(request))
-                version = await run_in_threadpool(router.resolve, req.model)
-                reply = await answer(
-                    version, req.messages, req.max_tokens, {"temperature": req.temperature, "top_p": req.top_p}
-                )
+            first = await events.get()
+        except BaseException:
+            close()
+            raise
+        if first[0] == "error":
+            close()
+            raise first[1]
+        chunks = ChunkStream(f"{name}/{version.number}", req.include_usage)
+
+        async def body():
+            try:
+                yield chunks.start()
+                kind, value = first
+                while True:
+                    if kind == "delta":
+                        yield chunks.delta(value)
+                    elif kind == "done":
+                        yield chunks.end(value.finish_reason, value.prompt_tokens, value.completion_tokens)
+                        return
+                    else:
+                        yield ChunkStream.error(value)
+                        return
+                    kind, value = await events.get()
+            finally:
+                close()
+
+        headers = {"X-Model-Version": version.number, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return ClosingStream(body(), on_close=close, media_type="text/event-stream", headers=headers)
+
+    async def chat_completions(request: Request) -> Response:
+        release = None
+        try:
+            release = admit()
+            req = chat_request(await read(request))
+            version = await run_in_threadpool(router.resolve, req.model)
+            if req.stream:
+                response = await stream(version, req, release)
+                release = None  # the stream gives the place back
+                return response
+            reply = await answer(
+                version, req.messages, req.max_tokens, {"temperature": req.temperature, "top_p": req.top_p}
+            )
         except ApiError as exc:
             return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        finally:
+            if release is not None:
+                release()
         body = completion(
             f"{name}/{version.number}", reply.text, reply.finish_reason, reply.prompt_tokens, reply.completion_tokens
         )

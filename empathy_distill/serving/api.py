@@ -46,7 +46,7 @@ class ApiError(Exception):
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """A checked ``/v1/chat/completions`` request (a single choice, no streaming)."""
+    """A checked ``/v1/chat/completions`` request (a single choice)."""
 
     model: str
     messages: list[dict[str, str]]
@@ -54,6 +54,10 @@ class ChatRequest:
     """None: the version's registered default, cut to what the context leaves."""
     temperature: float | None = None
     top_p: float | None = None
+    stream: bool = False
+    """Server-Sent Events of ``chat.completion.chunk`` objects, then ``data: [DONE]``."""
+    include_usage: bool = False
+    """``stream_options.include_usage``: a last chunk with no choices and the token counts."""
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -127,8 +131,10 @@ def chat_request(body: dict[str, Any]) -> ChatRequest:
     model = body.get("model", "champion")
     if not isinstance(model, str) or not model.strip():
         raise ApiError(400, "model must be a non-empty string: champion, challenger or a version", param="model")
-    if body.get("stream"):
-        raise ApiError(400, "stream=true is not supported; send stream=false", param="stream")
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise ApiError(400, "stream must be true or false", param="stream")
+    include_usage = _stream_options(body.get("stream_options"), bool(stream))
     if body.get("n", 1) != 1:
         raise ApiError(400, "n must be 1 (one choice per request)", param="n")
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
@@ -144,7 +150,28 @@ def chat_request(body: dict[str, Any]) -> ChatRequest:
         max_tokens=max_tokens,
         temperature=temperature,
         top_p=top_p,
+        stream=bool(stream),
+        include_usage=include_usage,
     )
+
+
+def _stream_options(options: Any, stream: bool) -> bool:
+    """``include_usage`` from ``stream_options`` (which, as OpenAI's API, only a streamed request may send)."""
+    if options is None:
+        return False
+    if not stream:
+        raise ApiError(400, "stream_options is only allowed when stream is true", param="stream_options")
+    if not isinstance(options, dict):
+        raise ApiError(400, "stream_options must be a JSON object", param="stream_options")
+    unknown = sorted(set(options) - {"include_usage"})
+    if unknown:
+        raise ApiError(
+            400, f"stream_options: unknown {', '.join(unknown)}; known: include_usage", param="stream_options"
+        )
+    include = options.get("include_usage", False)
+    if not isinstance(include, bool):
+        raise ApiError(400, "stream_options.include_usage must be true or false", param="stream_options.include_usage")
+    return include
 
 
 def invocation_params(params: Any) -> dict[str, Any]:
@@ -187,6 +214,62 @@ def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | 
     return float(value)
 
 
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+@dataclass
+class ChunkStream:
+    """The ``chat.completion.chunk`` events of one streamed reply, as OpenAI sends them: a first chunk with the
+    role, one per text delta, one with the ``finish_reason``, with ``include_usage`` a last one with no choices and
+    the token counts (``usage: null`` on every other), then ``data: [DONE]``."""
+
+    model_id: str
+    include_usage: bool = False
+    id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def _event(self, choices: list[dict[str, Any]], usage_: dict[str, int] | None = None) -> bytes:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model_id,
+            "system_fingerprint": self.model_id,
+            "choices": choices,
+        }
+        if self.include_usage:
+            body["usage"] = usage_
+        return b"data: " + json.dumps(body, ensure_ascii=False).encode() + b"\n\n"
+
+    def _choice(self, delta: dict[str, str], finish_reason: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+
+    def start(self) -> bytes:
+        return self._event(self._choice({"role": "assistant", "content": ""}))
+
+    def delta(self, text: str) -> bytes:
+        return self._event(self._choice({"content": text}))
+
+    def end(self, finish_reason: str, prompt_tokens: int, completion_tokens: int) -> bytes:
+        out = self._event(self._choice({}, finish_reason))
+        if self.include_usage:
+            out += self._event([], usage(prompt_tokens, completion_tokens))
+        return out + DONE
+
+    @staticmethod
+    def error(exc: ApiError) -> bytes:
+        """A failure after the stream began (the status line is already sent): an error event, then ``[DONE]``."""
+        return b"data: " + json.dumps(exc.body()).encode() + b"\n\n" + DONE
+
+
+DONE = b"data: [DONE]\n\n"
+
+
 def completion(
     model_id: str, text: str, finish_reason: str, prompt_tokens: int, completion_tokens: int
 ) -> dict[str, Any]:
@@ -205,9 +288,5 @@ def completion(
                 "logprobs": None,
             }
         ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
+        "usage": usage(prompt_tokens, completion_tokens),
     }

@@ -2,12 +2,12 @@
 
 Versions whose base is the same model (same content fingerprint, dtype and chat template: every
 version trained from one student) share one loaded base; each is an adapter named ``v<N>`` on
-it (PEFT holds several adapters on one base and switches with ``set_adapter``). A base has one
-worker thread that serves its queue: it takes every request waiting, groups them by adapter and
-generation settings, and runs each group as one left-padded batch, so 32 concurrent chats cost
-a few forward passes instead of 32. Token limits are checked there, with the version's own
-tokenizer and chat template: the prompt is counted after the template, and a chat that leaves
-no room for ``max_tokens`` in the context is refused with a 400 naming the numbers.
+it (PEFT holds several adapters on one base). A base has one decoding loop
+(:mod:`empathy_distill.serving.engine`): a chat joins the running batch at its next step and
+leaves when it ends, whatever version it asked for (rows of one batch may use different
+adapters). Token limits are checked there, with the version's own tokenizer and chat template:
+the prompt is counted after the template, and a chat that leaves no room for ``max_tokens`` in
+the context is refused with a 400 naming the numbers.
 """
 
 from __future__ import annotations
@@ -15,16 +15,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from empathy_distill.serving.api import ApiError
+from empathy_distill.serving.engine import Engine, Listener, Request
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +38,11 @@ class Base:
     tokenizer: Any
     model: Any
     fmt: Any
-    context: int
-    """Tokens the model attends to (prompt + reply)."""
+    engine: Engine
+    """Its decoding loop (continuous batching over every adapter on it)."""
+    lock: threading.Lock
+    """Held by each decoding step; taken to load or drop an adapter."""
     adapters: set[str] = field(default_factory=set)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    jobs: queue.Queue = field(default_factory=queue.Queue)
-    worker: threading.Thread | None = None
 
 
 @dataclass
@@ -59,16 +57,6 @@ class Version:
     loaded_seconds: float
     in_flight: int = 0
     last_used: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class Job:
-    version: Version
-    chat: list[dict[str, str]]
-    max_tokens: int | None
-    """None: the registered default, cut to what the context leaves."""
-    settings: dict[str, Any]
-    future: Future = field(default_factory=Future)
 
 
 class Pool:
@@ -157,7 +145,7 @@ class Pool:
             defaults=generation_defaults(cfg),
             loaded_seconds=0.0,
         )
-        self.submit(version, WARM_CHAT, 1, {}).result()  # the first real request does not pay for the first pass
+        self.submit(version, WARM_CHAT, 1, {}).future.result()  # the first real request does not pay for the first pass
         version.loaded_seconds = round(time.monotonic() - start, 2)
         logger.info("loaded %s (adapter %s) in %.1f s", uri, adapter, version.loaded_seconds)
         return version
@@ -175,10 +163,10 @@ class Pool:
             model = model.to("cuda")
         model = PeftModel.from_pretrained(model, adapter_dir, adapter_name=adapter)
         model.eval()
-        base = Base(key=key, tokenizer=tokenizer, model=model, fmt=fmt, context=context_length(model, tokenizer))
+        lock = threading.Lock()
+        engine = Engine(model, tokenizer, fmt, max_batch=self.max_batch, lock=lock, name=f"decode-{adapter}")
+        base = Base(key=key, tokenizer=tokenizer, model=model, fmt=fmt, engine=engine, lock=lock)
         base.adapters.add(adapter)
-        base.worker = threading.Thread(target=self._work, args=(base,), name=f"generate-{adapter}", daemon=True)
-        base.worker.start()
         with self._guard:
             self.bases[key] = base
         return base
@@ -208,134 +196,33 @@ class Pool:
                 return
         with self._guard:
             self.bases.pop(base.key, None)
-        base.jobs.put(None)  # the worker ends; the base is freed with the last reference
+        base.engine.close()  # the loop ends; the base is freed with the last reference
         logger.info("unloaded v%s and its base", version.number)
 
     # generating --------------------------------------------------------------------------------------------------
 
-    def submit(self, version: Version, chat: list[dict[str, str]], max_tokens: int | None, settings: dict) -> Future:
-        """Queues a chat for the version's base; the future holds a ``Reply`` or raises ``ApiError``."""
+    def submit(
+        self,
+        version: Version,
+        chat: list[dict[str, str]],
+        max_tokens: int | None,
+        settings: dict,
+        listener: Listener | None = None,
+    ) -> Request:
+        """Queues a chat for the version's base; the request's ``future`` holds a ``Reply`` or raises ``ApiError``
+        (and its ``listener``, when given, hears the reply's text as it grows)."""
         if chat[0]["role"] != "system" and version.system_prompt:
             chat = [{"role": "system", "content": version.system_prompt}, *chat]
-        job = Job(
-            version, chat, max_tokens, {**version.defaults, **{k: v for k, v in settings.items() if v is not None}}
-        )
-        version.base.jobs.put(job)
-        return job.future
+        merged = {**version.defaults, **{k: v for k, v in settings.items() if v is not None}}
+        return version.base.engine.submit(chat, max_tokens, merged, adapter=version.adapter, listener=listener)
 
-    def _work(self, base: Base) -> None:
-        while True:
-            job = base.jobs.get()
-            if job is None:
-                return
-            jobs = [job]
-            while len(jobs) < self.max_batch:
-                try:
-                    more = base.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    base.jobs.put(None)  # end after this batch
-                    break
-                jobs.append(more)
-            try:
-                self._run(base, jobs)
-            except Exception as exc:  # noqa: BLE001 (the worker must outlive any batch: a dead one hangs every request)
-                logger.exception("a batch of %d chats failed", len(jobs))
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(server_error(f"generation failed: {type(exc).__name__}"))
-
-    def _run(self, base: Base, jobs: list[Job]) -> None:
-        from empathy_distill.config import GenerationSettings
-        from empathy_distill.training.generate import generate
-
-        groups: dict[tuple, list[tuple[Job, int]]] = defaultdict(list)
-        with base.lock:
-            for job in jobs:
-                if not job.future.set_running_or_notify_cancel():
-                    continue
-                try:
-                    prompt = len(base.fmt.prompt_ids(base.tokenizer, job.chat))
-                    max_new = fit(prompt, job.max_tokens, job.settings.get("max_new_tokens", 64), base.context)
-                    settings = GenerationSettings(**{**job.settings, "max_new_tokens": max_new})
-                except ApiError as exc:
-                    job.future.set_exception(exc)
-                    continue
-                except ValueError as exc:  # a setting the generation config refuses
-                    job.future.set_exception(ApiError(400, " ".join(str(exc).split())))
-                    continue
-                except Exception as exc:  # noqa: BLE001 (this request fails; the worker and the others go on)
-                    logger.exception("could not prepare a chat for %s", job.version.adapter)
-                    job.future.set_exception(server_error(f"the chat could not be prepared: {type(exc).__name__}"))
-                    continue
-                key = (job.version.adapter, *settings.model_dump(exclude={"batch_size", "max_prompts"}).values())
-                groups[key].append((job, settings))
-            for (adapter, *_), group in groups.items():
-                try:
-                    base.model.set_adapter(adapter)
-                    settings = group[0][1].model_copy(update={"batch_size": len(group)})
-                    replies = generate(
-                        base.model, base.tokenizer, [j.chat for j, _ in group], settings, fmt=base.fmt, progress=False
-                    )
-                except Exception as exc:  # noqa: BLE001 (every waiting request hears of it; the worker goes on)
-                    logger.exception("generation failed for %d chats on %s", len(group), adapter)
-                    for job, _ in group:
-                        job.future.set_exception(server_error(f"generation failed: {type(exc).__name__}"))
-                    continue
-                for (job, _), reply in zip(group, replies):
-                    job.future.set_result(reply)
+    def stats(self) -> dict[str, Any]:
+        """Each loaded base's decoding loop: chats running and waiting, steps, prefills, cancels."""
+        return {"+".join(sorted(b.adapters)): b.engine.stats() for b in list(self.bases.values())}
 
     def close(self) -> None:
         for base in list(self.bases.values()):
-            base.jobs.put(None)
-
-
-def server_error(message: str) -> ApiError:
-    """A failure of ours, not the request's: 500 in OpenAI's shape (the log has the traceback)."""
-    return ApiError(500, message + " (see the server log)", type="server_error", code="internal_error")
-
-
-def context_length(model, tokenizer) -> int:
-    """The model's context in tokens: its config's positions (``max_position_embeddings``, GPT-2's ``n_positions``),
-    else the tokenizer's ``model_max_length`` when it is a real figure."""
-    config = getattr(model, "config", None)
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    limit = getattr(tokenizer, "model_max_length", None)
-    return limit if isinstance(limit, int) and 0 < limit < 10**7 else 2048
-
-
-def fit(prompt_tokens: int, max_tokens: int | None, default: int, context: int) -> int:
-    """The tokens to generate: ``max_tokens`` when prompt + it fits the context (else a 400 naming both); without
-    one, the registered default cut to what the context leaves.
-
-    Raises:
-        ApiError: 400 when the prompt leaves no room, or prompt + max_tokens is above the context.
-    """
-    room = context - prompt_tokens
-    if max_tokens is None:
-        if room < 1:
-            raise ApiError(
-                400,
-                f"the prompt is {prompt_tokens} tokens after the chat template; the model's context is {context} "
-                "tokens: shorten the chat",
-                param="messages",
-                code="context_length_exceeded",
-            )
-        return min(default, room)
-    if max_tokens > room:
-        raise ApiError(
-            400,
-            f"the prompt is {prompt_tokens} tokens after the chat template and max_tokens is {max_tokens}: "
-            f"{prompt_tokens + max_tokens} is above the model's context of {context} tokens; shorten the chat or "
-            f"lower max_tokens to {max(room, 0)}",
-            param="messages",
-            code="context_length_exceeded",
-        )
-    return max_tokens
+            base.engine.close()
 
 
 def download(model_name: str, number: str, tracking_uri: str, cache_dir: str | Path) -> Path:

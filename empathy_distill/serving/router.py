@@ -193,6 +193,7 @@ class Router:
             "errors": dict(self.errors),
             "switch_count": len(self.switches),
             "switches": [asdict(s) for s in self.switches[-10:]],
+            "engines": self.pool.stats(),
         }
 
     def write_state(self) -> None:

@@ -122,6 +122,24 @@ def test_the_openai_client_talks_to_champion_challenger_and_a_version(served):
     assert "context is 256 tokens" in long_chat.value.body["message"]
 
 
+def test_a_stream_through_the_openai_client_adds_up_to_the_reply(served):
+    import openai
+
+    client = openai.OpenAI(base_url=served["url"] + "/v1", api_key="not-needed", max_retries=0)
+    for model in ("champion", "challenger"):
+        for text in ("My exam went badly and I cannot stop thinking about it.", "Hi."):
+            ask = {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 40, "temperature": 0}
+            whole = client.chat.completions.create(**ask)
+            chunks = list(client.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True}))
+            assert chunks[0].choices[0].delta.role == "assistant" and chunks[0].model == whole.model
+            pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+            finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+            assert "".join(pieces) == whole.choices[0].message.content, (model, text)
+            assert finish == [whole.choices[0].finish_reason]
+            assert chunks[-1].choices == [] and chunks[-1].usage.model_dump() == whole.usage.model_dump()
+            assert all(c.usage is None for c in chunks[:-1]) and len({c.id for c in chunks}) == 1
+
+
 def test_malformed_and_oversized_requests_get_openai_shaped_4xx(served):
     url = served["url"]
     user = [{"role": "user", "content": "My cat is ill."}]
@@ -146,7 +164,9 @@ def test_malformed_and_oversized_requests_get_openai_shaped_4xx(served):
         "max_tokens beyond the context": {"messages": user, "max_tokens": 1000},
         "temperature 9": {"messages": user, "temperature": 9},
         "top_p 0": {"messages": user, "top_p": 0},
-        "stream": {"messages": user, "stream": True},
+        "stream a word": {"messages": user, "stream": "yes"},
+        "stream beyond the context": {"messages": user, "stream": True, "max_tokens": 1000},  # a 400, not a stream
+        "stream_options without stream": {"messages": user, "stream_options": {"include_usage": True}},
         "n 2": {"messages": user, "n": 2},
         "unknown model": {"model": "nobody", "messages": user},
     }

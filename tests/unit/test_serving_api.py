@@ -15,7 +15,7 @@ from empathy_distill.serving.api import (
     invocation_params,
     parse_body,
 )
-from empathy_distill.serving.pool import fit
+from empathy_distill.serving.engine import fit
 from empathy_distill.serving.vllm import (
     LoraModule,
     VllmError,
@@ -61,6 +61,9 @@ def test_a_chat_request_is_checked_field_by_field():
     ok = chat_request({"messages": USER, "max_tokens": 5, "temperature": 0.5, "top_p": 0.9})
     assert (ok.model, ok.max_tokens, ok.temperature, ok.top_p) == ("champion", 5, 0.5, 0.9)
     assert chat_request({"messages": USER, "max_completion_tokens": 7}).max_tokens == 7
+    streamed = chat_request({"messages": USER, "stream": True, "stream_options": {"include_usage": True}})
+    assert streamed.stream and streamed.include_usage
+    assert not chat_request({"messages": USER, "stream": True}).include_usage
     developer = chat_request({"messages": [{"role": "developer", "content": "Be brief."}, *USER]})
     assert developer.messages[0]["role"] == "system"
     parts = chat_request(
@@ -69,7 +72,9 @@ def test_a_chat_request_is_checked_field_by_field():
     assert parts.messages[0]["content"] == "ab"
     cases = {
         "model": {"model": "", "messages": USER},
-        "stream": {"messages": USER, "stream": True},
+        "stream": {"messages": USER, "stream": "yes"},
+        "stream_options": {"messages": USER, "stream_options": {"include_usage": True}},  # without stream
+        "stream_options.include_usage": {"messages": USER, "stream": True, "stream_options": {"include_usage": 1}},
         "n": {"messages": USER, "n": 3},
         "max_tokens": {"messages": USER, "max_tokens": True},
         "temperature": {"messages": USER, "temperature": "warm"},
@@ -170,3 +175,57 @@ def test_a_base_without_a_template_is_told_apart(tmp_path):
     assert has_chat_template(tmp_path) is False
     (tmp_path / "chat_template.jinja").write_text("{{ messages }}")
     assert has_chat_template(tmp_path) is True
+
+
+def test_stream_deltas_never_split_a_character_and_add_up_to_the_reply():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from empathy_distill.serving.engine import stream_delta
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    every_byte = pre_tokenizers.ByteLevel.alphabet()  # as real byte-level vocabularies: any text, byte by byte
+    tok.train_from_iterator(
+        ["I am so sorry to hear that."] * 5, trainers.BpeTrainer(vocab_size=300, initial_alphabet=every_byte)
+    )
+    reply = "  I am so sorry 😢 — ça va aller, 你好.  "
+    ids = tok.encode(reply).ids
+    prefixes = [tok.decode(ids[:k]) for k in range(1, len(ids) + 1)]
+    assert any(p.endswith("\ufffd") for p in prefixes)  # byte tokens: a prefix does end inside a character
+    sent = ""
+    for decoded in prefixes:
+        delta = stream_delta(decoded, sent)
+        assert "\ufffd" not in delta and not delta[-1:].isspace() if delta else True
+        sent += delta
+    assert sent == tok.decode(ids).strip() == reply.strip()
+    assert stream_delta("Hello wor", "Hello world") == ""  # a rewrite of text already sent waits for the end
+
+
+def test_a_stream_is_openai_chunks_then_done():
+    from empathy_distill.serving.api import DONE, ChunkStream
+
+    def events(raw: bytes) -> list:
+        assert raw.endswith(b"\n\n")
+        parts = [p.removeprefix(b"data: ") for p in raw.split(b"\n\n") if p]
+        return [p.decode() if p == b"[DONE]" else json.loads(p) for p in parts]
+
+    stream = ChunkStream("empathy-student/3", include_usage=True)
+    first, delta = events(stream.start())[0], events(stream.delta("Hé"))[0]
+    assert first["object"] == "chat.completion.chunk" and first["model"] == "empathy-student/3"
+    assert first["choices"] == [
+        {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+    ]
+    assert delta["choices"][0]["delta"] == {"content": "Hé"} and delta["usage"] is None and delta["id"] == first["id"]
+    end = events(stream.end("length", 12, 5))
+    assert end[0]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}
+    assert end[1]["choices"] == [] and end[1]["usage"] == {
+        "prompt_tokens": 12,
+        "completion_tokens": 5,
+        "total_tokens": 17,
+    }
+    assert end[2] == "[DONE]" and stream.end("stop", 1, 1).endswith(DONE)
+    plain = ChunkStream("m")
+    assert "usage" not in events(plain.delta("x"))[0] and len(events(plain.end("stop", 1, 1))) == 2
+    error = events(ChunkStream.error(ApiError(500, "generation failed", type="server_error")))
+    assert error[0]["error"]["message"] == "generation failed" and error[1] == "[DONE]"
