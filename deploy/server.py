@@ -316,7 +316,8 @@ def build_app(router, max_concurrency: int = 32):
     async def health(request: Request) -> JSONResponse:
         body = router.health()
         up = router.routes.get(router.default) in router.pool.versions
-        return JSONResponse({"status": "ok" if up else "loading", **body}, status_code=200 if up else 503)
+        body = {"status": "ok" if up else "loading", "inside": state["inside"], **body}
+        return JSONResponse(body, status_code=200 if up else 503)
 
     async def version(request: Request) -> JSONResponse:
         import mlflow

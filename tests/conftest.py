@@ -89,3 +89,46 @@ def real_data() -> Path:
     if not REAL_DATA.exists():
         pytest.skip(f"real data not found at {REAL_DATA} (it lives in ../shared, outside the repo)")
     return REAL_DATA
+
+
+# Real pretrained students (tests/real_models.py): each GGUF dequantised at most once and each model loaded at most once
+# per test session, whichever test module asks first.
+
+
+@pytest.fixture(scope="session")
+def real_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("real-students")
+
+
+@pytest.fixture(scope="session")
+def real_folder(real_cache):
+    """preset -> (dequantised folder, info), converted at most once per session."""
+    made: dict[str, tuple[str, dict]] = {}
+
+    from empathy_distill.training import sources
+    from tests.real_models import need
+
+    def get(preset: str) -> tuple[str, dict]:
+        need(preset)
+        if preset not in made:
+            made[preset] = sources.resolve_student(preset, real_cache)
+        return made[preset]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def loaded(real_folder):
+    """preset -> (tokenizer, model, chat format), loaded once per session."""
+    from empathy_distill.config import StudentConfig
+    from empathy_distill.training.student import load_student
+
+    models: dict[str, tuple] = {}
+
+    def get(preset: str):
+        if preset not in models:
+            folder, _ = real_folder(preset)
+            models[preset] = load_student(folder, StudentConfig(model=folder, dtype="float32"))
+        return models[preset]
+
+    return get

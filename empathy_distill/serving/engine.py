@@ -197,7 +197,10 @@ class Engine:
         self.steps = 0
         self.counts = {"prefills": 0, "finished": 0, "cancelled": 0, "failed": 0, "max_running": 0}
         self.cancels: deque[dict[str, float]] = deque(maxlen=64)
-        """The latest cancels of running chats: when it came, when the row left, decoding steps begun in between."""
+        """The latest cancels of running chats: when it came, when the row left, decoding steps begun in between, and
+        the step count at the removal."""
+        self.step_seconds = 0.0
+        """A moving mean of one decoding step's wall time."""
         self._step_starts: deque[float] = deque(maxlen=4096)
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -227,6 +230,7 @@ class Engine:
             "running": len(self.rows),
             "waiting": len(self.line) + self.inbox.qsize(),
             "steps": self.steps,
+            "step_seconds": round(self.step_seconds, 4),
             **self.counts,
             "cancels": list(self.cancels),
         }
@@ -272,7 +276,14 @@ class Engine:
             if request.cancelled:
                 now = time.monotonic()
                 begun = sum(1 for t in self._step_starts if t > request.cancelled_at)
-                self.cancels.append({"cancelled_at": request.cancelled_at, "removed_at": now, "steps_between": begun})
+                self.cancels.append(
+                    {
+                        "cancelled_at": request.cancelled_at,
+                        "removed_at": now,
+                        "steps_between": begun,
+                        "step": self.steps,
+                    }
+                )
                 self.counts["cancelled"] += 1
                 request.fail(CANCELLED)
             else:
@@ -355,6 +366,8 @@ class Engine:
         )
         self.mask = mask
         self.steps += 1
+        took = time.monotonic() - self._step_starts[-1]
+        self.step_seconds = took if self.steps == 1 else 0.9 * self.step_seconds + 0.1 * took
         logits = out.logits[:, -1]
         keep = [i for i, request in enumerate(self.rows) if not self._advance(request, logits[i])]
         if len(keep) < len(self.rows):

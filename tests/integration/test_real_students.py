@@ -11,8 +11,6 @@ file (the load fails in one line naming it, and ``verify`` says CHANGED / GONE).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import time
 from pathlib import Path
@@ -24,60 +22,13 @@ from empathy_distill.errors import ConfigError
 from empathy_distill.training import sources
 from empathy_distill.training.generate import generate
 from empathy_distill.training.student import load_student
+from tests.real_models import CHATS, REPLIES, SYSTEM, mlflow_store, served_replies
 
-SYSTEM = "You are a caring listener. Reply in one or two warm sentences."
-CHATS = [
-    [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": "My dog died yesterday and I can't stop crying."},
-    ],
-    [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "I finally passed my driving test!"}],
-]
-REPLIES = ["I am so sorry. Losing a dog is losing family.", "Congratulations, that is a big step!"]
 # family -> (preset, the end-of-turn text training targets end with, template text that must never reach a reply)
 FAMILIES = {
     "smollm2": ("smollm2-135m-instruct", "<|im_end|>", ("<|im_start|>", "<|im_end|>", "assistant\n")),
     "gemma3": ("gemma3-270m", "<end_of_turn>", ("<|assistant|>", "<|user|>", "<start_of_turn>", "<end_of_turn>")),
 }
-
-
-def _need(preset: str) -> None:
-    package = sources.PRESETS[preset].package
-    if sources.installed_version(package) is None:
-        pytest.skip(f"{package} is not installed ({sources.PRESETS[preset].install}; make install does it)")
-
-
-@pytest.fixture(scope="session")
-def real_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("real-students")
-
-
-@pytest.fixture(scope="session")
-def real_folder(real_cache):
-    """preset -> (dequantised folder, info), converted at most once per session."""
-    made: dict[str, tuple[str, dict]] = {}
-
-    def get(preset: str) -> tuple[str, dict]:
-        _need(preset)
-        if preset not in made:
-            made[preset] = sources.resolve_student(preset, real_cache)
-        return made[preset]
-
-    return get
-
-
-@pytest.fixture(scope="session")
-def loaded(real_folder):
-    """preset -> (tokenizer, model, chat format), loaded once per session."""
-    models: dict[str, tuple] = {}
-
-    def get(preset: str):
-        if preset not in models:
-            folder, _ = real_folder(preset)
-            models[preset] = load_student(folder, StudentConfig(model=folder, dtype="float32"))
-        return models[preset]
-
-    return get
 
 
 def test_a_preset_is_dequantised_once_and_checked(real_folder, real_cache):
@@ -146,62 +97,8 @@ def test_real_family_trains_stops_and_serves(family, loaded, real_folder, tmp_pa
         assert reply.finish_reason in ("stop", "length") and reply.completion_tokens <= 24
     # served = in-process: the registered pyfunc answers exactly what generate() answered
     with mlflow_store(tmp_path):
-        served = _served_replies(real_folder(preset)[0], tmp_path, tokenizer, model, fmt)
+        served = served_replies(real_folder(preset)[0], tmp_path, tokenizer, model, fmt)
     assert served == [r.text for r in replies]
-
-
-@contextlib.contextmanager
-def mlflow_store(tmp_path: Path):
-    """A throw-away MLflow store for the block; the process's tracking URI and active experiment are reset after
-    (a leftover experiment id, in the module or in MLFLOW_EXPERIMENT_ID, breaks the next test's fresh store)."""
-    import mlflow
-    import mlflow.tracking.fluent as fluent
-
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI")}
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment("real-students")  # also sets MLFLOW_EXPERIMENT_ID in the environment
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(None)
-        fluent._active_experiment_id = None
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _served_replies(folder: str, tmp_path: Path, tokenizer, model, fmt) -> list[str]:
-    """The replies of a registered version whose adapter is all zeros (the base itself), through MLflow's pyfunc
-    (into the active MLflow store)."""
-    import mlflow
-    import pandas as pd
-    from peft import get_peft_model
-
-    from empathy_distill.config import LoraSettings
-    from empathy_distill.registry.pyfunc import bundle_base, log_student_model
-    from empathy_distill.training.common import lora_config
-
-    peft = get_peft_model(model, lora_config(LoraSettings()))  # LoRA B starts at zero: replies equal the base's
-    adapter = tmp_path / "adapter"
-    peft.save_pretrained(adapter)
-    peft.unload()
-    with mlflow.start_run():
-        assert not bundle_base(folder, 4096)  # a GGUF base is recorded, never copied
-        info = log_student_model(
-            str(adapter),
-            folder,
-            bundle_base=False,
-            chat_template=None,
-            dtype="float32",
-            generation={"max_new_tokens": 24, "temperature": 0.0, "top_p": 1.0, "no_repeat_ngram_size": 0},
-            system_prompt=SYSTEM,
-            model_name="real-student",
-        )
-    served = mlflow.pyfunc.load_model(info.model_uri)
-    out = served.predict(pd.DataFrame({"messages": CHATS}))
-    return list(out["response"])
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -263,7 +160,7 @@ def check_registered_gguf_base(folder, tmp_path, tokenizer, model, fmt, gguf, in
 
     from empathy_distill.registry.verify import check_base
 
-    replies_before = _served_replies(folder, tmp_path, tokenizer, model, fmt)
+    replies_before = served_replies(folder, tmp_path, tokenizer, model, fmt)
     uri = "models:/real-student/1"
     cfg = dict(mlflow.pyfunc.load_model(uri).model_config)
     assert cfg["base_source"] == "gguf" and cfg["base_gguf"]["sha256"] == info["gguf"]["sha256"]
