@@ -55,6 +55,22 @@ BENCHES: dict[str, tuple[list[str], list[tuple[str, str, object]]]] = {
             ("gen_identical", "= 1 (greedy replies, batched vs one at a time)", lambda v: v == 1),
         ],
     ),
+    "real_serving": (  # SmolLM2-135M-Instruct served: continuous batching vs in-process generate(), TTFT, limits
+        ["serve_real.py"],
+        [
+            ("c1_tok_s", "(1 chat)", None),
+            ("c8_tok_s", "(8 concurrent)", None),
+            ("c32_tok_s", "(32 concurrent)", None),
+            ("c32_vs_inproc", ">= 0.8 (server / in-process generate(), one batch of 32)", lambda v: v >= 0.8),
+            ("c8_ttft_p50_ms", "(8 sent at once)", None),
+            ("c32_ttft_p99_ms", "(32 sent at once)", None),
+            ("late_ttft_ratio", "<= 2 (a chat joining 7 mid-reply / a lone chat, TTFT)", lambda v: v <= 2.0),
+            ("late_others_running", "= 1 (the 7 still mid-reply at its first token)", lambda v: v == 1),
+            ("serve_identical", "= 1 (greedy replies, server vs in-process)", lambda v: v == 1),
+            ("c1_vs_limit", "(1 chat / weight bytes over the memory bandwidth)", None),
+            ("c32_vs_limit", "(32 chats / the bandwidth and compute limit)", None),
+        ],
+    ),
     "serve_switch": (
         ["serve_switch.py"],
         [

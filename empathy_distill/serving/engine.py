@@ -1,8 +1,9 @@
 """Continuous batching: one decoding loop per loaded base, which chats join at the next step and leave when they end.
 
-A request is prefilled alone (its prompt in one forward pass, into its own KV cache); that cache
-is then merged into the running batch's (every row left-padded to one length, pads masked), and
-from then on each decoding step advances every running chat by one token in one forward pass. A
+The chats that arrived since the last step are prefilled together (their prompts left-padded in
+one forward pass, into a KV cache of their own); that cache is then merged into the running
+batch's (every row left-padded to one length, pads masked), and from then on each decoding step
+advances every running chat by one token in one forward pass. A
 chat that ends (its end-of-turn, its ``max_new_tokens``, or a client that went away) leaves the
 batch before the next step, and cache columns that no remaining chat needs are dropped. So a chat
 that arrives while others are mid-reply waits for one decoding step and its own prefill, never
@@ -187,6 +188,7 @@ class Engine:
         self.lock = lock or threading.Lock()
         self.generation_config = getattr(model, "generation_config", None)
         self.stop_ids = frozenset(fmt.stop_ids)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else fmt.stop_ids[0]
         self.peft = hasattr(model, "peft_config")
         self.cache_arg = cache_argument(model.get_base_model() if self.peft else model)
         self.inbox: queue.Queue[Request | None] = queue.Queue()
@@ -292,8 +294,8 @@ class Engine:
             self._keep(keep)
 
     def _admit(self) -> None:
-        budget = self.max_prefill_tokens
-        while self.line and len(self.rows) < self.max_batch and budget > 0:
+        budget, group = self.max_prefill_tokens, []
+        while self.line and len(self.rows) + len(group) < self.max_batch and budget > 0:
             request = self.line.popleft()
             if request.cancelled:
                 self.counts["cancelled"] += 1
@@ -314,7 +316,9 @@ class Engine:
                 request.fail(server_error(f"the chat could not be prepared: {type(exc).__name__}"))
                 continue
             budget -= len(request.prompt)
-            self._prefill(request)
+            group.append(request)
+        if group:
+            self._prefill(group)
 
     def _prepare(self, request: Request) -> None:
         from empathy_distill.config import GenerationSettings
@@ -326,27 +330,41 @@ class Engine:
         request.sample = checked.temperature > 0
         request.processors = processors(checked, self.generation_config)
 
-    def _prefill(self, request: Request) -> None:
+    def _prefill(self, group: list[Request]) -> None:
+        """The prompts of the chats admitted together, in one left-padded forward pass; each chat's first token; the
+        ones that go on join the batch."""
         import torch
         from transformers import DynamicCache
 
         device = self._device()
-        ids = torch.tensor([request.prompt], device=device)
+        width = max(len(r.prompt) for r in group)
+        ids = torch.tensor([[self.pad_id] * (width - len(r.prompt)) + r.prompt for r in group], device=device)
+        mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in group], device=device)
         cache = DynamicCache()
         out = self._forward(
-            [request.adapter],
+            [r.adapter for r in group],
             input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            position_ids=torch.arange(ids.shape[1], device=device).unsqueeze(0),
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
             use_cache=True,
             **{self.cache_arg: cache},
             logits_to_keep=1,
         )
-        self.counts["prefills"] += 1
-        request.first_token_at = time.monotonic()
-        if self._advance(request, out.logits[0, -1]):
+        self.counts["prefills"] += len(group)
+        now = time.monotonic()
+        going = []
+        for i, request in enumerate(group):
+            request.first_token_at = now
+            if not self._advance(request, out.logits[i, -1]):
+                going.append(i)
+        if not going:
             return
-        self._join(request, cache, torch.ones_like(ids))
+        if len(going) < len(group):
+            index = torch.tensor(going, device=device)
+            mask = mask.index_select(0, index)
+            for layer in cache.layers:
+                layer.keys, layer.values = layer.keys.index_select(0, index), layer.values.index_select(0, index)
+        self._join([group[i] for i in going], cache, mask)
 
     def _step(self) -> None:
         import torch
@@ -422,9 +440,9 @@ class Engine:
 
     # the batch's KV cache ---------------------------------------------------------------------------------------
 
-    def _join(self, request: Request, cache, mask) -> None:
+    def _join(self, requests: list[Request], cache, mask) -> None:
         if self.cache is None:
-            self.rows, self.cache, self.mask = [request], cache, mask
+            self.rows, self.cache, self.mask = list(requests), cache, mask
         else:
             import torch
 
@@ -433,7 +451,7 @@ class Engine:
             for ours, theirs in zip(self.cache.layers, cache.layers):
                 ours.keys = torch.cat([left_pad(ours.keys, width, -2), left_pad(theirs.keys, width, -2)], dim=0)
                 ours.values = torch.cat([left_pad(ours.values, width, -2), left_pad(theirs.values, width, -2)], dim=0)
-            self.rows.append(request)
+            self.rows.extend(requests)
         self.counts["max_running"] = max(self.counts["max_running"], len(self.rows))
 
     def _keep(self, keep: list[int]) -> None:
