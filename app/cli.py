@@ -1,7 +1,7 @@
 """empathy-distill: distil empathy from a teacher LLM into a small student, with a gate before deployment.
 
 Verbs, in the order of work: init, ingest, bootstrap, distill (alias run), evaluate, ablation, calibrate,
-promote, rollback, lineage, serve, retrain, schedule; ``empathy-distill VERB --help`` shows each with examples.
+promote, rollback, lineage, serve, deploy, retrain, schedule; ``empathy-distill VERB --help`` shows each with examples.
 Bad input ends with one line ``error: ...`` on stderr and exit code 2.
 """
 
@@ -326,7 +326,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
   empathy-distill serve --model models:/empathy-student/3 --port 5006""",
 )
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Runs MLflow's model server in the foreground for a registry version or alias (POST /invocations, GET /health)."""
+    """Runs the stable server in the foreground for a registry alias (followed) or version (pinned): OpenAI's chat API
+    with streaming, MLflow's /invocations, /health."""
     from app.serving_ops import serve
 
     config = _config(args)
@@ -335,15 +336,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 @verb(
     "deploy",
-    "print (and write) the `vllm serve` command for the registry's champion and challenger: the GPU path",
+    "the champion elsewhere: the `vllm serve` command (GPUs), or a GGUF file and Ollama Modelfile (llama.cpp, edge)",
     """\
   empathy-distill deploy vllm
-  empathy-distill deploy vllm --download /srv/empathy --port 8000""",
+  empathy-distill deploy vllm --download /srv/empathy --port 8000
+  empathy-distill deploy gguf --model models:/empathy-student@champion --out dist/ --kinds f16,q8_0""",
 )
 def cmd_deploy(args: argparse.Namespace) -> int:
-    """Downloads the versions the champion and challenger aliases name and prints the `vllm serve` command that
-    serves both as LoRA modules on their base: the base (bundled copy or checked reference), --lora-modules,
-    --max-lora-rank from the adapters' rank, the registered chat template and generation defaults."""
+    """``vllm``: downloads the versions the champion and challenger aliases name and prints the `vllm serve` command
+    that serves both as LoRA modules on their base: the base (bundled copy or checked reference), --lora-modules,
+    --max-lora-rank from the adapters' rank, the registered chat template and generation defaults. ``gguf``: merges
+    a version's adapter into its GGUF base and writes F16/Q8_0 files and an Ollama Modelfile, logged to the version.
+    """
+    if args.target == "gguf":
+        from app.serving_ops import gguf_export
+
+        config = _config(args)
+        uri = args.model or f"models:/{config.registry.model_name}@champion"
+        kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+        return show(gguf_export(uri, args.out, kinds, log=not args.no_log))
     from app.serving_ops import vllm_lines
 
     return show(vllm_lines(_config(args), args.download, args.host, args.port))
@@ -525,7 +536,7 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
 
 
 def _deploy_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", choices=["vllm"], help="the server to deploy on (vllm)")
+    p.add_argument("target", choices=["vllm", "gguf"], help="vllm: the serve command; gguf: files for llama.cpp/Ollama")
     p.add_argument(
         "--download",
         default=".cache/deploy/vllm",
@@ -534,6 +545,10 @@ def _deploy_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", default=None, help="gguf: models:/NAME@ALIAS or models:/NAME/N (default: the champion)")
+    p.add_argument("--out", default="dist", metavar="DIR", help="gguf: where the files are written (default dist/)")
+    p.add_argument("--kinds", default="f16,q8_0", help="gguf: f16, q8_0 or both (default f16,q8_0)")
+    p.add_argument("--no-log", action="store_true", help="gguf: do not log the files to the version")
 
 
 def _retrain_options(p: argparse.ArgumentParser) -> None:

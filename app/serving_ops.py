@@ -128,3 +128,76 @@ def vllm_lines(config: DistillConfig, download_dir: str, host: str, port: int) -
         )
     lines.append(f"# clients: base_url http://{host}:{port}/v1, model " + " or ".join(f'"{m.name}"' for m in modules))
     return [*lines, command]
+
+
+def gguf_export(model_uri: str, out_dir: str, kinds: list[str], log: bool = True) -> list[str]:
+    """Merges a registered version's adapter into its base and writes it as GGUF files (``kinds``: f16, q8_0) with an
+    Ollama ``Modelfile`` in ``out_dir``; logs each file to the version's run (``gguf/``) and its sha256 as a version
+    tag (``gguf.<kind>.sha256``) unless ``log`` is off. Returns what to print."""
+    from peft import PeftModel
+
+    from empathy_distill.config import StudentConfig
+    from empathy_distill.registry.lineage import parse_model_uri
+    from empathy_distill.registry.promotion import Promotions
+    from empathy_distill.registry.pyfunc import base_path, generation_defaults
+    from empathy_distill.serving.gguf_export import KINDS, ExportError, export_gguf, modelfile
+    from empathy_distill.serving.pool import download, read_model
+    from empathy_distill.training.student import load_student
+
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise ConfigError(f"--kinds: unknown {', '.join(unknown)}; known: {', '.join(KINDS)}")
+    try:
+        name, version, alias = parse_model_uri(model_uri)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    client = mlflow_client()
+    p = Promotions(client, history=None, lock=None)
+    number = p.alias(name, alias) if alias else (version if _exists(p, name, version) else None)
+    if number is None:
+        raise ConfigError(f"{model_uri}: no such version or alias in the registry at {tracking_uri()}")
+    out = Path(out_dir).resolve() / f"{name}-v{number}"
+    cfg, artifacts = read_model(download(name, number, tracking_uri(), out.parent / ".versions"), overrides=False)
+    if cfg.get("base_source") != "gguf":
+        raise ConfigError(
+            f"{name} v{number}'s base is {cfg.get('base_model')} ({cfg.get('base_source')}), not a GGUF file: GGUF "
+            "export writes the merged weights into the base file's own metadata; merge the adapter and convert the "
+            "folder with llama.cpp's convert_hf_to_gguf.py"
+        )
+    try:
+        base = base_path(cfg, artifacts)  # the base file re-hashed; the dequantised cache rebuilt when gone
+    except Exception as exc:  # noqa: BLE001 (MlflowException with the one line)
+        raise ConfigError(str(getattr(exc, "message", exc))) from None
+    student = StudentConfig(model=base, chat_template=cfg.get("chat_template"), dtype="float32")
+    tokenizer, model, fmt = load_student(base, student)
+    merged = PeftModel.from_pretrained(model, artifacts["adapter"]).merge_and_unload()
+    source = cfg["base_gguf"]["path"]
+    lines = [f"# {name} v{number}: adapter merged into {cfg['base_gguf'].get('file') or Path(source).name}"]
+    files = []
+    for kind in kinds:
+        try:
+            made = export_gguf(
+                merged,
+                source,
+                out / f"{name}-v{number}-{kind}.gguf",
+                kind,
+                f"{name} v{number}",
+                cfg.get("chat_template"),
+            )
+        except ExportError as exc:
+            raise ConfigError(str(exc)) from None
+        files.append(made)
+        lines.append(f"{made.path}  {made.kind}  {made.bytes / 1e6:.1f} MB  sha256 {made.sha256}")
+    recipe = out / "Modelfile"
+    recipe.write_text(
+        modelfile(files[0].path.name, fmt, cfg.get("system_prompt") or "", generation_defaults(cfg), tokenizer)
+    )
+    lines.append(f"{recipe}  (ollama create {name} -f {recipe})")
+    if log:
+        run_id = client.get_model_version(name, number).run_id
+        for made in files:
+            client.log_artifact(run_id, str(made.path), "gguf")
+            client.set_model_version_tag(name, number, f"gguf.{made.kind}.sha256", made.sha256)
+        client.log_artifact(run_id, str(recipe), "gguf")
+        lines.append(f"# logged to {name} v{number} (run {run_id}, artifacts gguf/; tags gguf.<kind>.sha256)")
+    return lines

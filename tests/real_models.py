@@ -64,9 +64,9 @@ def served_replies(folder: str, tmp_path: Path, tokenizer, model, fmt) -> list[s
     return list(out["response"])
 
 
-def register_base(folder: str, tmp_path: Path, model, name: str, max_new_tokens: int = 24):
-    """A new version of ``name`` in the active MLflow store: the base at ``folder`` with an all-zero LoRA adapter
-    (greedy, ``max_new_tokens``, the system prompt ``SYSTEM``); MLflow's ``ModelInfo``."""
+def register_base(folder: str, tmp_path: Path, model, name: str, max_new_tokens: int = 24, adapter: Path | None = None):
+    """A new version of ``name`` in the active MLflow store: the base at ``folder`` with an all-zero LoRA adapter (or
+    the one at ``adapter``) (greedy, ``max_new_tokens``, the system prompt ``SYSTEM``); MLflow's ``ModelInfo``."""
     import mlflow
     from peft import get_peft_model
 
@@ -74,10 +74,11 @@ def register_base(folder: str, tmp_path: Path, model, name: str, max_new_tokens:
     from empathy_distill.registry.pyfunc import bundle_base, log_student_model
     from empathy_distill.training.common import lora_config
 
-    peft = get_peft_model(model, lora_config(LoraSettings()))  # LoRA B starts at zero: replies equal the base's
-    adapter = tmp_path / "adapter"
-    peft.save_pretrained(adapter)
-    peft.unload()
+    if adapter is None:
+        peft = get_peft_model(model, lora_config(LoraSettings()))  # LoRA B starts at zero: replies equal the base's
+        adapter = tmp_path / "adapter"
+        peft.save_pretrained(adapter)
+        peft.unload()
     with mlflow.start_run():
         assert not bundle_base(folder, 4096)  # a GGUF base is recorded, never copied
         info = log_student_model(

@@ -238,10 +238,10 @@ def download(model_name: str, number: str, tracking_uri: str, cache_dir: str | P
     if (folder / "MLmodel").exists():
         return folder
     uri = f"models:/{model_name}/{number}"
-    mlflow.set_registry_uri(tracking_uri)  # models:/ resolves against the global registry URI
     cache_dir.mkdir(parents=True, exist_ok=True)
     part = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{folder.name}-"))
-    mlflow.artifacts.download_artifacts(uri, dst_path=str(part), tracking_uri=tracking_uri)
+    # models:/ resolves against this store's registry (never the process's global registry URI: it would leak)
+    mlflow.artifacts.download_artifacts(uri, dst_path=str(part), tracking_uri=tracking_uri, registry_uri=tracking_uri)
     if not (part / "MLmodel").exists():
         shutil.rmtree(part, ignore_errors=True)
         raise RuntimeError(f"{uri}: the registry's artifacts hold no MLmodel (its artifact store is gone?)")
