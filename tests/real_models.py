@@ -37,13 +37,15 @@ def mlflow_store(tmp_path: Path):
     import mlflow
     import mlflow.tracking.fluent as fluent
 
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI")}
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")  # a download may have left it elsewhere
     mlflow.set_experiment("real-students")  # also sets MLFLOW_EXPERIMENT_ID in the environment
     try:
         yield
     finally:
         mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
         fluent._active_experiment_id = None
         for key, value in saved.items():
             if value is None:

@@ -6,7 +6,8 @@ student does): that file is the template for everything but the weights, so what
 about the tokenizer is exactly what it read from the base. The merged weights are mapped to GGUF
 names with transformers' own map (the inverse of what its GGUF loader does), with the inverse of
 each architecture's load-time change: Llama's query/key rows are permuted back to llama.cpp's rope
-layout. A base from a folder or the hub is refused in one line (llama.cpp's ``convert_hf_to_gguf.py``
+layout, Gemma-3's norms get back the 1 its loader took off. A base from a folder or the hub is
+refused in one line (llama.cpp's ``convert_hf_to_gguf.py``
 converts those; the merged folder is one ``save_pretrained`` away).
 
 The export is checked by reading it back with transformers' GGUF loader
@@ -22,8 +23,9 @@ from typing import Any, Literal
 
 Kind = Literal["f16", "q8_0"]
 KINDS: tuple[Kind, ...] = ("f16", "q8_0")
-SUPPORTED = ("llama",)
-"""Architectures whose load-time tensor changes are inverted here (others: one line naming them)."""
+SUPPORTED = ("llama", "gemma3")
+"""Architectures whose load-time tensor changes are inverted here (others: one line naming them): Llama's query/key
+rows permuted back to llama.cpp's rope layout; Gemma-3's norm weights stored as 1 + w (llama.cpp's convention)."""
 SKIPPED_KEYS = ("general.architecture", "general.file_type", "general.quantization_version", "general.name")
 
 
@@ -128,9 +130,11 @@ def export_gguf(
                 continue  # tied: the file holds token_embd only
             raise ExportError(f"{hf_name} has no tensor in {source} (looked for {gguf_name})")
         data = tensor.detach().float().cpu().numpy()
-        if ".attn_q." in gguf_name:
+        if arch == "gemma3" and "norm.weight" in gguf_name:
+            data = data + 1.0
+        elif arch == "llama" and ".attn_q." in gguf_name:
             data = permute_rope(data, config.num_attention_heads)
-        elif ".attn_k." in gguf_name:
+        elif arch == "llama" and ".attn_k." in gguf_name:
             data = permute_rope(data, config.num_attention_heads, config.num_key_value_heads)
         if tuple(data.shape) != expected[gguf_name]:
             raise ExportError(f"{hf_name} is {tuple(data.shape)}; {source} holds {gguf_name} as {expected[gguf_name]}")

@@ -240,7 +240,9 @@ def download(model_name: str, number: str, tracking_uri: str, cache_dir: str | P
     uri = f"models:/{model_name}/{number}"
     cache_dir.mkdir(parents=True, exist_ok=True)
     part = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{folder.name}-"))
-    # models:/ resolves against this store's registry (never the process's global registry URI: it would leak)
+    # models:/ resolves against the process's global registry URI (MLflow 3's ModelsArtifactRepository looks the
+    # version up with a default client, whatever registry_uri download_artifacts is given)
+    mlflow.set_registry_uri(tracking_uri)
     mlflow.artifacts.download_artifacts(uri, dst_path=str(part), tracking_uri=tracking_uri, registry_uri=tracking_uri)
     if not (part / "MLmodel").exists():
         shutil.rmtree(part, ignore_errors=True)

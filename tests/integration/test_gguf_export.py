@@ -41,6 +41,18 @@ CHATS = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": u}]
 SETTINGS = GenerationSettings(max_new_tokens=24, batch_size=20)
 
 
+def isolate_registry(monkeypatch, uri: str) -> None:
+    """The store at ``uri`` for this test's in-process commands; the process's tracking and registry URIs (a version
+    download sets the global registry URI and MLFLOW_REGISTRY_URI) are restored after it."""
+    import mlflow
+    import mlflow.tracking._model_registry.utils as registry_utils
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    monkeypatch.setattr(registry_utils, "_registry_uri", None)
+    mlflow.set_registry_uri(uri)
+
+
 def random_adapter(model, folder):
     """A LoRA adapter with non-zero weights (small, so replies stay fluent), saved to ``folder``."""
     import torch
@@ -74,7 +86,7 @@ def test_a_version_exported_as_gguf_reads_back_as_its_merged_model(real_folder, 
     with mlflow_store(tmp_path):
         uri = mlflow.get_tracking_uri()
         version = register_base(folder, tmp_path, model, "exported", adapter=random_adapter(model, tmp_path / "lora"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    isolate_registry(monkeypatch, uri)
     monkeypatch.chdir(tmp_path)
     code = main(["deploy", "gguf", "--model", "models:/exported/1", "--out", str(tmp_path / "dist")])
     printed = capsys.readouterr().out
@@ -136,12 +148,13 @@ def test_a_version_exported_as_gguf_reads_back_as_its_merged_model(real_folder, 
 
 
 def test_a_base_that_is_not_a_gguf_file_is_one_line(tmp_path, monkeypatch, capsys):
+
     from app.cli import main
     from tests.tiny_model import register_tiny_versions
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    isolate_registry(monkeypatch, uri)
     register_tiny_versions(tmp_path, uri, "tiny")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
     assert main(["deploy", "gguf", "--model", "models:/tiny/1", "--out", str(tmp_path / "dist")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
