@@ -153,8 +153,8 @@ def test_a_base_that_is_not_a_gguf_file_is_one_line(tmp_path, monkeypatch, capsy
     from tests.tiny_model import register_tiny_versions
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    register_tiny_versions(tmp_path, uri, "tiny")  # its set_tracking_uri(None) also clears MLFLOW_TRACKING_URI
     isolate_registry(monkeypatch, uri)
-    register_tiny_versions(tmp_path, uri, "tiny")
     monkeypatch.chdir(tmp_path)
     assert main(["deploy", "gguf", "--model", "models:/tiny/1", "--out", str(tmp_path / "dist")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
