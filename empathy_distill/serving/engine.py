@@ -117,8 +117,6 @@ class Request:
     adapter: str | None = None
     listener: Listener | None = None
     future: Future = field(default_factory=Future)
-    submitted: float = field(default_factory=time.monotonic)
-    first_token_at: float | None = None
     prompt: list[int] = field(default_factory=list)
     out: list[int] = field(default_factory=list)
     max_new: int = 0
@@ -351,10 +349,8 @@ class Engine:
             logits_to_keep=1,
         )
         self.counts["prefills"] += len(group)
-        now = time.monotonic()
         going = []
         for i, request in enumerate(group):
-            request.first_token_at = now
             if not self._advance(request, out.logits[i, -1]):
                 going.append(i)
         if not going:

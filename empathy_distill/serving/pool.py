@@ -35,9 +35,7 @@ class Base:
     """One loaded base model (a ``PeftModel`` holding the adapters of every version on it) and its worker."""
 
     key: tuple[str, str, str]
-    tokenizer: Any
     model: Any
-    fmt: Any
     engine: Engine
     """Its decoding loop (continuous batching over every adapter on it)."""
     lock: threading.Lock
@@ -165,7 +163,7 @@ class Pool:
         model.eval()
         lock = threading.Lock()
         engine = Engine(model, tokenizer, fmt, max_batch=self.max_batch, lock=lock, name=f"decode-{adapter}")
-        base = Base(key=key, tokenizer=tokenizer, model=model, fmt=fmt, engine=engine, lock=lock)
+        base = Base(key=key, model=model, engine=engine, lock=lock)
         base.adapters.add(adapter)
         with self._guard:
             self.bases[key] = base

@@ -59,7 +59,6 @@ def never_stops(fmt):
 def test_greedy_replies_equal_generate_alone_while_chats_join_and_leave(family, students):
     tokenizer, model, fmt = students(family)
     settings = GenerationSettings(max_new_tokens=24, no_repeat_ngram_size=3)
-    alone = [generate(model, tokenizer, [c], settings, fmt=fmt, progress=False)[0] for c in CHATS]
     engine = Engine(model, tokenizer, fmt, max_batch=4)  # 10 chats through 4 rows: they join as others leave
     try:
         lengths = [12, 24, 5, 24, 1, 18, 24, 9, 24, 3]  # rows end at different steps
@@ -75,7 +74,7 @@ def test_greedy_replies_equal_generate_alone_while_chats_join_and_leave(family, 
         engine.close()
     assert served == cut
     assert engine.counts["max_running"] == 4 and engine.counts["prefills"] == len(CHATS)
-    assert any(r.finish_reason == "length" for r in served) and alone  # lengths were what ended most rows
+    assert any(r.finish_reason == "length" for r in served)  # lengths were what ended most rows
 
 
 def test_a_late_chat_gets_its_first_token_at_the_next_step_not_when_the_others_end(students):
