@@ -28,6 +28,8 @@ from empathy_distill.serving.engine import Engine, Listener, Request
 logger = logging.getLogger(__name__)
 
 WARM_CHAT = [{"role": "user", "content": "Hello."}]
+ORIGIN_FILE = "ORIGIN"
+"""Beside a downloaded version's MLmodel: which store, run and source it came from."""
 
 
 @dataclass
@@ -225,7 +227,13 @@ class Pool:
 
 def download(model_name: str, number: str, tracking_uri: str, cache_dir: str | Path) -> Path:
     """The folder ``cache_dir/<name>-v<N>`` holding the version's model (downloaded once; a half download is never
-    taken: it goes to a temporary folder beside, renamed when whole)."""
+    taken: it goes to a temporary folder beside, renamed when whole).
+
+    A folder is reused only when it holds this very version: its ``ORIGIN`` file names the store (hashed: a URI may
+    hold a password), the run and the source. Another store's v<N> under the same name (a fresh store after the
+    old one was deleted, a test's store) is downloaded again, never served in its place.
+    """
+    import hashlib
     import shutil
     import tempfile
 
@@ -233,7 +241,19 @@ def download(model_name: str, number: str, tracking_uri: str, cache_dir: str | P
 
     cache_dir = Path(cache_dir)
     folder = cache_dir / f"{model_name}-v{number}"
-    if (folder / "MLmodel").exists():
+    found = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).get_model_version(
+        model_name, str(number)
+    )
+    origin = json.dumps(
+        {
+            "store": hashlib.sha256(tracking_uri.encode()).hexdigest()[:16],
+            "run_id": found.run_id,
+            "source": found.source,
+        },
+        sort_keys=True,
+    )
+    marker = folder / ORIGIN_FILE
+    if (folder / "MLmodel").exists() and marker.is_file() and marker.read_text() == origin:
         return folder
     uri = f"models:/{model_name}/{number}"
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -245,6 +265,7 @@ def download(model_name: str, number: str, tracking_uri: str, cache_dir: str | P
     if not (part / "MLmodel").exists():
         shutil.rmtree(part, ignore_errors=True)
         raise RuntimeError(f"{uri}: the registry's artifacts hold no MLmodel (its artifact store is gone?)")
+    (part / ORIGIN_FILE).write_text(origin)
     shutil.rmtree(folder, ignore_errors=True)
     part.rename(folder)
     return folder

@@ -424,3 +424,28 @@ def test_lineage_of_a_version_registered_by_hand_says_what_is_missing(registry):
         audit(p.client, p.history, f"models:/{model}@champion")  # no champion yet
     with pytest.raises(ValueError, match="is not models:/NAME@ALIAS or models:/NAME/VERSION"):
         audit(p.client, p.history, "runs:/abc/model")
+
+
+def test_a_downloaded_version_is_reused_only_for_the_same_store(tmp_path, monkeypatch):
+    """v1 of one name in two stores (a store deleted and started afresh): the download cache never answers the
+    second with the first's model."""
+    import mlflow
+    import mlflow.tracking._model_registry.utils as registry_utils
+
+    from empathy_distill.serving.pool import download
+    from tests.tiny_model import register_tiny_versions
+
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setattr(registry_utils, "_registry_uri", None)
+    cache = tmp_path / "versions"
+    adapters = []
+    for seed, store in ((1, "a"), (2, "b")):
+        (tmp_path / store).mkdir()
+        uri = f"sqlite:///{tmp_path / store / 'mlflow.db'}"
+        mlflow.set_registry_uri(uri)  # the download before set it to the other store
+        register_tiny_versions(tmp_path / store, uri, "same-name", seeds=(seed,))
+        folder = download("same-name", "1", uri, cache)
+        adapters.append(next(folder.rglob("adapter_model.safetensors")).read_bytes())
+        assert download("same-name", "1", uri, cache) == folder  # the same store: reused
+    mlflow.set_tracking_uri(None)
+    assert adapters[0] != adapters[1]
