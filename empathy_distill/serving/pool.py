@@ -12,12 +12,14 @@ the context is refused with a 400 naming the numbers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 WARM_CHAT = [{"role": "user", "content": "Hello."}]
 ORIGIN_FILE = "ORIGIN"
+REGISTRY_ENV = "MLFLOW_REGISTRY_URI"
 """Beside a downloaded version's MLmodel: which store, run and source it came from."""
 
 
@@ -258,10 +261,10 @@ def download(model_name: str, number: str, tracking_uri: str, cache_dir: str | P
     uri = f"models:/{model_name}/{number}"
     cache_dir.mkdir(parents=True, exist_ok=True)
     part = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{folder.name}-"))
-    # models:/ resolves against the process's global registry URI (MLflow 3's ModelsArtifactRepository looks the
-    # version up with a default client, whatever registry_uri download_artifacts is given)
-    mlflow.set_registry_uri(tracking_uri)
-    mlflow.artifacts.download_artifacts(uri, dst_path=str(part), tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    with process_registry_uri(tracking_uri):
+        mlflow.artifacts.download_artifacts(
+            uri, dst_path=str(part), tracking_uri=tracking_uri, registry_uri=tracking_uri
+        )
     if not (part / "MLmodel").exists():
         shutil.rmtree(part, ignore_errors=True)
         raise RuntimeError(f"{uri}: the registry's artifacts hold no MLmodel (its artifact store is gone?)")
@@ -269,6 +272,28 @@ def download(model_name: str, number: str, tracking_uri: str, cache_dir: str | P
     shutil.rmtree(folder, ignore_errors=True)
     part.rename(folder)
     return folder
+
+
+@contextlib.contextmanager
+def process_registry_uri(uri: str) -> Iterator[None]:
+    """Point the process's global registry URI at ``uri`` for the block, then put back what was there.
+
+    ``models:/`` resolves against the global registry URI (MLflow 3's ModelsArtifactRepository looks the version up
+    with a default client, whatever ``registry_uri`` ``download_artifacts`` is given), and ``mlflow.set_registry_uri``
+    also sets ``MLFLOW_REGISTRY_URI``, which every later client and child process would inherit: left set, a
+    pipeline run after a download registered in one store and promoted in another."""
+    from mlflow.tracking._model_registry import utils
+
+    saved_global, saved_env = utils._registry_uri, os.environ.get(REGISTRY_ENV)
+    utils.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        utils._registry_uri = saved_global
+        if saved_env is None:
+            os.environ.pop(REGISTRY_ENV, None)
+        else:
+            os.environ[REGISTRY_ENV] = saved_env
 
 
 def read_model(folder: str | Path, overrides: bool = True) -> tuple[dict[str, Any], dict[str, str]]:

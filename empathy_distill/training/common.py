@@ -70,6 +70,7 @@ def trainer_args(stage: StageSettings, cfg: TrainingConfig, output_dir: Path) ->
         "save_total_limit": 2,
         "report_to": "none",  # metrics go to MLflow through MetricsRecorder, into the pipeline's run
         "bf16": use_bf16(cfg),
+        "use_cpu": not _cuda(),  # without it transformers refuses bf16 on a CPU ("doesn't support bf16/gpu")
         _checkpointing_key(): cfg.gradient_checkpointing,
         "seed": cfg.seed,
         "disable_tqdm": not sys.stderr.isatty(),  # progress bars on a terminal, none in CI logs

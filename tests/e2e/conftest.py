@@ -28,7 +28,8 @@ def zen(tmp_path: Path):
         "ZENML_LOGGING_VERBOSITY": "WARN",
         "PYTHONPATH": str(REPO),
     }
-    env.pop("MLFLOW_TRACKING_URI", None)
+    for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # the CLI's stores come from its config alone
+        env.pop(inherited, None)
     work = tmp_path / "work"
     work.mkdir()
 

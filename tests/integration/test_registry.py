@@ -449,3 +449,28 @@ def test_a_downloaded_version_is_reused_only_for_the_same_store(tmp_path, monkey
         assert download("same-name", "1", uri, cache) == folder  # the same store: reused
     mlflow.set_tracking_uri(None)
     assert adapters[0] != adapters[1]
+
+
+def test_a_download_leaves_the_process_registry_uri_as_it_found_it(tmp_path, monkeypatch):
+    """models:/ needs the global registry URI pointed at the version's store during the download; left there (and in
+    MLFLOW_REGISTRY_URI, which children inherit) a later pipeline registered in one store and promoted in another."""
+    import mlflow
+    import mlflow.tracking._model_registry.utils as registry_utils
+
+    from empathy_distill.serving.pool import download
+    from tests.tiny_model import register_tiny_versions
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setattr(registry_utils, "_registry_uri", None)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    register_tiny_versions(tmp_path, uri, "left-alone", seeds=(1,))
+    mlflow.set_tracking_uri(None)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI")
+    monkeypatch.setattr(registry_utils, "_registry_uri", None)
+    assert (download("left-alone", "1", uri, tmp_path / "versions") / "MLmodel").exists()
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    assert registry_utils._registry_uri is None
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:///elsewhere.db")
+    monkeypatch.setattr(registry_utils, "_registry_uri", "sqlite:///elsewhere.db")
+    download("left-alone", "1", uri, tmp_path / "again")
+    assert os.environ["MLFLOW_REGISTRY_URI"] == registry_utils._registry_uri == "sqlite:///elsewhere.db"
