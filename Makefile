@@ -28,7 +28,7 @@ PYTEST_ARGS ?=
 # test: pytest; server: a ZenML server and dashboard; kubeflow: kfp, for the Kubeflow compile check
 EXTRAS ?= test,server,kubeflow
 
-.PHONY: demo demo-retrain test lint bench reproduce install clean
+.PHONY: demo demo-retrain test lint bench llamacpp reproduce install clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS) Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,17 @@ test: lint
 # scale bench from 2k to 100k dialogues about 40 minutes of it)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+# llama.cpp for the serving bench's comparison column only (never a dependency of the project): llama-cpp-python
+# built from its sdist into a venv of its own, about 10-20 minutes on 2 cores. GGML_NATIVE=OFF with the instruction
+# sets named: a native build died with "Illegal instruction" on a machine of this kind.
+LLAMACPP_VENV ?= .cache/bench-llamacpp
+LLAMACPP_SPEC ?= llama-cpp-python==0.3.36
+LLAMACPP_CMAKE ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON
+llamacpp:
+	test -x $(LLAMACPP_VENV)/bin/python || $(PYTHON) -m venv $(LLAMACPP_VENV)
+	CMAKE_ARGS="$(LLAMACPP_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(LLAMACPP_VENV)/bin/python -m pip install --quiet --no-binary llama-cpp-python $(LLAMACPP_SPEC)
 
 # the paper's table on the real file (../shared/data/llms_vs_humans.csv), offline, on SmolLM2-135M-Instruct: about
 # 40 min on 2 cores; REPRODUCE_CONFIG=configs/real-offline.yaml runs the tiny student's (about 15 min)

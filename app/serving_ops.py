@@ -52,6 +52,8 @@ def serve(config: DistillConfig, model: str | None, host: str, port: int) -> int
             max_concurrency=cfg.max_concurrency,
             poll_s=cfg.poll_s,
             max_loaded=cfg.max_loaded,
+            dtype=cfg.dtype,
+            merge=cfg.merge_adapter,
         )
     except RuntimeError as exc:
         raise ConfigError(str(exc)) from None

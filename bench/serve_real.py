@@ -206,12 +206,54 @@ def in_process(plan_file: str, side: str) -> None:
     print(json.dumps(out))
 
 
+def llamacpp_side(args, work: Path, uri: str, folder: str, chats: list) -> dict[str, dict] | None:
+    """llama.cpp's tokens/s for one chat on the served version exported to GGUF (``deploy gguf``: F16, Q8_0) and on
+    the packaged file it came from, in the bench-only venv's Python; None where that venv is absent."""
+    import os
+
+    from app.serving_ops import gguf_export
+    from empathy_distill.training.sources import gguf_source, is_gguf_name
+
+    python = Path(args.llamacpp_python)
+    if not python.exists():
+        return None
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    gguf_export("models:/bench-served@champion", str(work / "gguf"), ["f16", "q8_0"], log=False)
+    files = {kind: next((work / "gguf").rglob(f"*{kind}*.gguf")) for kind in ("f16", "q8_0")}
+    if is_gguf_name(args.student):
+        source = Path(gguf_source(args.student, args.cache_dir).path)
+        files[source.suffixes[-2].lstrip(".").lower() if len(source.suffixes) > 1 else "source"] = source
+    plan = {
+        "files": {k: str(v) for k, v in files.items()},
+        "chats": chats,
+        "max_tokens": args.max_new_tokens,
+        "threads": os.cpu_count(),
+        "rounds": args.rounds * 2,
+    }
+    (work / "llamacpp.json").write_text(json.dumps(plan))
+    done = subprocess.run(
+        [str(python), str(Path(__file__).with_name("llamacpp_side.py")), str(work / "llamacpp.json")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    for label, path in files.items():
+        got[label]["mb"] = path.stat().st_size / 1e6
+    return got
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--student", default="smollm2-135m-instruct")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cache-dir", default=str(ROOT / ".cache" / "students"))
+    parser.add_argument(
+        "--llamacpp-python",
+        default=str(ROOT / ".cache" / "bench-llamacpp" / "bin" / "python"),
+        help="the Python of the venv holding llama-cpp-python (make llamacpp); absent: the column is skipped",
+    )
     parser.add_argument("--inproc", help=argparse.SUPPRESS)  # an in-process side, run by this script
     parser.add_argument("--side", default="generate", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -315,6 +357,7 @@ def main() -> None:
         )
         measured[side] = json.loads(done.stdout.strip().splitlines()[-1])
     inproc = {int(c): (v["seconds"], v["tokens"], v["replies"]) for c, v in measured["generate"].items()}
+    llamacpp = llamacpp_side(args, work, uri, folder, chats)
     engine_tok_s = {int(c): v["engine_tok_s"] for c, v in measured["engine"].items()}
 
     print(
@@ -356,6 +399,36 @@ def main() -> None:
         + " a lone chat's"
     )
     figures.update(late_ttft_ratio=max(late_ratios), late_others_running=min(late_running) / 7)
+
+    if llamacpp is None:
+        print(f"llama.cpp: skipped, no {args.llamacpp_python} (make llamacpp builds it, for the bench only)")
+    else:
+        lone_tok_s = figures["c1_tok_s"]
+        print(
+            "llama.cpp (llama-cpp-python, one chat at a time, streamed, greedy, no repeat penalty; the same prompts; "
+            f"{torch.get_num_threads()} threads):"
+        )
+        print(
+            "| GGUF file | MB | llama.cpp tok/s (1 chat) | TTFT p50 | server 1 chat / llama.cpp | "
+            "server 8 at once / llama.cpp |"
+        )
+        print("|---|---|---|---|---|---|")
+        for label, got in llamacpp.items():
+            print(
+                f"| {label} | {got['mb']:.0f} | {got['tok_s']:.1f} | {got['ttft_p50_ms']:.0f} ms | "
+                f"{lone_tok_s / got['tok_s']:.2f} | {figures['c8_tok_s'] / got['tok_s']:.2f} |"
+            )
+            figures[f"llamacpp_{label}_tok_s"] = got["tok_s"]
+        fastest = max(v["tok_s"] for v in llamacpp.values())
+        figures.update(c1_vs_llamacpp=lone_tok_s / fastest, c8_vs_llamacpp=figures["c8_tok_s"] / fastest)
+        f16 = llamacpp.get("f16")
+        if f16:
+            ours = [x.text for g in served[1] for x in g]
+            same_f16 = sum(a == b for a, b in zip(ours, f16["replies"]))
+            print(
+                f"  llama.cpp on the exported F16 file vs the server, lone chats: {same_f16}/{len(f16['replies'])} "
+                "replies identical (llama.cpp has no no_repeat_ngram_size: a reply that would repeat a 3-gram parts)"
+            )
 
     same, total, shown = 0, 0, 0
     for c in (8, 32):

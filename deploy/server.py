@@ -347,6 +347,8 @@ def run(
     max_concurrency: int = 32,
     poll_s: float = 1.0,
     max_loaded: int = 4,
+    dtype: str = "version",
+    merge: bool = True,
 ) -> None:
     """Loads the default route, then serves until SIGTERM/SIGINT (uvicorn), following the registry meanwhile.
 
@@ -359,7 +361,7 @@ def run(
     from empathy_distill.serving.router import Router
 
     state_dir = Path(state_dir)
-    pool = Pool(model_name, tracking_uri, state_dir / "versions", max_loaded=max_loaded)
+    pool = Pool(model_name, tracking_uri, state_dir / "versions", max_loaded=max_loaded, dtype=dtype, merge=merge)
     url = f"http://{host}:{port}"
     router = Router(
         pool,
@@ -406,6 +408,8 @@ def start(
     max_concurrency: int = 32,
     poll_s: float = 1.0,
     max_loaded: int = 4,
+    dtype: str = "version",
+    merge: bool = True,
 ) -> subprocess.Popen:
     """The server, detached (its own session, so it outlives the step that started it). The tracking URI travels
     in the environment, not on the command line (it may hold credentials)."""
@@ -437,6 +441,9 @@ def start(
         str(poll_s),
         "--max-loaded",
         str(max_loaded),
+        "--dtype",
+        dtype,
+        *([] if merge else ["--no-merge"]),
     ]
     with open(state_dir / "server.log", "ab") as log:
         return subprocess.Popen(
@@ -496,6 +503,8 @@ def deploy(
     max_concurrency: int = 32,
     poll_s: float = 1.0,
     max_loaded: int = 4,
+    dtype: str = "version",
+    merge: bool = True,
 ) -> dict[str, Any]:
     """Makes the stable address serve ``version`` as champion: starts the server when none answers there, then
     waits until it has followed the alias (the alias is already moved: the registry is the only trigger).
@@ -510,7 +519,7 @@ def deploy(
     if health is None or health.get("model") != model_name:
         if health is not None or not port_free(host, port):
             raise RuntimeError(f"port {port} on {host} is in use by something other than this model's server")
-        proc = start(model_name, tracking_uri, host, port, state_dir, max_concurrency, poll_s, max_loaded)
+        proc = start(model_name, tracking_uri, host, port, state_dir, max_concurrency, poll_s, max_loaded, dtype, merge)
         try:
             wait_ready(url, ready_timeout_s, proc)
         except RuntimeError:
@@ -551,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrency", type=int, default=32)
     parser.add_argument("--poll-s", type=float, default=1.0)
     parser.add_argument("--max-loaded", type=int, default=4)
+    parser.add_argument("--dtype", default="version", choices=["version", "float32", "bfloat16"])
+    parser.add_argument("--no-merge", action="store_true", help="never merge an adapter into its base's weights")
     args = parser.parse_args(argv)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1 <pid>: every thread's stack into the log
     quiet_loading()
@@ -566,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
             args.max_concurrency,
             args.poll_s,
             args.max_loaded,
+            dtype=args.dtype,
+            merge=not args.no_merge,
         )
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)

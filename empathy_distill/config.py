@@ -364,6 +364,13 @@ class DeployConfig(Strict):
     plus the time to load and warm the new version (documented bound: docs/registry.md)."""
     max_loaded: int = Field(4, ge=2)
     """Versions held in memory (champion, challenger, the rollback target, then the most recently asked for)."""
+    dtype: Literal["version", "float32", "bfloat16"] = "version"
+    """The served weights' precision: version = the one each version was registered with (auto: float32 on a CPU, as
+    the evaluation generated); bfloat16 reads half the bytes per token (1.5x one chat's tokens/s on a CPU with
+    AVX512-BF16, greedy replies drift from float32's: docs/performance.md)."""
+    merge_adapter: bool = True
+    """While a base holds one version's adapter only, serve it merged into the base weights (one matmul per layer
+    instead of three); a second version on the same base unmerges it."""
 
 
 class RegistryConfig(Strict):

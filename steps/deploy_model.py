@@ -37,6 +37,8 @@ def deploy_model(decision: dict[str, Any], registry: RegistryConfig) -> Annotate
                 cfg.max_concurrency,
                 cfg.poll_s,
                 cfg.max_loaded,
+                cfg.dtype,
+                cfg.merge_adapter,
             ),
         }
         mlflow.set_tags(

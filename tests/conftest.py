@@ -132,3 +132,27 @@ def loaded(real_folder):
         return models[preset]
 
     return get
+
+
+MLFLOW_PROCESS_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_process_state():
+    """Each test starts with the MLflow process state the one before it found: the tracking and registry URIs (set
+    by in-process pipelines and downloads: ZenML's MLflow tracker and ``mlflow.set_registry_uri`` also write
+    ``MLFLOW_REGISTRY_URI``, which every later client and child inherits) and the experiment variables. A leaked
+    registry URI (a test's ``monkeypatch.delenv(..., raising=False)`` of a variable not yet set undoes nothing) had
+    later tests register in one store and look the model up in another."""
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    saved_env = {k: os.environ.get(k) for k in MLFLOW_PROCESS_ENV}
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    yield
+    tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+    for key, value in saved_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -162,6 +162,9 @@ class Engine:
         max_prefill_tokens: prompt tokens prefilled between two decoding steps at most (one prompt always), so that
             a burst of arrivals does not stall the chats already running.
         lock: held around each step (the pool takes it to load or drop an adapter).
+        merge: while the model holds one adapter only, its LoRA product is merged into the base weights (one matmul
+            per layer instead of three; the replies move within float32 rounding); a second adapter loaded unmerges
+            it (PEFT subtracts what it added: the base's weights come back within one rounding per merge).
 
     The model's own generation config counts as in ``generate()``: its repetition penalty, and its top-k when
     sampling.
@@ -176,6 +179,7 @@ class Engine:
         max_prefill_tokens: int = 1024,
         lock: threading.Lock | None = None,
         name: str = "engine",
+        merge: bool = False,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -188,6 +192,9 @@ class Engine:
         self.stop_ids = frozenset(fmt.stop_ids)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else fmt.stop_ids[0]
         self.peft = hasattr(model, "peft_config")
+        self.merge = merge and self.peft
+        self.merges = 0
+        self._tuner_layer = None
         self.cache_arg = cache_argument(model.get_base_model() if self.peft else model)
         self.inbox: queue.Queue[Request | None] = queue.Queue()
         self.line: deque[Request] = deque()
@@ -231,6 +238,8 @@ class Engine:
             "waiting": len(self.line) + self.inbox.qsize(),
             "steps": self.steps,
             "step_seconds": round(self.step_seconds, 4),
+            "merged": list(self._tuner_layer.merged_adapters) if self._tuner_layer is not None else [],
+            "merges": self.merges,
             **self.counts,
             "cancels": list(self.cancels),
         }
@@ -474,11 +483,35 @@ class Engine:
     def _forward(self, adapters: list[str | None], **inputs):
         if not self.peft or adapters[0] is None:
             return self.model(**inputs)
-        if len(set(adapters)) == 1:
-            if self.model.active_adapter != adapters[0]:
-                self.model.set_adapter(adapters[0])
+        names = set(adapters)
+        if len(names) == 1:
+            (name,) = names
+            if self.merge and list(self.model.peft_config) == [name]:
+                self._merged(name)
+                return self.model(**inputs)
+            self._merged(None)
+            if self.model.active_adapter != name:
+                self.model.set_adapter(name)
             return self.model(**inputs)
+        self._merged(None)
         return self.model(**inputs, adapter_names=list(adapters))  # PEFT's mixed-adapter batch
+
+    def _merged(self, name: str | None) -> None:
+        """Makes ``name`` the one adapter merged into the base weights (None: none merged)."""
+        if self._tuner_layer is None:
+            from peft.tuners.tuners_utils import BaseTunerLayer
+
+            self._tuner_layer = next(m for m in self.model.modules() if isinstance(m, BaseTunerLayer))
+        now = list(self._tuner_layer.merged_adapters)
+        if now == ([name] if name else []):
+            return
+        if now:
+            self.model.unmerge_adapter()
+        if name:
+            if self.model.active_adapter != name:
+                self.model.set_adapter(name)
+            self.model.merge_adapter([name])
+            self.merges += 1
 
 
 def cache_argument(model) -> str:

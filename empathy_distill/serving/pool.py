@@ -72,16 +72,27 @@ class Pool:
         max_loaded: versions kept in memory; beyond it the least recently used one that no route names and no
             request uses is unloaded.
         max_batch: chats generated together at most.
+        dtype: the served weights' precision; ``version``: each version's registered one.
+        merge: a base holding one adapter serves it merged into its weights (``Engine``'s ``merge``).
     """
 
     def __init__(
-        self, model_name: str, tracking_uri: str, cache_dir: str | Path, max_loaded: int = 4, max_batch: int = 32
+        self,
+        model_name: str,
+        tracking_uri: str,
+        cache_dir: str | Path,
+        max_loaded: int = 4,
+        max_batch: int = 32,
+        dtype: str = "version",
+        merge: bool = True,
     ):
         self.model_name = model_name
         self.tracking_uri = tracking_uri
         self.cache_dir = Path(cache_dir)
         self.max_loaded = max_loaded
         self.max_batch = max_batch
+        self.dtype = dtype
+        self.merge = merge
         self.versions: dict[str, Version] = {}
         self.bases: dict[tuple[str, str, str], Base] = {}
         self._loading: dict[str, threading.Lock] = defaultdict(threading.Lock)
@@ -126,6 +137,8 @@ class Pool:
             ) from None
         folder = download(self.model_name, number, self.tracking_uri, self.cache_dir)
         cfg, artifacts = read_model(folder)
+        if self.dtype != "version":
+            cfg["dtype"] = self.dtype
         base_dir = base_path(cfg, artifacts)
         key = (
             str(cfg.get("base_fingerprint") or base_dir),
@@ -167,7 +180,9 @@ class Pool:
         model = PeftModel.from_pretrained(model, adapter_dir, adapter_name=adapter)
         model.eval()
         lock = threading.Lock()
-        engine = Engine(model, tokenizer, fmt, max_batch=self.max_batch, lock=lock, name=f"decode-{adapter}")
+        engine = Engine(
+            model, tokenizer, fmt, max_batch=self.max_batch, lock=lock, name=f"decode-{adapter}", merge=self.merge
+        )
         base = Base(key=key, model=model, engine=engine, lock=lock)
         base.adapters.add(adapter)
         with self._guard:

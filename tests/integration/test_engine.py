@@ -153,3 +153,37 @@ def test_rows_of_different_adapters_share_a_batch_and_get_their_own_replies(stud
         peft.unload()
     for i, (reply, name) in enumerate(zip(served, names)):
         assert reply == expected[name][i % 6], (i, name)
+
+
+def test_one_adapter_alone_is_merged_and_a_second_one_unmerges_it(students):
+    """merge=True: while the model holds one adapter its product is in the base weights (the replies stay the
+    unmerged ones'); loading a second adapter unmerges it before the next step, the base's weights come back, and
+    each adapter's rows get their own replies again."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    tokenizer, model, fmt = students(FAMILIES[0].name)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    lora = LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+    peft = get_peft_model(model, lora, adapter_name="warm")
+    peft.eval()
+    settings = GenerationSettings(max_new_tokens=16)
+    engine = Engine(peft, tokenizer, fmt, max_batch=8, merge=True)
+    try:
+        warm = [generate(peft, tokenizer, [c], settings, fmt=fmt, progress=False)[0] for c in CHATS[:4]]
+        served = [engine.submit(c, None, settings.model_dump(), adapter="warm") for c in CHATS[:4]]
+        assert [r.future.result(120) for r in served] == warm
+        assert engine.stats()["merged"] == ["warm"] and engine.merges == 1
+        with engine.lock:  # as the pool loads a version
+            peft.add_adapter("calm", LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+        calm = engine.submit(CHATS[0], None, settings.model_dump(), adapter="calm").future.result(120)
+        assert engine.stats()["merged"] == []
+        again = [engine.submit(c, None, settings.model_dump(), adapter="warm") for c in CHATS[:4]]
+        assert [r.future.result(120) for r in again] == warm
+        peft.set_adapter("calm")
+        assert calm == generate(peft, tokenizer, [CHATS[0]], settings, fmt=fmt, progress=False)[0]
+    finally:
+        engine.close()
+        peft.unload()
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=1e-6, msg=key)

@@ -442,7 +442,6 @@ def test_a_downloaded_version_is_reused_only_for_the_same_store(tmp_path, monkey
     for seed, store in ((1, "a"), (2, "b")):
         (tmp_path / store).mkdir()
         uri = f"sqlite:///{tmp_path / store / 'mlflow.db'}"
-        mlflow.set_registry_uri(uri)  # the download before set it to the other store
         register_tiny_versions(tmp_path / store, uri, "same-name", seeds=(seed,))
         folder = download("same-name", "1", uri, cache)
         adapters.append(next(folder.rglob("adapter_model.safetensors")).read_bytes())

@@ -229,7 +229,8 @@ def test_dpo_reference_is_the_frozen_sft_adapter(world, tmp_path):
     from empathy_distill.training.dpo import build_dpo_trainer
     from empathy_distill.training.student import load_student
 
-    cfg = TrainingConfig(output_dir=str(tmp_path), sft=stage(8, lr=5e-3), dpo=stage(1))
+    # float32: the log-probs are compared with a float32 forward pass to 1e-3 (bf16 autocast moves them by ~0.1)
+    cfg = TrainingConfig(output_dir=str(tmp_path), sft=stage(8, lr=5e-3), dpo=stage(1), precision="float32")
     sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"])
     trainer, _, _, _ = build_dpo_trainer(
         world["base"], world["sets"].dpo.head(4), cfg, world["student"], sft.adapter_dir, tmp_path / "dpo"
