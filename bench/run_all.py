@@ -69,6 +69,11 @@ BENCHES: dict[str, tuple[list[str], list[tuple[str, str, object]]]] = {
             ("serve_identical", "= 1 (greedy replies, server vs in-process)", lambda v: v == 1),
             ("c1_vs_limit", "(1 chat / weight bytes over the memory bandwidth)", None),
             ("c32_vs_limit", "(32 chats / the bandwidth and compute limit)", None),
+            ("bf16_c1_tok_s", "(1 chat, serve --dtype bfloat16)", None),
+            ("bf16_c8_tok_s", "(8 concurrent, bfloat16)", None),
+            ("bf16_identical", "(bfloat16 replies identical to float32's, of 20)", None),
+            ("c1_vs_llamacpp", ">= 0.5 (1 chat / llama.cpp, fastest GGUF; make llamacpp)", lambda v: v >= 0.5),
+            ("c8_vs_llamacpp", "> 1 (8 concurrent / llama.cpp, fastest GGUF, 1 chat)", lambda v: v > 1.0),
         ],
     ),
     "serve_switch": (
@@ -154,7 +159,9 @@ def main() -> int:
             print("\n".join(proc.stdout.rstrip().splitlines()[:-1]), flush=True)
         for figure, goal, check in goals:
             value = found.get(figure)
-            if value is None:
+            if value is None and "llamacpp" in figure and proc.returncode == 0:
+                verdict = "skipped (no llama.cpp: make llamacpp builds it)"
+            elif value is None:
                 verdict = "FAIL (not measured)"
             elif check is None:
                 verdict = ""

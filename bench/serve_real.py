@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -171,12 +172,14 @@ def in_process(plan_file: str, side: str) -> None:
     tokenizer, model, fmt = load_student(plan["folder"], StudentConfig(model=plan["folder"], dtype="float32"))
     model = PeftModel.from_pretrained(model, plan["adapter"])
     model.eval()
+    if side == "generate":  # merged, as the server serves one adapter: the like-for-like comparison
+        model = model.merge_and_unload()
     settings = GenerationSettings(**plan["generation"])
     chats = plan["chats"]
     out: dict[str, dict] = {}
     rounds = {int(c): n for c, n in plan["rounds"].items()}
     if side == "engine":
-        engine = Engine(model, tokenizer, fmt, max_batch=64)
+        engine = Engine(model, tokenizer, fmt, max_batch=64, merge=True)
         engine.submit(chats[0], 2, plan["generation"], adapter="default").future.result()
         for c, n in rounds.items():
             engine_s, engine_tokens = 0.0, 0
@@ -209,8 +212,6 @@ def in_process(plan_file: str, side: str) -> None:
 def llamacpp_side(args, work: Path, uri: str, folder: str, chats: list) -> dict[str, dict] | None:
     """llama.cpp's tokens/s for one chat on the served version exported to GGUF (``deploy gguf``: F16, Q8_0) and on
     the packaged file it came from, in the bench-only venv's Python; None where that venv is absent."""
-    import os
-
     from app.serving_ops import gguf_export
     from empathy_distill.training.sources import gguf_source, is_gguf_name
 
@@ -337,6 +338,25 @@ def main() -> None:
     finally:
         stop(proc.pid)
 
+    # the same server with bfloat16 weights: one chat, 8 at once, and its replies against float32's
+    port = free_port()
+    proc = start("bench-served", uri, "127.0.0.1", port, work / "deploy-bf16", max_concurrency=64, dtype="bfloat16")
+    url = f"http://127.0.0.1:{port}"
+    bf16: dict[int, list[list[Chat]]] = {1: [], 8: []}
+    try:
+        wait_ready(url, 300, proc)
+        Chat(url, user[0], 4).run()
+        for c in (1, 8):
+            for r in range(rounds[c]):
+                group = [Chat(url, user[(r * c + i) % len(user)], args.max_new_tokens) for i in range(c)]
+                if c == 1:
+                    group[0].run()
+                else:
+                    at_once(group)
+                bf16[c].append(group)
+    finally:
+        stop(proc.pid)
+
     # in process, in a fresh process of its own as the server had (this one ran the clients and the registration):
     # generate() on the same prompts in batches of the same size, on the same adapter, and the engine alone
     plan = {
@@ -399,6 +419,31 @@ def main() -> None:
         + " a lone chat's"
     )
     figures.update(late_ttft_ratio=max(late_ratios), late_others_running=min(late_running) / 7)
+
+    print("bfloat16 weights (serve --dtype bfloat16), the same server and prompts:")
+    print("| chats at once | float32 tok/s | bfloat16 tok/s | bfloat16 / float32 | bfloat16 TTFT p50 |")
+    print("|---|---|---|---|---|")
+    for c, groups in bf16.items():
+        flat = [x for g in groups for x in g]
+        wall = sum(max(x.ended for x in g) - min(x.sent for x in g) for g in groups)
+        tok_s = sum(x.tokens for x in flat) / wall
+        print(
+            f"| {c} | {figures[f'c{c}_tok_s']:.1f} | {tok_s:.1f} | {tok_s / figures[f'c{c}_tok_s']:.2f} | "
+            f"{pct([x.ttft for x in flat], 0.5) * 1e3:.0f} ms |"
+        )
+        figures[f"bf16_c{c}_tok_s"] = tok_s
+    pairs = [(a.text, b.text) for c in (1, 8) for ga, gb in zip(served[c], bf16[c]) for a, b in zip(ga, gb)]
+    same_bf16 = sum(a == b for a, b in pairs)
+    shared = [len(os.path.commonprefix([a, b])) / max(len(a), 1) for a, b in pairs]
+    print(
+        f"  drift: {same_bf16}/{len(pairs)} bfloat16 replies identical to float32's; the first "
+        f"{statistics.mean(shared):.0%} of a float32 reply is shared on average (greedy: after the first different "
+        "token the replies part)"
+    )
+    for a, b in [p for p in pairs if p[0] != p[1]][:3]:
+        k = len(os.path.commonprefix([a, b]))
+        print(f"    float32:  …{a[max(0, k - 30) : k + 50]!r}\n    bfloat16: …{b[max(0, k - 30) : k + 50]!r}")
+    figures["bf16_identical"] = same_bf16 / len(pairs)
 
     if llamacpp is None:
         print(f"llama.cpp: skipped, no {args.llamacpp_python} (make llamacpp builds it, for the bench only)")

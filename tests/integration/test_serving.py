@@ -287,3 +287,29 @@ def test_replies_follow_the_champion_through_promote_rollback_promote_with_no_fa
         assert move["stale_after_switch"] == 0, move  # once the new version answered, the old one never again
     health = json.loads(urllib.request.urlopen(url + "/health", timeout=5).read())
     assert health["routes"]["champion"] == v2 and [s["new"] for s in health["switches"][-3:]] == [v2, v1, v2]
+
+
+def test_the_pool_serves_in_the_dtype_asked_and_merges_a_lone_adapter(tmp_path):
+    """``deploy.dtype: bfloat16`` loads the base in bfloat16 whatever the version registered; a base holding one
+    version serves its adapter merged, and a second version on the same base unmerges it."""
+    import torch
+
+    from empathy_distill.serving.pool import Pool
+    from tests.tiny_model import register_tiny_versions
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    v1, v2 = register_tiny_versions(tmp_path, uri, MODEL, seeds=(1, 2))
+    chat = [{"role": "user", "content": "My cat is sick."}]
+    pool = Pool(MODEL, uri, tmp_path / "versions", dtype="bfloat16")
+    try:
+        first = pool.ensure(v1)
+        weights = {p.dtype for n, p in first.base.model.named_parameters() if "lora_" not in n}
+        assert weights == {torch.bfloat16}
+        assert pool.submit(first, chat, 8, {}).future.result(60).completion_tokens > 0
+        assert pool.stats()[first.adapter]["merged"] == [first.adapter]
+        second = pool.ensure(v2)
+        assert second.base is first.base
+        assert pool.submit(second, chat, 8, {}).future.result(60).completion_tokens > 0
+        assert next(iter(pool.stats().values()))["merged"] == []
+    finally:
+        pool.close()
