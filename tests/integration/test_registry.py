@@ -286,6 +286,7 @@ def test_serve_answers_chats_refuses_malformed_ones_and_holds_under_load(champio
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
         env=env,
+        cwd=tmp_path,  # its state (.cache/deploy: live.json, the downloaded versions) stays out of the repository
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -366,6 +367,7 @@ def test_serve_without_a_champion_is_one_clear_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(free_port())],
         env=env,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
