@@ -320,17 +320,18 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 @verb(
     "serve",
-    "serve a registered version with MLflow's model server (default: the champion)",
+    "serve a registered version at one stable address: OpenAI's chat API with streaming (default: the champion)",
     """\
   empathy-distill serve
-  empathy-distill serve --model models:/empathy-student/3 --port 5006""",
+  empathy-distill serve --model models:/empathy-student/3 --port 5006
+  empathy-distill serve --dtype bfloat16""",
 )
 def cmd_serve(args: argparse.Namespace) -> int:
     """Runs the stable server in the foreground for a registry alias (followed) or version (pinned): OpenAI's chat API
     with streaming, MLflow's /invocations, /health."""
     from app.serving_ops import serve
 
-    config = _config(args)
+    config = _config(args, *([f"registry.deploy.dtype={args.dtype}"] if args.dtype else []))
     return serve(config, args.model, args.host, args.port or config.registry.deploy.port)
 
 
@@ -533,6 +534,12 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default: registry.deploy.port (5005)")
+    p.add_argument(
+        "--dtype",
+        choices=["version", "float32", "bfloat16"],
+        default=None,
+        help="the served weights' precision (default: registry.deploy.dtype, 'version': as each version was judged)",
+    )
 
 
 def _deploy_options(p: argparse.ArgumentParser) -> None:
