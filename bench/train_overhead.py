@@ -29,6 +29,7 @@ from _common import sample_world, throwaway_stack
 
 
 def plain_trl(base: str, sets, sft_steps: int, dpo_steps: int, out: Path, batch: int, lr: float) -> float:
+    import torch
     from datasets import Dataset
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -54,6 +55,7 @@ def plain_trl(base: str, sets, sft_steps: int, dpo_steps: int, out: Path, batch:
         report_to="none",
         seed=0,
         bf16=bf16,
+        use_cpu=not torch.cuda.is_available(),  # as the pipeline's trainer_args: bf16 on a CPU needs it
         gradient_checkpointing=False,
     )  # TRL defaults to True; ours runs with training.gradient_checkpointing=false
     sft = SFTTrainer(

@@ -69,6 +69,7 @@ def pad_share(lengths: list[int], batch: int, grouped: bool, seed: int = 0) -> f
 def plain_trl(folder: str, examples: list[dict], steps: int, batch: int, lr: float, out: Path, grouped: bool, bf16):
     """The few lines of TRL a user would write for LoRA SFT on pre-tokenized rows: (seconds, trained tokens,
     training-loop seconds, losses)."""
+    import torch
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -92,6 +93,7 @@ def plain_trl(folder: str, examples: list[dict], steps: int, batch: int, lr: flo
             report_to="none",
             seed=0,
             bf16=bf16,
+            use_cpu=not torch.cuda.is_available(),  # as the pipeline's trainer_args: bf16 on a CPU needs it
             completion_only_loss=True,
             train_sampling_strategy="group_by_length" if grouped else "random",
             include_num_input_tokens_seen="non_padding",
