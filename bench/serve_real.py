@@ -116,6 +116,28 @@ def at_once(chats: list[Chat]) -> float:
     return time.monotonic() - start
 
 
+def send_rounds(url: str, user: list, rounds: dict[int, int], max_tokens: int) -> dict[int, list[list[Chat]]]:
+    """For each size c, ``rounds[c]`` groups of c different chats sent at once (one chat: run alone)."""
+    served: dict[int, list[list[Chat]]] = {}
+    for c, n in rounds.items():
+        served[c] = []
+        for r in range(n):
+            group = [Chat(url, user[(r * c + i) % len(user)], max_tokens) for i in range(c)]
+            if c == 1:
+                group[0].run()
+            else:
+                at_once(group)
+            assert all(x.status == 200 for x in group), [x.status for x in group]
+            served[c].append(group)
+    return served
+
+
+def reply_tok_s(groups: list[list[Chat]]) -> float:
+    """Reply tokens per second of wall time, each group from its first send to its last end."""
+    wall = sum(max(x.ended for x in g) - min(x.sent for x in g) for g in groups)
+    return sum(x.tokens for g in groups for x in g) / wall
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
@@ -308,17 +330,7 @@ def main() -> None:
         Chat(url, user[0], 4).run()  # warm
 
         rounds = {1: args.rounds * 2, 8: args.rounds, 32: 1}
-        served: dict[int, list[list[Chat]]] = {}
-        for c, n in rounds.items():
-            served[c] = []
-            for r in range(n):
-                group = [Chat(url, user[(r * c + i) % len(user)], args.max_new_tokens) for i in range(c)]
-                if c == 1:
-                    group[0].run()
-                else:
-                    at_once(group)
-                served[c].append(group)
-                assert all(x.status == 200 for x in group), [x.status for x in group]
+        served = send_rounds(url, user, rounds, args.max_new_tokens)
 
         # a late chat: 7 mid-reply, then one more
         late_ratios, late_running = [], []
@@ -342,18 +354,10 @@ def main() -> None:
     port = free_port()
     proc = start("bench-served", uri, "127.0.0.1", port, work / "deploy-bf16", max_concurrency=64, dtype="bfloat16")
     url = f"http://127.0.0.1:{port}"
-    bf16: dict[int, list[list[Chat]]] = {1: [], 8: []}
     try:
         wait_ready(url, 300, proc)
         Chat(url, user[0], 4).run()
-        for c in (1, 8):
-            for r in range(rounds[c]):
-                group = [Chat(url, user[(r * c + i) % len(user)], args.max_new_tokens) for i in range(c)]
-                if c == 1:
-                    group[0].run()
-                else:
-                    at_once(group)
-                bf16[c].append(group)
+        bf16 = send_rounds(url, user, {c: rounds[c] for c in (1, 8)}, args.max_new_tokens)
     finally:
         stop(proc.pid)
 
@@ -387,8 +391,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for c, groups in served.items():
         flat = [x for g in groups for x in g]
-        wall = sum(max(x.ended for x in g) - min(x.sent for x in g) for g in groups)
-        tok_s = sum(x.tokens for x in flat) / wall
+        tok_s = reply_tok_s(groups)
         in_s = inproc[c][1] / inproc[c][0]
         limit = min(c * bw / weight_bytes, peak / (2 * n_params))
         p50, p99 = pct([x.ttft for x in flat], 0.5), pct([x.ttft for x in flat], 0.99)
@@ -425,8 +428,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for c, groups in bf16.items():
         flat = [x for g in groups for x in g]
-        wall = sum(max(x.ended for x in g) - min(x.sent for x in g) for g in groups)
-        tok_s = sum(x.tokens for x in flat) / wall
+        tok_s = reply_tok_s(groups)
         print(
             f"| {c} | {figures[f'c{c}_tok_s']:.1f} | {tok_s:.1f} | {tok_s / figures[f'c{c}_tok_s']:.2f} | "
             f"{pct([x.ttft for x in flat], 0.5) * 1e3:.0f} ms |"

@@ -498,6 +498,8 @@ class Engine:
 
     def _merged(self, name: str | None) -> None:
         """Makes ``name`` the one adapter merged into the base weights (None: none merged)."""
+        if not self.merge:  # nothing is ever merged: no look at the layers on each step
+            return
         if self._tuner_layer is None:
             from peft.tuners.tuners_utils import BaseTunerLayer
 
