@@ -54,6 +54,7 @@ def serve(config: DistillConfig, model: str | None, host: str, port: int) -> int
             max_loaded=cfg.max_loaded,
             dtype=cfg.dtype,
             merge=cfg.merge_adapter,
+            decoder=cfg.decoder,
         )
     except RuntimeError as exc:
         raise ConfigError(str(exc)) from None

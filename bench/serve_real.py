@@ -19,7 +19,10 @@ in-process batched ``generate()`` on the same prompts, and against this machine'
 4. A late chat: 7 chats mid-reply, then an 8th; its TTFT against a lone chat's (p50 at 1).
 5. The replies: the server's (at 8 and 32) against the in-process batch's, text for text; each difference shown,
    with the reply of that chat generated alone to say which side moved.
-6. The limits: a decoding step reads every weight once, so at c chats tokens/s <= c x bandwidth / weight bytes,
+6. bfloat16 weights (``serve --dtype bfloat16``) at 1 and 8 chats, through transformers' forward and through our
+   packed decoding pass (``registry.deploy.decoder``), each in a server of its own; their replies against float32's
+   and against each other; llama.cpp on the exported GGUF files against the float32 and packed servers.
+7. The limits: a decoding step reads every weight once, so at c chats tokens/s <= c x bandwidth / weight bytes,
    and <= matmul peak / 2N (N parameters: compute); a lone chat's TTFT >= 2N x prompt tokens / peak.
 
 The last line holds the figures as key=value.
@@ -350,16 +353,28 @@ def main() -> None:
     finally:
         stop(proc.pid)
 
-    # the same server with bfloat16 weights: one chat, 8 at once, and its replies against float32's
-    port = free_port()
-    proc = start("bench-served", uri, "127.0.0.1", port, work / "deploy-bf16", max_concurrency=64, dtype="bfloat16")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, 300, proc)
-        Chat(url, user[0], 4).run()
-        bf16 = send_rounds(url, user, {c: rounds[c] for c in (1, 8)}, args.max_new_tokens)
-    finally:
-        stop(proc.pid)
+    # the same server with bfloat16 weights, through transformers' forward and through our packed pass: one chat,
+    # 8 at once, and their replies against float32's
+    bf16 = {}
+    for decoder in ("transformers", "packed"):
+        port = free_port()
+        proc = start(
+            "bench-served",
+            uri,
+            "127.0.0.1",
+            port,
+            work / f"deploy-bf16-{decoder}",
+            max_concurrency=64,
+            dtype="bfloat16",
+            decoder=decoder,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, 300, proc)
+            Chat(url, user[0], 4).run()
+            bf16[decoder] = send_rounds(url, user, {c: rounds[c] for c in (1, 8)}, args.max_new_tokens)
+        finally:
+            stop(proc.pid)
 
     # in process, in a fresh process of its own as the server had (this one ran the clients and the registration):
     # generate() on the same prompts in batches of the same size, on the same adapter, and the engine alone
@@ -423,51 +438,70 @@ def main() -> None:
     )
     figures.update(late_ttft_ratio=max(late_ratios), late_others_running=min(late_running) / 7)
 
-    print("bfloat16 weights (serve --dtype bfloat16), the same server and prompts:")
-    print("| chats at once | float32 tok/s | bfloat16 tok/s | bfloat16 / float32 | bfloat16 TTFT p50 |")
-    print("|---|---|---|---|---|")
-    for c, groups in bf16.items():
-        flat = [x for g in groups for x in g]
-        tok_s = reply_tok_s(groups)
+    print(
+        "bfloat16 weights (serve --dtype bfloat16), the same server and prompts, through transformers' forward and "
+        "through our packed pass (registry.deploy.decoder; auto packs bfloat16):"
+    )
+    print(
+        "| chats at once | float32 tok/s | bfloat16, transformers tok/s | bfloat16, packed tok/s | packed / float32 | "
+        "packed / transformers bfloat16 | packed TTFT p50 |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for c in (1, 8):
+        plain, packed = reply_tok_s(bf16["transformers"][c]), reply_tok_s(bf16["packed"][c])
+        flat = [x for g in bf16["packed"][c] for x in g]
+        f32 = figures[f"c{c}_tok_s"]
         print(
-            f"| {c} | {figures[f'c{c}_tok_s']:.1f} | {tok_s:.1f} | {tok_s / figures[f'c{c}_tok_s']:.2f} | "
+            f"| {c} | {f32:.1f} | {plain:.1f} | {packed:.1f} | {packed / f32:.2f} | {packed / plain:.2f} | "
             f"{pct([x.ttft for x in flat], 0.5) * 1e3:.0f} ms |"
         )
-        figures[f"bf16_c{c}_tok_s"] = tok_s
-    pairs = [(a.text, b.text) for c in (1, 8) for ga, gb in zip(served[c], bf16[c]) for a, b in zip(ga, gb)]
-    same_bf16 = sum(a == b for a, b in pairs)
-    shared = [len(os.path.commonprefix([a, b])) / max(len(a), 1) for a, b in pairs]
-    print(
-        f"  drift: {same_bf16}/{len(pairs)} bfloat16 replies identical to float32's; the first "
-        f"{statistics.mean(shared):.0%} of a float32 reply is shared on average (greedy: after the first different "
-        "token the replies part)"
-    )
-    for a, b in [p for p in pairs if p[0] != p[1]][:3]:
-        k = len(os.path.commonprefix([a, b]))
-        print(f"    float32:  …{a[max(0, k - 30) : k + 50]!r}\n    bfloat16: …{b[max(0, k - 30) : k + 50]!r}")
-    figures["bf16_identical"] = same_bf16 / len(pairs)
+        figures.update({f"bf16_c{c}_tok_s": plain, f"packed_c{c}_tok_s": packed})
+
+    def texts(groups: dict[int, list[list[Chat]]]) -> list[str]:
+        return [x.text for c in (1, 8) for g in groups[c] for x in g]
+
+    def drift(label: str, ours: list[str], theirs: list[str], key: str) -> None:
+        pairs = list(zip(theirs, ours))
+        same = sum(a == b for a, b in pairs)
+        shared = [len(os.path.commonprefix([a, b])) / max(len(a), 1) for a, b in pairs]
+        print(
+            f"  {label}: {same}/{len(pairs)} replies identical; the first {statistics.mean(shared):.0%} of a reply is "
+            "shared on average (greedy: after the first different token the replies part)"
+        )
+        for a, b in [p for p in pairs if p[0] != p[1]][:2]:
+            k = len(os.path.commonprefix([a, b]))
+            print(f"    before: …{a[max(0, k - 30) : k + 50]!r}\n    after:  …{b[max(0, k - 30) : k + 50]!r}")
+        figures[key] = same / len(pairs)
+
+    f32_texts = texts(served)
+    drift("bfloat16 (transformers) vs float32", texts(bf16["transformers"]), f32_texts, "bf16_identical")
+    drift("bfloat16 packed vs float32", texts(bf16["packed"]), f32_texts, "packed_vs_f32_identical")
+    plain_texts = texts(bf16["transformers"])
+    drift("bfloat16 packed vs bfloat16 transformers", texts(bf16["packed"]), plain_texts, "packed_identical")
 
     if llamacpp is None:
         print(f"llama.cpp: skipped, no {args.llamacpp_python} (make llamacpp builds it, for the bench only)")
     else:
-        lone_tok_s = figures["c1_tok_s"]
+        lone_f32, lone_packed, many = figures["c1_tok_s"], figures["packed_c1_tok_s"], figures["packed_c8_tok_s"]
         print(
             "llama.cpp (llama-cpp-python, one chat at a time, streamed, greedy, no repeat penalty; the same prompts; "
             f"{torch.get_num_threads()} threads):"
         )
         print(
-            "| GGUF file | MB | llama.cpp tok/s (1 chat) | TTFT p50 | server 1 chat / llama.cpp | "
-            "server 8 at once / llama.cpp |"
+            "| GGUF file | MB | llama.cpp tok/s (1 chat) | TTFT p50 | server float32 1 chat / llama.cpp | "
+            "server bfloat16 packed 1 chat / llama.cpp | packed 8 at once / llama.cpp |"
         )
-        print("|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         for label, got in llamacpp.items():
             print(
                 f"| {label} | {got['mb']:.0f} | {got['tok_s']:.1f} | {got['ttft_p50_ms']:.0f} ms | "
-                f"{lone_tok_s / got['tok_s']:.2f} | {figures['c8_tok_s'] / got['tok_s']:.2f} |"
+                f"{lone_f32 / got['tok_s']:.2f} | {lone_packed / got['tok_s']:.2f} | {many / got['tok_s']:.2f} |"
             )
             figures[f"llamacpp_{label}_tok_s"] = got["tok_s"]
         fastest = max(v["tok_s"] for v in llamacpp.values())
-        figures.update(c1_vs_llamacpp=lone_tok_s / fastest, c8_vs_llamacpp=figures["c8_tok_s"] / fastest)
+        figures.update(
+            c1_f32_vs_llamacpp=lone_f32 / fastest, c1_vs_llamacpp=lone_packed / fastest, c8_vs_llamacpp=many / fastest
+        )
         f16 = llamacpp.get("f16")
         if f16:
             ours = [x.text for g in served[1] for x in g]

@@ -349,6 +349,7 @@ def run(
     max_loaded: int = 4,
     dtype: str = "version",
     merge: bool = True,
+    decoder: str = "auto",
 ) -> None:
     """Loads the default route, then serves until SIGTERM/SIGINT (uvicorn), following the registry meanwhile.
 
@@ -361,7 +362,15 @@ def run(
     from empathy_distill.serving.router import Router
 
     state_dir = Path(state_dir)
-    pool = Pool(model_name, tracking_uri, state_dir / "versions", max_loaded=max_loaded, dtype=dtype, merge=merge)
+    pool = Pool(
+        model_name,
+        tracking_uri,
+        state_dir / "versions",
+        max_loaded=max_loaded,
+        dtype=dtype,
+        merge=merge,
+        decoder=decoder,
+    )
     url = f"http://{host}:{port}"
     router = Router(
         pool,
@@ -410,6 +419,7 @@ def start(
     max_loaded: int = 4,
     dtype: str = "version",
     merge: bool = True,
+    decoder: str = "auto",
 ) -> subprocess.Popen:
     """The server, detached (its own session, so it outlives the step that started it). The tracking URI travels
     in the environment, not on the command line (it may hold credentials)."""
@@ -444,6 +454,8 @@ def start(
         "--dtype",
         dtype,
         *([] if merge else ["--no-merge"]),
+        "--decoder",
+        decoder,
     ]
     with open(state_dir / "server.log", "ab") as log:
         return subprocess.Popen(
@@ -505,6 +517,7 @@ def deploy(
     max_loaded: int = 4,
     dtype: str = "version",
     merge: bool = True,
+    decoder: str = "auto",
 ) -> dict[str, Any]:
     """Makes the stable address serve ``version`` as champion: starts the server when none answers there, then
     waits until it has followed the alias (the alias is already moved: the registry is the only trigger).
@@ -519,7 +532,9 @@ def deploy(
     if health is None or health.get("model") != model_name:
         if health is not None or not port_free(host, port):
             raise RuntimeError(f"port {port} on {host} is in use by something other than this model's server")
-        proc = start(model_name, tracking_uri, host, port, state_dir, max_concurrency, poll_s, max_loaded, dtype, merge)
+        proc = start(
+            model_name, tracking_uri, host, port, state_dir, max_concurrency, poll_s, max_loaded, dtype, merge, decoder
+        )
         try:
             wait_ready(url, ready_timeout_s, proc)
         except RuntimeError:
@@ -562,6 +577,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-loaded", type=int, default=4)
     parser.add_argument("--dtype", default="version", choices=["version", "float32", "bfloat16"])
     parser.add_argument("--no-merge", action="store_true", help="never merge an adapter into its base's weights")
+    parser.add_argument(
+        "--decoder",
+        default="auto",
+        choices=["auto", "packed", "transformers"],
+        help="auto: our packed decoding pass for Llama-family bfloat16 weights on a CPU; transformers: never",
+    )
     args = parser.parse_args(argv)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1 <pid>: every thread's stack into the log
     quiet_loading()
@@ -579,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
             args.max_loaded,
             dtype=args.dtype,
             merge=not args.no_merge,
+            decoder=args.decoder,
         )
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -39,6 +39,7 @@ def deploy_model(decision: dict[str, Any], registry: RegistryConfig) -> Annotate
                 cfg.max_loaded,
                 cfg.dtype,
                 cfg.merge_adapter,
+                cfg.decoder,
             ),
         }
         mlflow.set_tags(

@@ -74,6 +74,7 @@ class Pool:
         max_batch: chats generated together at most.
         dtype: the served weights' precision; ``version``: each version's registered one.
         merge: a base holding one adapter serves it merged into its weights (``Engine``'s ``merge``).
+        decoder: ``Engine``'s ``decoder`` (auto, packed, transformers).
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class Pool:
         max_batch: int = 32,
         dtype: str = "version",
         merge: bool = True,
+        decoder: str = "auto",
     ):
         self.model_name = model_name
         self.tracking_uri = tracking_uri
@@ -93,6 +95,7 @@ class Pool:
         self.max_batch = max_batch
         self.dtype = dtype
         self.merge = merge
+        self.decoder = decoder
         self.versions: dict[str, Version] = {}
         self.bases: dict[tuple[str, str, str], Base] = {}
         self._loading: dict[str, threading.Lock] = defaultdict(threading.Lock)
@@ -181,7 +184,14 @@ class Pool:
         model.eval()
         lock = threading.Lock()
         engine = Engine(
-            model, tokenizer, fmt, max_batch=self.max_batch, lock=lock, name=f"decode-{adapter}", merge=self.merge
+            model,
+            tokenizer,
+            fmt,
+            max_batch=self.max_batch,
+            lock=lock,
+            name=f"decode-{adapter}",
+            merge=self.merge,
+            decoder=self.decoder,
         )
         base = Base(key=key, model=model, engine=engine, lock=lock)
         base.adapters.add(adapter)
