@@ -372,10 +372,10 @@ class DeployConfig(Strict):
     """While a base holds one version's adapter only, serve it merged into the base weights (one matmul per layer
     instead of three); a second version on the same base unmerges it."""
     decoder: Literal["auto", "packed", "transformers"] = "auto"
-    """auto: a Llama-family base (Llama, Qwen2, Mistral without a sliding window) in bfloat16 on a CPU decodes through
-    our own pass on weights packed for oneDNN (``serving/decoder.py``; 1.6x one chat's tokens/s over transformers'
-    bfloat16 forward here, a second copy of the weights in memory) while it serves no adapter or one merged;
-    packed: that pass in float32 too; transformers: the model's own forward always."""
+    """auto: a Llama-family base (Llama, Qwen2, Mistral without a sliding window) in float32 or bfloat16 on a CPU
+    decodes through our own pass on weights packed for oneDNN (``serving/decoder.py``: about 2x one chat's tokens/s
+    over transformers' forward here, docs/performance.md; a second copy of the weights in memory) while it serves no
+    adapter or one merged; packed: that pass off a CPU too (fused, unpacked); transformers: the model's own forward."""
 
 
 class RegistryConfig(Strict):

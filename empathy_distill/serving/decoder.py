@@ -83,13 +83,18 @@ class PackedDecoder:
 
         config = model.config
         inner = model.model
-        self.dtype = inner.embed_tokens.weight.dtype
-        self.packed = pack and self.dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
+        self.embed = inner.embed_tokens.weight
+        self.dtype = self.embed.dtype
+        self.packed = (
+            pack
+            and self.dtype in (torch.float32, torch.bfloat16)
+            and self.embed.device.type == "cpu"
+            and torch.backends.mkldnn.is_available()
+        )
         self.heads = config.num_attention_heads
         self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.eps = config.rms_norm_eps
-        self.embed = inner.embed_tokens.weight
         self.layers = [self._layer(layer) for layer in inner.layers]
         self.norm = inner.norm.weight
         self.head = self._linear(*weight(model.lm_head))

@@ -165,10 +165,10 @@ class Engine:
         merge: while the model holds one adapter only, its LoRA product is merged into the base weights (one matmul
             per layer instead of three; the replies move within float32 rounding); a second adapter loaded unmerges
             it (PEFT subtracts what it added: the base's weights come back within one rounding per merge).
-        decoder: ``auto``: a Llama-family model in bfloat16 on a CPU runs our own decoding pass on packed weights
-            (``serving.decoder``: about 1.6x one chat's tokens/s here, a second copy of the weights in memory) while it
-            holds no adapter or one merged; ``packed``: that pass in any dtype where the model allows it;
-            ``transformers``: the model's own forward always. Mixed-adapter batches always use the model's forward.
+        decoder: ``auto``: a Llama-family model in float32 or bfloat16 on a CPU runs our own decoding pass on weights
+            packed for oneDNN (``serving.decoder``; a second copy of the weights in memory) while it holds no adapter
+            or one merged; ``packed``: that pass wherever the model allows it (unpacked off a CPU); ``transformers``:
+            the model's own forward always. Mixed-adapter batches always use the model's forward.
 
     The model's own generation config counts as in ``generate()``: its repetition penalty, and its top-k when
     sampling.
@@ -338,7 +338,13 @@ class Engine:
             budget -= len(request.prompt)
             group.append(request)
         if group:
-            self._prefill(group)
+            try:
+                self._prefill(group)
+            except Exception as exc:  # noqa: BLE001 (these chats fail; the running ones, in their own cache, go on)
+                logger.exception("a prefill of %d chats failed", len(group))
+                for request in group:
+                    request.fail(server_error(f"generation failed: {type(exc).__name__}"))
+                self.counts["failed"] += len(group)
 
     def _prepare(self, request: Request) -> None:
         from empathy_distill.config import GenerationSettings
@@ -523,10 +529,10 @@ class Engine:
         refusal = why_not(base)
         if refusal is not None or self.decoder == "packed":
             return refusal
-        if self._device().type != "cpu":
-            return "auto packs for a CPU only"
-        if base.dtype != torch.bfloat16 or not torch.backends.mkldnn.is_available():
-            return f"auto packs bfloat16 weights only ({str(base.dtype).removeprefix('torch.')} here)"
+        if self._device().type != "cpu" or not torch.backends.mkldnn.is_available():
+            return "auto packs for a CPU with oneDNN only"
+        if base.dtype not in (torch.float32, torch.bfloat16):
+            return f"auto packs float32 and bfloat16 weights only ({str(base.dtype).removeprefix('torch.')} here)"
         return None
 
     def _packed_or_model(self, merged: str | None, inputs: dict[str, Any]):
@@ -539,7 +545,12 @@ class Engine:
             from empathy_distill.serving.decoder import PackedDecoder
 
             self._packed = None  # the old copy goes before the new one is made
-            self._packed = PackedDecoder(self.model.get_base_model() if self.peft else self.model)
+            try:
+                self._packed = PackedDecoder(self.model.get_base_model() if self.peft else self.model)
+            except Exception as exc:  # noqa: BLE001 (the model's own forward still serves)
+                logger.exception("the packed decoding pass could not be built; transformers' forward serves")
+                self.decoder_why = f"packing failed: {type(exc).__name__}"
+                return self.model(**inputs)
             self._packed_for = key
             self.packed_builds += 1
         return self._packed(

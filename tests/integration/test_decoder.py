@@ -1,6 +1,6 @@
 """The engine's packed decoding pass (``serving/decoder.py``) against transformers' forward.
 
-In float32 it must give ``generate()``'s greedy replies token for token on every family it accepts (while chats of
+In float32 (packed for oneDNN on a CPU) it must give ``generate()``'s greedy replies token for token on every family it accepts (while chats of
 different lengths join and leave one batch, and with a merged adapter); the families it does not know keep
 transformers' forward and say why; in bfloat16, with oneDNN's packed weights, its logits stay within bfloat16
 rounding of transformers' bfloat16 forward.
@@ -77,24 +77,43 @@ def test_families_it_does_not_know_keep_transformers_forward_and_say_why(family,
     assert reply == alone[0]
 
 
-def test_auto_packs_bfloat16_only_and_never_unmerged_adapters(students):
+def test_auto_packs_float32_and_bfloat16_on_a_cpu_never_float16_or_unmerged_adapters(students):
     from peft import LoraConfig, get_peft_model
 
-    tokenizer, model, fmt = students("llama3")
-    engine = Engine(model, tokenizer, fmt)  # float32
-    assert engine.stats()["decoder"] == "transformers (auto packs bfloat16 weights only (float32 here))"
+    for dtype in ("float32", "bfloat16"):
+        tokenizer, model, fmt = students("llama3", dtype)
+        engine = Engine(model, tokenizer, fmt)
+        assert engine.stats()["decoder"] == "packed", dtype
+        engine.close()
+    tokenizer, half, fmt = students("llama3", "float16")
+    engine = Engine(half, tokenizer, fmt)
+    assert engine.stats()["decoder"] == "transformers (auto packs float32 and bfloat16 weights only (float16 here))"
     engine.close()
-    tokenizer, bf16, fmt = students("llama3", "bfloat16")
-    engine = Engine(bf16, tokenizer, fmt)
-    assert engine.stats()["decoder"] == "packed"
-    engine.close()
-    peft = get_peft_model(bf16, LoraConfig(r=4, target_modules="all-linear"), adapter_name="a")
+    peft = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"), adapter_name="one")
     try:
         engine = Engine(peft, tokenizer, fmt, merge=False)
         assert engine.stats()["decoder"] == "transformers (adapters are not merged)"
         engine.close()
     finally:
         peft.unload()
+
+
+def test_a_pass_that_cannot_be_built_leaves_transformers_forward_serving(students, monkeypatch):
+    import empathy_distill.serving.decoder as decoder
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no such kernel")
+
+    monkeypatch.setattr(decoder, "PackedDecoder", broken)
+    tokenizer, model, fmt = students("llama3")
+    engine = Engine(model, tokenizer, fmt, decoder="packed")
+    try:
+        reply = engine.submit(CHATS[0], 8, {}).future.result(120)
+        assert engine.stats()["decoder"] == "transformers (packing failed: RuntimeError)"
+    finally:
+        engine.close()
+    alone = generate(model, tokenizer, [CHATS[0]], GenerationSettings(max_new_tokens=8), fmt=fmt, progress=False)
+    assert reply == alone[0]
 
 
 def test_a_merged_adapter_is_packed_and_rebuilt_after_it_was_unmerged(students):

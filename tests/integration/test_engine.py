@@ -129,6 +129,33 @@ def test_a_cancelled_chat_leaves_the_batch_within_one_step(students):
     assert engine.counts["cancelled"] == 1 and deltas[-1] == "error"
 
 
+def test_a_failed_prefill_fails_its_own_chats_at_once_and_the_running_ones_go_on(students):
+    """A prefill that raises (a kernel, an out-of-memory) answers its chats with a 500 instead of leaving them waiting
+    for ever; chats already decoding finish their replies."""
+    tokenizer, model, fmt = students(FAMILIES[0].name)
+    engine = Engine(model, tokenizer, never_stops(fmt), max_batch=8)
+    real = engine._forward
+
+    def forward(adapters, **inputs):
+        if inputs["input_ids"].shape[1] > 1 and engine.rows:  # a prefill while another chat decodes
+            raise RuntimeError("out of memory")
+        time.sleep(0.005)
+        return real(adapters, **inputs)
+
+    engine._forward = forward
+    try:
+        running = engine.submit(CHATS[1], 40, {})
+        while not engine.rows:
+            time.sleep(0.001)
+        failed = engine.submit(CHATS[0], 8, {})
+        with pytest.raises(type(CANCELLED)) as caught:
+            failed.future.result(30)
+        assert running.future.result(30).completion_tokens == 40
+    finally:
+        engine.close()
+    assert caught.value.status == 500 and engine.counts["failed"] == 1
+
+
 def test_rows_of_different_adapters_share_a_batch_and_get_their_own_replies(students):
     from peft import LoraConfig, get_peft_model
 
