@@ -536,7 +536,7 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=None, help="default: registry.deploy.port (5005)")
     p.add_argument(
         "--dtype",
-        choices=["version", "float32", "bfloat16"],
+        choices=["version", "float32", "bfloat16", "int8"],
         default=None,
         help="the served weights' precision (default: registry.deploy.dtype, 'version': as each version was judged)",
     )

@@ -20,8 +20,9 @@ in-process batched ``generate()`` on the same prompts, and against this machine'
 5. The replies: the server's (at 8 and 32) against the in-process batch's, text for text; each difference shown,
    with the reply of that chat generated alone to say which side moved.
 6. bfloat16 weights (``serve --dtype bfloat16``) at 1 and 8 chats, through transformers' forward and through our
-   packed decoding pass (``registry.deploy.decoder``), each in a server of its own; their replies against float32's
-   and against each other; llama.cpp on the exported GGUF files against the float32 and packed servers.
+   packed decoding pass (``registry.deploy.decoder``), and int8 weights (``serve --dtype int8``), each in a server of
+   its own; their replies against float32's and against each other; llama.cpp on the exported GGUF files against
+   the float32, bfloat16 and int8 servers.
 7. The limits: a decoding step reads every weight once, so at c chats tokens/s <= c x bandwidth / weight bytes,
    and <= matmul peak / 2N (N parameters: compute); a lone chat's TTFT >= 2N x prompt tokens / peak.
 
@@ -215,7 +216,7 @@ def in_process(plan_file: str, side: str) -> None:
                 engine_tokens += sum(a.future.result().completion_tokens for a in asked)
                 engine_s += time.perf_counter() - start
             out[str(c)] = {"engine_tok_s": engine_tokens / engine_s}
-        engine.close()
+        engine.close(wait_s=60)
         print(json.dumps(out))
         return
     generate(model, tokenizer, chats[:2], settings.model_copy(update={"batch_size": 2}), fmt=fmt, progress=False)
@@ -356,17 +357,17 @@ def main() -> None:
     # the same server with bfloat16 weights, through transformers' forward and through our packed pass: one chat,
     # 8 at once, and their replies against float32's
     bf16 = {}
-    for decoder in ("transformers", "packed"):
+    for decoder, dtype in (("transformers", "bfloat16"), ("packed", "bfloat16"), ("int8", "int8")):
         port = free_port()
         proc = start(
             "bench-served",
             uri,
             "127.0.0.1",
             port,
-            work / f"deploy-bf16-{decoder}",
+            work / f"deploy-{decoder}",
             max_concurrency=64,
-            dtype="bfloat16",
-            decoder=decoder,
+            dtype=dtype,
+            decoder="packed" if decoder == "int8" else decoder,
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -443,19 +444,19 @@ def main() -> None:
         "through our packed pass (registry.deploy.decoder; auto packs bfloat16):"
     )
     print(
-        "| chats at once | float32 tok/s | bfloat16, transformers tok/s | bfloat16, packed tok/s | packed / float32 | "
-        "packed / transformers bfloat16 | packed TTFT p50 |"
+        "| chats at once | float32 tok/s | bfloat16, transformers tok/s | bfloat16, packed tok/s | int8 tok/s | "
+        "packed / float32 | packed / transformers bfloat16 | int8 / float32 | packed TTFT p50 | int8 TTFT p50 |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for c in (1, 8):
-        plain, packed = reply_tok_s(bf16["transformers"][c]), reply_tok_s(bf16["packed"][c])
-        flat = [x for g in bf16["packed"][c] for x in g]
+        plain, packed, int8 = (reply_tok_s(bf16[k][c]) for k in ("transformers", "packed", "int8"))
+        p50 = {k: pct([x.ttft for g in bf16[k][c] for x in g], 0.5) * 1e3 for k in ("packed", "int8")}
         f32 = figures[f"c{c}_tok_s"]
         print(
-            f"| {c} | {f32:.1f} | {plain:.1f} | {packed:.1f} | {packed / f32:.2f} | {packed / plain:.2f} | "
-            f"{pct([x.ttft for x in flat], 0.5) * 1e3:.0f} ms |"
+            f"| {c} | {f32:.1f} | {plain:.1f} | {packed:.1f} | {int8:.1f} | {packed / f32:.2f} | {packed / plain:.2f} "
+            f"| {int8 / f32:.2f} | {p50['packed']:.0f} ms | {p50['int8']:.0f} ms |"
         )
-        figures.update({f"bf16_c{c}_tok_s": plain, f"packed_c{c}_tok_s": packed})
+        figures.update({f"bf16_c{c}_tok_s": plain, f"packed_c{c}_tok_s": packed, f"int8_c{c}_tok_s": int8})
 
     def texts(groups: dict[int, list[list[Chat]]]) -> list[str]:
         return [x.text for c in (1, 8) for g in groups[c] for x in g]
@@ -478,29 +479,36 @@ def main() -> None:
     drift("bfloat16 packed vs float32", texts(bf16["packed"]), f32_texts, "packed_vs_f32_identical")
     plain_texts = texts(bf16["transformers"])
     drift("bfloat16 packed vs bfloat16 transformers", texts(bf16["packed"]), plain_texts, "packed_identical")
+    drift("int8 vs float32", texts(bf16["int8"]), f32_texts, "int8_identical")
+    drift("int8 vs bfloat16 packed", texts(bf16["int8"]), texts(bf16["packed"]), "int8_vs_bf16_identical")
 
     if llamacpp is None:
         print(f"llama.cpp: skipped, no {args.llamacpp_python} (make llamacpp builds it, for the bench only)")
     else:
-        lone_f32, lone_packed, many = figures["c1_tok_s"], figures["packed_c1_tok_s"], figures["packed_c8_tok_s"]
+        lone_f32, lone_packed, lone_int8 = (figures[k] for k in ("c1_tok_s", "packed_c1_tok_s", "int8_c1_tok_s"))
+        many = max(figures["packed_c8_tok_s"], figures["int8_c8_tok_s"])
         print(
             "llama.cpp (llama-cpp-python, one chat at a time, streamed, greedy, no repeat penalty; the same prompts; "
             f"{torch.get_num_threads()} threads):"
         )
         print(
-            "| GGUF file | MB | llama.cpp tok/s (1 chat) | TTFT p50 | server float32 1 chat / llama.cpp | "
-            "server bfloat16 packed 1 chat / llama.cpp | packed 8 at once / llama.cpp |"
+            "| GGUF file | MB | llama.cpp tok/s (1 chat) | TTFT p50 | server 1 chat / llama.cpp: float32 | "
+            "bfloat16 packed | int8 | server 8 at once (packed, the faster of bfloat16 and int8) / llama.cpp |"
         )
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         for label, got in llamacpp.items():
+            rate = got["tok_s"]
             print(
-                f"| {label} | {got['mb']:.0f} | {got['tok_s']:.1f} | {got['ttft_p50_ms']:.0f} ms | "
-                f"{lone_f32 / got['tok_s']:.2f} | {lone_packed / got['tok_s']:.2f} | {many / got['tok_s']:.2f} |"
+                f"| {label} | {got['mb']:.0f} | {rate:.1f} | {got['ttft_p50_ms']:.0f} ms | {lone_f32 / rate:.2f} | "
+                f"{lone_packed / rate:.2f} | {lone_int8 / rate:.2f} | {many / rate:.2f} |"
             )
-            figures[f"llamacpp_{label}_tok_s"] = got["tok_s"]
+            figures[f"llamacpp_{label}_tok_s"] = rate
         fastest = max(v["tok_s"] for v in llamacpp.values())
         figures.update(
-            c1_f32_vs_llamacpp=lone_f32 / fastest, c1_vs_llamacpp=lone_packed / fastest, c8_vs_llamacpp=many / fastest
+            c1_f32_vs_llamacpp=lone_f32 / fastest,
+            c1_bf16_vs_llamacpp=lone_packed / fastest,
+            c1_vs_llamacpp=max(lone_packed, lone_int8) / fastest,
+            c8_vs_llamacpp=many / fastest,
         )
         f16 = llamacpp.get("f16")
         if f16:

@@ -575,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrency", type=int, default=32)
     parser.add_argument("--poll-s", type=float, default=1.0)
     parser.add_argument("--max-loaded", type=int, default=4)
-    parser.add_argument("--dtype", default="version", choices=["version", "float32", "bfloat16"])
+    parser.add_argument("--dtype", default="version", choices=["version", "float32", "bfloat16", "int8"])
     parser.add_argument("--no-merge", action="store_true", help="never merge an adapter into its base's weights")
     parser.add_argument(
         "--decoder",

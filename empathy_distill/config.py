@@ -364,10 +364,11 @@ class DeployConfig(Strict):
     plus the time to load and warm the new version (documented bound: docs/registry.md)."""
     max_loaded: int = Field(4, ge=2)
     """Versions held in memory (champion, challenger, the rollback target, then the most recently asked for)."""
-    dtype: Literal["version", "float32", "bfloat16"] = "version"
+    dtype: Literal["version", "float32", "bfloat16", "int8"] = "version"
     """The served weights' precision: version = the one each version was registered with (auto: float32 on a CPU, as
-    the evaluation generated); bfloat16 reads half the bytes per token (1.5x one chat's tokens/s on a CPU with
-    AVX512-BF16, greedy replies drift from float32's: docs/performance.md)."""
+    the evaluation generated); bfloat16 reads half the bytes per token; int8 (Llama-family bases on a CPU, through
+    the packed pass below) a quarter: int8 weights, one scale per output row, bfloat16 activations. Greedy replies
+    in bfloat16 and int8 drift from float32's (docs/performance.md has the speeds and the drift)."""
     merge_adapter: bool = True
     """While a base holds one version's adapter only, serve it merged into the base weights (one matmul per layer
     instead of three); a second version on the same base unmerges it."""
@@ -376,6 +377,12 @@ class DeployConfig(Strict):
     decodes through our own pass on weights packed for oneDNN (``serving/decoder.py``: about 2x one chat's tokens/s
     over transformers' forward here, docs/performance.md; a second copy of the weights in memory) while it serves no
     adapter or one merged; packed: that pass off a CPU too (fused, unpacked); transformers: the model's own forward."""
+
+    @model_validator(mode="after")
+    def _int8_needs_the_packed_pass(self) -> DeployConfig:
+        if self.dtype == "int8" and self.decoder == "transformers":
+            raise ValueError("dtype int8 is served through the packed pass: decoder transformers cannot serve it")
+        return self
 
 
 class RegistryConfig(Strict):

@@ -8,6 +8,8 @@ runs the same computation on the model's own tensors:
 - q, k and v are one matrix, gate and up another: four matmuls per layer instead of seven;
 - bfloat16 weights are reordered once into oneDNN's blocked layout (``torch.ops.mkldnn._reorder_linear_weight``, the
   layout PyTorch's own compiler packs for CPU inference), which reads close to the memory bandwidth with one row;
+- ``int8=True`` (``serve --dtype int8``) stores each weight matrix as int8 with one scale per output row and
+  multiplies it with bfloat16 activations: half the bytes again, greedy replies drift like bfloat16's;
 - rotary tables are computed once for every position by the model's own rotary module; attention is PyTorch's SDPA on
   the engine's KV cache, with the engine's padding mask.
 
@@ -78,7 +80,7 @@ class PackedDecoder:
     merged or unmerged).
     """
 
-    def __init__(self, model, pack: bool = True):
+    def __init__(self, model, pack: bool = True, int8: bool = False):
         import torch
 
         config = model.config
@@ -91,6 +93,11 @@ class PackedDecoder:
             and self.embed.device.type == "cpu"
             and torch.backends.mkldnn.is_available()
         )
+        self.int8 = int8
+        if int8 and (self.dtype != torch.bfloat16 or self.embed.device.type != "cpu"):
+            raise ValueError(
+                f"int8 weights take bfloat16 activations on a CPU (the model is {self.dtype}, {self.embed.device})"
+            )
         self.heads = config.num_attention_heads
         self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
@@ -126,6 +133,8 @@ class PackedDecoder:
         import torch
         import torch.nn.functional as F
 
+        if self.int8:
+            return int8_linear(w.detach(), bias)
         if self.packed:
             packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), 1)
             return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
@@ -187,3 +196,21 @@ class PackedDecoder:
         own = torch.zeros(new, keys, dtype=torch.bool, device=attention_mask.device)
         own[torch.arange(new), torch.arange(keys - new, keys)] = True
         return allowed | own
+
+
+def int8_linear(w, bias):
+    """``x @ w.T + bias`` with ``w`` stored as int8, one scale per output row (absmax / 127, as llama.cpp's Q8_0 per
+    block of 32): half the bytes of bfloat16 read per token, through PyTorch's CPU kernel for int8 weights and
+    bfloat16 activations (``aten._weight_int8pack_mm``)."""
+    import torch
+
+    scale = w.float().abs().amax(dim=1).clamp(min=1e-12) / 127
+    q = torch.round(w.float() / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+    scale = scale.to(torch.bfloat16)
+
+    def linear(x):
+        out = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), q, scale)
+        out = out.view(*x.shape[:-1], q.shape[0])
+        return out + bias if bias is not None else out
+
+    return linear

@@ -167,8 +167,9 @@ class Engine:
             it (PEFT subtracts what it added: the base's weights come back within one rounding per merge).
         decoder: ``auto``: a Llama-family model in float32 or bfloat16 on a CPU runs our own decoding pass on weights
             packed for oneDNN (``serving.decoder``; a second copy of the weights in memory) while it holds no adapter
-            or one merged; ``packed``: that pass wherever the model allows it (unpacked off a CPU); ``transformers``:
-            the model's own forward always. Mixed-adapter batches always use the model's forward.
+            or one merged; ``packed``: that pass wherever the model allows it (unpacked off a CPU); ``int8``: that pass
+            with int8 weights (a bfloat16 model on a CPU); ``transformers``: the model's own forward always.
+            Mixed-adapter batches always use the model's forward.
 
     The model's own generation config counts as in ``generate()``: its repetition penalty, and its top-k when
     sampling.
@@ -239,9 +240,16 @@ class Engine:
         self.inbox.put(request)
         return request
 
-    def close(self) -> None:
-        """Ends the loop after the current step; whatever is running or waiting fails with a 503."""
+    def close(self, wait_s: float = 0.0) -> None:
+        """Ends the loop after the current step; whatever is running or waiting fails with a 503.
+
+        Args:
+            wait_s: wait up to this long for the loop to end (a process that exits while its thread is inside a
+                oneDNN or OpenMP call aborts: "terminate called without an active exception").
+        """
         self.inbox.put(None)
+        if wait_s > 0 and self._thread is not threading.current_thread():
+            self._thread.join(wait_s)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -251,7 +259,7 @@ class Engine:
             "step_seconds": round(self.step_seconds, 4),
             "merged": list(self._tuner_layer.merged_adapters) if self._tuner_layer is not None else [],
             "merges": self.merges,
-            "decoder": "packed" if self.decoder_why is None else f"transformers ({self.decoder_why})",
+            "decoder": self._decoder_name(),
             "packed_builds": self.packed_builds,
             **self.counts,
             "cancels": list(self.cancels),
@@ -515,6 +523,11 @@ class Engine:
         self._merged(None)
         return self.model(**inputs, adapter_names=list(adapters))  # PEFT's mixed-adapter batch
 
+    def _decoder_name(self) -> str:
+        if self.decoder_why is not None:
+            return f"transformers ({self.decoder_why})"
+        return "packed, int8 weights" if self.decoder == "int8" else "packed"
+
     def _decoder_refusal(self) -> str | None:
         """Why the packed pass does not serve this engine's model (None: it does)."""
         import torch
@@ -527,9 +540,14 @@ class Engine:
             return "adapters are not merged"
         base = self.model.get_base_model() if self.peft else self.model
         refusal = why_not(base)
-        if refusal is not None or self.decoder == "packed":
+        on_cpu = self._device().type == "cpu"
+        if self.decoder == "int8" and refusal is None and (base.dtype != torch.bfloat16 or not on_cpu):
+            refusal = "int8 weights take bfloat16 activations on a CPU"
+        if refusal is not None and self.decoder == "int8":
+            logger.warning("int8 weights asked, but %s: transformers' forward serves", refusal)
+        if refusal is not None or self.decoder in ("packed", "int8"):
             return refusal
-        if self._device().type != "cpu" or not torch.backends.mkldnn.is_available():
+        if not on_cpu or not torch.backends.mkldnn.is_available():
             return "auto packs for a CPU with oneDNN only"
         if base.dtype not in (torch.float32, torch.bfloat16):
             return f"auto packs float32 and bfloat16 weights only ({str(base.dtype).removeprefix('torch.')} here)"
@@ -546,7 +564,8 @@ class Engine:
 
             self._packed = None  # the old copy goes before the new one is made
             try:
-                self._packed = PackedDecoder(self.model.get_base_model() if self.peft else self.model)
+                base = self.model.get_base_model() if self.peft else self.model
+                self._packed = PackedDecoder(base, int8=self.decoder == "int8")
             except Exception as exc:  # noqa: BLE001 (the model's own forward still serves)
                 logger.exception("the packed decoding pass could not be built; transformers' forward serves")
                 self.decoder_why = f"packing failed: {type(exc).__name__}"

@@ -72,7 +72,8 @@ class Pool:
         max_loaded: versions kept in memory; beyond it the least recently used one that no route names and no
             request uses is unloaded.
         max_batch: chats generated together at most.
-        dtype: the served weights' precision; ``version``: each version's registered one.
+        dtype: the served weights' precision; ``version``: each version's registered one; ``int8``: int8 weights
+            with bfloat16 activations (through the engine's packed pass).
         merge: a base holding one adapter serves it merged into its weights (``Engine``'s ``merge``).
         decoder: ``Engine``'s ``decoder`` (auto, packed, transformers).
     """
@@ -140,8 +141,8 @@ class Pool:
             ) from None
         folder = download(self.model_name, number, self.tracking_uri, self.cache_dir)
         cfg, artifacts = read_model(folder)
-        if self.dtype != "version":
-            cfg["dtype"] = self.dtype
+        if self.dtype != "version":  # int8: the weights go int8 in the engine's pass, the activations bfloat16
+            cfg["dtype"] = "bfloat16" if self.dtype == "int8" else self.dtype
         base_dir = base_path(cfg, artifacts)
         key = (
             str(cfg.get("base_fingerprint") or base_dir),
@@ -191,7 +192,7 @@ class Pool:
             lock=lock,
             name=f"decode-{adapter}",
             merge=self.merge,
-            decoder=self.decoder,
+            decoder="int8" if self.dtype == "int8" else self.decoder,
         )
         base = Base(key=key, model=model, engine=engine, lock=lock)
         base.adapters.add(adapter)
@@ -248,9 +249,12 @@ class Pool:
         """Each loaded base's decoding loop: chats running and waiting, steps, prefills, cancels."""
         return {"+".join(sorted(b.adapters)): b.engine.stats() for b in list(self.bases.values())}
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 30.0) -> None:
+        """Ends every base's loop, waiting for each to leave its current step (the process may exit next)."""
         for base in list(self.bases.values()):
             base.engine.close()
+        for base in list(self.bases.values()):
+            base.engine.close(wait_s)
 
 
 def download(model_name: str, number: str, tracking_uri: str, cache_dir: str | Path) -> Path:

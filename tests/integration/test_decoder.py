@@ -1,9 +1,9 @@
 """The engine's packed decoding pass (``serving/decoder.py``) against transformers' forward.
 
-In float32 (packed for oneDNN on a CPU) it must give ``generate()``'s greedy replies token for token on every family it accepts (while chats of
-different lengths join and leave one batch, and with a merged adapter); the families it does not know keep
-transformers' forward and say why; in bfloat16, with oneDNN's packed weights, its logits stay within bfloat16
-rounding of transformers' bfloat16 forward.
+In float32 (packed for oneDNN on a CPU) it must give ``generate()``'s greedy replies token for token on every family
+it accepts (while chats of different lengths join and leave one batch, and with a merged adapter); the families it
+does not know keep transformers' forward and say why; in bfloat16, with oneDNN's packed weights, its logits stay
+within bfloat16 rounding of transformers' bfloat16 forward.
 """
 
 from __future__ import annotations
@@ -175,3 +175,32 @@ def test_bfloat16_packed_logits_stay_within_bfloat16_rounding_of_transformers(fa
         got2 = decoder(step, mask2, pos2, ours).logits[:, -1].float()
         want2 = model(input_ids=step, attention_mask=mask2, position_ids=pos2, past_key_values=theirs).logits[:, -1]
         assert (got2 - want2.float()).abs().max() <= 0.05 * want2.float().abs().max()
+
+
+@pytest.mark.parametrize("family", ["llama3", "qwen2"])
+def test_int8_weights_stay_within_their_rounding_of_the_bfloat16_pass(family, students):
+    """One scale per output row: each weight within half a step of its row's absmax / 127, so the logits move by a
+    fraction of bfloat16's own drift; a float32 model is refused (the kernel takes bfloat16 activations)."""
+    import torch
+    from transformers import DynamicCache
+
+    from empathy_distill.serving.decoder import PackedDecoder, int8_linear
+
+    w = torch.randn(96, 64) * torch.logspace(-2, 0, 96)[:, None]  # rows of very different sizes
+    x = torch.randn(3, 64, dtype=torch.bfloat16)
+    exact = x.float() @ w.T
+    got = int8_linear(w, None)(x).float()
+    half_step = w.abs().amax(1) / 254  # each weight is off by at most half its row's step
+    bound = x.float().abs().sum(1, keepdim=True) * half_step + exact.abs() * 2**-8 + 1e-6  # + bfloat16's rounding
+    assert ((got - exact).abs() <= bound).all()
+    assert not torch.equal(got, (x @ w.to(torch.bfloat16).T).float())  # int8, not bfloat16 weights
+
+    tokenizer, model, fmt = students(family, "bfloat16")
+    prompt = torch.tensor([list(fmt.prompt_ids(tokenizer, CHATS[1]))])
+    mask, positions = torch.ones_like(prompt), torch.arange(prompt.shape[1])[None]
+    with torch.inference_mode():
+        ref = PackedDecoder(model)(prompt, mask, positions, DynamicCache()).logits.float()
+        q8 = PackedDecoder(model, int8=True)(prompt, mask, positions, DynamicCache()).logits.float()
+    assert 0 < (q8 - ref).abs().max() <= 0.1 * ref.abs().max()
+    with pytest.raises(ValueError, match="bfloat16 activations"):
+        PackedDecoder(students(family)[1], int8=True)

@@ -313,3 +313,25 @@ def test_the_pool_serves_in_the_dtype_asked_and_merges_a_lone_adapter(tmp_path):
         assert next(iter(pool.stats().values()))["merged"] == []
     finally:
         pool.close()
+
+
+def test_the_pool_serves_int8_weights_through_the_packed_pass(tmp_path):
+    """``deploy.dtype: int8``: the base in bfloat16, the engine's pass multiplying int8 weights (the tiny student is a
+    Llama); a reply comes back and the stats say which pass served it."""
+    import torch
+
+    from empathy_distill.serving.pool import Pool
+    from tests.tiny_model import register_tiny_versions
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (v1,) = register_tiny_versions(tmp_path, uri, MODEL, seeds=(1,))
+    pool = Pool(MODEL, uri, tmp_path / "versions", dtype="int8")
+    try:
+        version = pool.ensure(v1)
+        assert {p.dtype for n, p in version.base.model.named_parameters() if "lora_" not in n} == {torch.bfloat16}
+        reply = pool.submit(version, [{"role": "user", "content": "My cat is sick."}], 8, {}).future.result(60)
+        stats = pool.stats()[version.adapter]
+    finally:
+        pool.close()
+    assert reply.completion_tokens > 0
+    assert stats["decoder"] == "packed, int8 weights" and stats["packed_builds"] == 1

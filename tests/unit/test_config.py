@@ -23,12 +23,19 @@ def test_demo_config_loads_with_overrides():
         ("data.split.method=random", "data.split.method: Input should be 'auto', 'paper' or 'hash'"),
         ("validation.max_text_chars=many", "validation.max_text_chars: Input should be a valid integer"),
         ("novalue", "expected key=value"),
+        ("registry.deploy.decoder=fast", "registry.deploy.decoder: Input should be 'auto', 'packed' or 'transformers'"),
     ],
 )
 def test_bad_override_names_the_key(override, message):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
     assert message in str(err.value)
+
+
+def test_int8_serving_cannot_be_asked_of_transformers_forward():
+    with pytest.raises(ConfigError, match="dtype int8 is served through the packed pass"):
+        load_config(None, ["registry.deploy.dtype=int8", "registry.deploy.decoder=transformers"])
+    assert load_config(None, ["registry.deploy.dtype=int8"]).registry.deploy.dtype == "int8"
 
 
 def test_bad_yaml_file(tmp_path):
