@@ -428,7 +428,7 @@ def main() -> None:
         )
     prefill_floor = 2 * n_params * prompt_tokens / peak
     print(
-        f"a lone chat's TTFT: p50 {lone * 1e3:.0f} ms; the compute floor for its prefill "
+        f"a lone chat's TTFT: p50 {lone * 1e3:.0f} ms; its prefill at the float32 matmul peak measured above "
         f"{prefill_floor * 1e3:.0f} ms ({prompt_tokens:.0f} tokens x 2N / peak) plus one decoding step "
         f"(>= {weight_bytes / bw * 1e3:.0f} ms at the bandwidth)"
     )
@@ -441,7 +441,8 @@ def main() -> None:
 
     print(
         "bfloat16 weights (serve --dtype bfloat16), the same server and prompts, through transformers' forward and "
-        "through our packed pass (registry.deploy.decoder; auto packs bfloat16):"
+        "through our packed pass (registry.deploy.decoder; auto packs float32 and bfloat16 on a CPU: the float32 "
+        "server above was packed too), and int8 weights (serve --dtype int8):"
     )
     print(
         "| chats at once | float32 tok/s | bfloat16, transformers tok/s | bfloat16, packed tok/s | int8 tok/s | "
