@@ -324,13 +324,19 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     """\
   empathy-distill serve
   empathy-distill serve --model models:/empathy-student/3 --port 5006
-  empathy-distill serve --dtype bfloat16""",
+  empathy-distill serve --dtype bfloat16
+  empathy-distill serve --base smollm2-135m-instruct --port 8081   # a plain local LLM (a teacher or judge)""",
 )
 def cmd_serve(args: argparse.Namespace) -> int:
     """Runs the stable server in the foreground for a registry alias (followed) or version (pinned): OpenAI's chat API
     with streaming, MLflow's /invocations, /health."""
-    from app.serving_ops import serve
+    from app.serving_ops import serve, serve_base
 
+    if args.base:
+        if args.model:
+            raise ConfigError("--base serves a model without the registry: leave out --model")
+        config = _config(args)
+        return serve_base(config, args.base, args.host, args.port or config.registry.deploy.port, args.dtype)
     config = _config(args, *([f"registry.deploy.dtype={args.dtype}"] if args.dtype else []))
     return serve(config, args.model, args.host, args.port or config.registry.deploy.port)
 
@@ -531,6 +537,13 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
         "--model",
         default=None,
         help="models:/NAME@ALIAS or models:/NAME/VERSION (default: models:/<registry.model_name>@champion)",
+    )
+    p.add_argument(
+        "--base",
+        default=None,
+        metavar="MODEL",
+        help="serve this model alone, no adapter, no registry: a preset (smollm2-135m-instruct, gemma3-270m), a "
+        ".gguf file, a model folder or a hub id",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default: registry.deploy.port (5005)")

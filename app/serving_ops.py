@@ -61,6 +61,38 @@ def serve(config: DistillConfig, model: str | None, host: str, port: int) -> int
     return 0
 
 
+def serve_base(config: DistillConfig, model: str, host: str, port: int, dtype: str | None) -> int:
+    """Serves one unadapted model in the foreground: the same API as a registered version, no registry, no key."""
+    from deploy.server import port_free, quiet_loading, run_base
+    from empathy_distill.training.sources import is_gguf_name
+
+    if not port_free(host, port):
+        raise ConfigError(f"port {port} on {host} is in use: pass --port")
+    if not is_gguf_name(model) and not Path(model).is_dir() and "/" not in model:
+        raise ConfigError(f"--base {model}: not a preset, a .gguf file, a model folder or a hub id (owner/name)")
+    cfg = config.registry.deploy
+    print(
+        f"serving {model} (no adapter) at http://{host}:{port}/v1 (POST /v1/chat/completions, GET /v1/models, "
+        "GET /health); Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
+    quiet_loading()
+    try:
+        run_base(
+            model,
+            host,
+            port,
+            Path(config.student.cache_dir).resolve(),
+            dtype="auto" if dtype in (None, "version") else dtype,
+            decoder=cfg.decoder,
+            max_concurrency=cfg.max_concurrency,
+        )
+    except (OSError, ValueError) as exc:  # a folder without a model, a hub id offline, a file that is not one
+        raise ConfigError(f"--base {model}: {' '.join(str(exc).split())[:300]}") from None
+    return 0
+
+
 def vllm_lines(config: DistillConfig, download_dir: str, host: str, port: int) -> list[str]:
     """Downloads the versions ``champion`` and ``challenger`` name and writes the ``vllm serve`` command that serves
     both as LoRA modules on their base (``download_dir/serve.sh``); returns what to print."""

@@ -408,6 +408,38 @@ def run(
         router.stop()
 
 
+def run_base(
+    model: str,
+    host: str,
+    port: int,
+    cache_dir: str | Path,
+    dtype: str = "auto",
+    decoder: str = "auto",
+    max_concurrency: int = 32,
+    system_prompt: str = "",
+) -> None:
+    """Serves one unadapted model (a preset, folder, GGUF path or hub id) until SIGTERM/SIGINT: the same API, no
+    registry (``serve --base``)."""
+    import uvicorn
+
+    from empathy_distill.serving.base_model import BasePool, BaseRouter
+
+    router = BaseRouter(BasePool(model, cache_dir, dtype=dtype, decoder=decoder, system_prompt=system_prompt))
+    config = uvicorn.Config(
+        build_app(router, max_concurrency),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        limit_concurrency=max(512, 16 * max_concurrency),
+        timeout_graceful_shutdown=15,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        router.stop()
+
+
 def start(
     model_name: str,
     tracking_uri: str,

@@ -53,7 +53,8 @@ class Version:
     """A registered version ready to answer."""
 
     number: str
-    adapter: str
+    adapter: str | None
+    """None: the base alone (``serve --base``)."""
     base: Base
     system_prompt: str
     defaults: dict[str, Any]
@@ -240,10 +241,7 @@ class Pool:
     ) -> Request:
         """Queues a chat for the version's base; the request's ``future`` holds a ``Reply`` or raises ``ApiError``
         (and its ``listener``, when given, hears the reply's text as it grows)."""
-        if chat[0]["role"] != "system" and version.system_prompt:
-            chat = [{"role": "system", "content": version.system_prompt}, *chat]
-        merged = {**version.defaults, **{k: v for k, v in settings.items() if v is not None}}
-        return version.base.engine.submit(chat, max_tokens, merged, adapter=version.adapter, listener=listener)
+        return submit_chat(version, chat, max_tokens, settings, listener)
 
     def stats(self) -> dict[str, Any]:
         """Each loaded base's decoding loop: chats running and waiting, steps, prefills, cancels."""
@@ -255,6 +253,17 @@ class Pool:
             base.engine.close()
         for base in list(self.bases.values()):
             base.engine.close(wait_s)
+
+
+def submit_chat(
+    version: Version, chat: list[dict[str, str]], max_tokens: int | None, settings: dict, listener: Listener | None
+) -> Request:
+    """The chat to the version's engine: its system prompt first when the chat has none, its generation defaults
+    under the request's own settings."""
+    if chat[0]["role"] != "system" and version.system_prompt:
+        chat = [{"role": "system", "content": version.system_prompt}, *chat]
+    merged = {**version.defaults, **{k: v for k, v in settings.items() if v is not None}}
+    return version.base.engine.submit(chat, max_tokens, merged, adapter=version.adapter, listener=listener)
 
 
 def download(model_name: str, number: str, tracking_uri: str, cache_dir: str | Path) -> Path:

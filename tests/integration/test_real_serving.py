@@ -142,3 +142,82 @@ def test_a_client_that_goes_away_frees_its_place_and_its_row_within_a_step(real_
     assert resp.status == 200 and b"data: [DONE]" in resp.read()
     conn.close()
     streams[1][0].close()
+
+
+def test_serve_base_answers_as_the_plain_model_over_the_same_api(real_cache, real_folder, loaded, tmp_path):
+    """``serve --base smollm2-135m-instruct``: the packaged model alone, no registry and no key, behind the same API
+    (the GGUF's dequantised folder is found in the cache by its sha256: no second conversion); greedy replies,
+    whole and streamed, are the in-process ones; a malformed request is a 4xx in OpenAI's shape."""
+    import os
+    import subprocess
+    import sys
+
+    import openai
+
+    from deploy.server import stop, wait_ready
+    from tests.conftest import REPO
+
+    real_folder(PRESET)  # converted once per session, into real_cache
+    tokenizer, model, fmt = loaded(PRESET)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ZENML_CONFIG_PATH": str(tmp_path / "zen")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = ["serve", "--base", PRESET, "--port", str(port), "--set", f"student.cache_dir={real_cache}"]
+    with open(tmp_path / "serve.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *cmd],
+            env=env,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, 300, proc)
+        client = openai.OpenAI(base_url=url + "/v1", api_key="not-needed", max_retries=0)
+        assert [m.id for m in client.models.list().data] == [PRESET]
+        for text in ASKED[:2]:
+            chat = [{"role": "user", "content": text}]
+            local = generate(model, tokenizer, [chat], GenerationSettings(max_new_tokens=32), fmt=fmt, progress=False)
+            ask = {"model": "whatever-the-client-names", "messages": chat, "max_tokens": 32, "temperature": 0}
+            whole = client.chat.completions.create(**ask)
+            chunks = client.chat.completions.create(**ask, stream=True)
+            streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            assert whole.choices[0].message.content == streamed == local[0].text
+            assert whole.model == f"{PRESET}/base" and whole.usage.completion_tokens == local[0].completion_tokens
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model="x", messages=[{"role": "bot", "content": "hi"}])
+        body = health(url)
+        assert body["base"]["gguf"]["sha256"] and body["base"]["reused"] is True  # the session's conversion, found
+        assert body["engines"]["base"]["decoder"] == "packed"
+    finally:
+        stop(proc.pid)
+        print((tmp_path / "serve.log").read_text()[-3000:])
+    assert not (tmp_path / ".cache" / "students").exists()  # the cached conversion was used
+
+
+def test_serve_base_with_a_model_that_is_not_one_is_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ZENML_CONFIG_PATH": str(tmp_path / "zen")}
+    (tmp_path / "empty").mkdir()
+    for base, message in [
+        ("nonsense", "--base nonsense: not a preset, a .gguf file, a model folder or a hub id"),
+        (str(tmp_path / "empty"), f"--base {tmp_path / 'empty'}:"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", "serve", "--base", base, "--port", str(free_port())],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert done.returncode == 2, done.stderr[-2000:]
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: {message}") and "Traceback" not in done.stderr
