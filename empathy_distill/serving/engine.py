@@ -121,6 +121,9 @@ class Request:
     out: list[int] = field(default_factory=list)
     max_new: int = 0
     sample: bool = False
+    seed: int | None = None
+    """Sampling only: this row's own random stream (the same seed, the same reply, whatever else shares the batch)."""
+    generator: Any = None
     processors: list = field(default_factory=list)
     emitted: str = ""
     cancelled_at: float | None = None
@@ -362,6 +365,8 @@ class Engine:
         request.max_new = fit(len(request.prompt), request.max_tokens, settings.get("max_new_tokens", 64), self.context)
         checked = GenerationSettings(**{**settings, "max_new_tokens": request.max_new})
         request.sample = checked.temperature > 0
+        seed = request.settings.get("seed")
+        request.seed = int(seed) if request.sample and seed is not None else None
         request.processors = processors(checked, self.generation_config)
 
     def _prefill(self, group: list[Request]) -> None:
@@ -433,7 +438,9 @@ class Engine:
             for processor in request.processors:
                 scores = processor(seen, scores)
         if request.sample:
-            token = int(torch.multinomial(torch.softmax(scores, dim=-1), 1)[0, 0])
+            if request.seed is not None and request.generator is None:
+                request.generator = torch.Generator(device=scores.device).manual_seed(request.seed)
+            token = int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=request.generator)[0, 0])
         else:
             token = int(torch.argmax(scores, dim=-1)[0])
         request.out.append(token)

@@ -1,12 +1,21 @@
-"""A local ``transformers`` teacher for air-gapped runs: any causal LM folder with a chat template."""
+"""A local model as the teacher or an LLM judge, in process (``backend: local``): the serving engine without the HTTP.
+
+The model loads exactly as ``serve --base`` loads it (``serving/base_model.py``: a packaged preset such as
+``smollm2-135m-instruct``, a ``.gguf`` file, a folder, a hub id) and its requests go through the same engine:
+continuous batching across the concurrent requests, the packed decoding pass, a per-request seed when sampling.
+One path, two doors: ``serve --base`` puts that model behind HTTP for other processes (``backend: openai`` with
+``base_url`` at it), ``backend: local`` keeps it in this one. Same cache and budget as the remote backends; token
+counts are the model's own tokenizer's.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Sequence
 
-from empathy_distill.config import TeacherConfig
+from empathy_distill.config import StudentConfig, TeacherConfig
 from empathy_distill.teacher.budget import Budget
 from empathy_distill.teacher.cache import ReplyCache
 from empathy_distill.teacher.openai_client import BUDGET_ERROR
@@ -16,53 +25,46 @@ logger = logging.getLogger(__name__)
 
 
 class LocalTeacher:
-    """Generates with a local model (``cfg.model`` is its folder); same cache and budget as the others."""
+    """Generates with a local model (``cfg.model``: a preset, ``.gguf``, folder or hub id), batched by the engine."""
 
     def __init__(self, cfg: TeacherConfig, cache: ReplyCache | None = None, budget: Budget | None = None) -> None:
         self.cfg = cfg
         self.cache = cache
         self.budget = budget or Budget(cfg)
         self.usage = Usage()
-        self._model = None
-        self._tokenizer = None
+        self._pool = None
+        self._loading = threading.Lock()
 
     def request(self, messages: Sequence[tuple[str, str]], tag: str = "") -> ChatRequest:
         return ChatRequest(
             tuple(messages), self.cfg.model, self.cfg.temperature, self.cfg.max_tokens, self.cfg.seed, tag
         )
 
-    def _load(self) -> None:
-        if self._model is None:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+    def _load(self):
+        with self._loading:  # the first requests of a batch arrive together: one load
+            if self._pool is None:
+                from empathy_distill.serving.base_model import BasePool
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self.cfg.model)
-            self._model = AutoModelForCausalLM.from_pretrained(self.cfg.model)
-            self._model.eval()
+                max_batch = min(self.cfg.concurrency, 32)
+                self._pool = BasePool(self.cfg.model, StudentConfig().cache_dir, max_batch=max_batch)
+            return self._pool
 
-    def _generate(self, req: ChatRequest) -> ChatResult:
-        import torch
+    async def _generate(self, req: ChatRequest) -> ChatResult:
+        from empathy_distill.serving.api import ApiError
 
-        self._load()
-        tok = self._tokenizer
-        ids = tok.apply_chat_template(
-            req.openai_messages(), add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        if req.seed is not None:
-            torch.manual_seed(req.seed)
-        with torch.no_grad():
-            out = self._model.generate(
-                **ids,
-                max_new_tokens=req.max_tokens,
-                do_sample=req.temperature > 0,
-                temperature=req.temperature if req.temperature > 0 else None,
-                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-            )
-        new = out[0, ids["input_ids"].shape[1] :]
+        pool = await asyncio.to_thread(self._load)
+        version = pool.versions["base"]
+        settings = {"temperature": req.temperature, "seed": req.seed}
+        job = pool.submit(version, req.openai_messages(), req.max_tokens, settings)
+        try:
+            reply = await asyncio.wrap_future(job.future)
+        except ApiError as exc:  # a prompt over the model's context: this request fails, the run goes on
+            return ChatResult(key=req.key, error=f"local model refused the request: {exc.message}", attempts=1)
         return ChatResult(
             key=req.key,
-            text=tok.decode(new, skip_special_tokens=True),
-            prompt_tokens=int(ids["input_ids"].shape[1]),
-            completion_tokens=int(new.shape[0]),
+            text=reply.text,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
             attempts=1,
         )
 
@@ -74,19 +76,31 @@ class LocalTeacher:
             self.budget.reserve()
         except BudgetExhausted as exc:
             return ChatResult(key=req.key, error=f"{BUDGET_ERROR}: {exc}")
-        result = await asyncio.to_thread(self._generate, req)
+        result = await self._generate(req)
         if self.cache is not None:
             self.cache.put(req, result)
         self.usage.add(req.tag, result, 0.0)
         return result
 
     async def complete_many(self, requests: Sequence[ChatRequest], desc: str = "teacher") -> list[ChatResult]:
+        """All at once, ``concurrency`` at most in the engine's batch; results in the requests' order."""
         from tqdm.auto import tqdm
 
-        results = []
-        for req in tqdm(requests, desc=desc, unit="req", disable=None):
-            results.append(await self.complete(req))
-        return results
+        gate = asyncio.Semaphore(self.cfg.concurrency)
+        bar = tqdm(total=len(requests), desc=desc, unit="req", disable=None)
+
+        async def one(req: ChatRequest) -> ChatResult:
+            async with gate:
+                result = await self.complete(req)
+            bar.update(1)
+            return result
+
+        try:
+            return list(await asyncio.gather(*(one(r) for r in requests)))
+        finally:
+            bar.close()
 
     async def aclose(self) -> None:
-        return None
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.close)
+            self._pool = None

@@ -250,6 +250,47 @@ def test_build_teacher_picks_the_backend(tmp_path, monkeypatch):
     assert isinstance(teacher, BatchTeacher)
 
 
+def test_local_backend_batches_concurrent_requests_and_a_seed_fixes_a_sampled_reply(tmp_path):
+    """``backend: local`` runs the serving engine in process: concurrent requests share its batch (as ``serve --base``
+    would serve them), and a sampled reply depends on its seed only, not on what else was in the batch."""
+    from tests.tiny_model import build_tiny_chat_model
+
+    folder = build_tiny_chat_model(tmp_path / "tiny")
+
+    def teacher(seed):
+        return build_teacher(
+            TeacherConfig(backend="local", model=str(folder), max_tokens=12, temperature=1.0, seed=seed, concurrency=8),
+            use_cache=False,
+        )
+
+    _, together = ask(teacher(7), 6)
+    _, alone = ask(teacher(7), 1, offset=3)
+    _, other_seed = ask(teacher(8), 6)
+    assert all(r.ok and r.completion_tokens > 0 for r in together)
+    assert alone[0].text == together[3].text  # its seed, not its batch, chose the tokens
+    assert [r.text for r in other_seed] != [r.text for r in together]
+
+
+def test_local_backend_counts_the_batch_it_ran(tmp_path):
+    from tests.tiny_model import build_tiny_chat_model
+
+    folder = build_tiny_chat_model(tmp_path / "tiny")
+    teacher = build_teacher(
+        TeacherConfig(backend="local", model=str(folder), max_tokens=16, temperature=0.0, concurrency=8),
+        use_cache=False,
+    )
+    reqs = [teacher.request([("user", f"message {i}")]) for i in range(8)]
+
+    async def run():
+        results = await teacher.complete_many(reqs)
+        stats = teacher._pool.stats()["base"]
+        await teacher.aclose()
+        return results, stats
+
+    results, stats = asyncio.run(run())
+    assert all(r.ok for r in results) and stats["max_running"] > 1 and stats["finished"] == 8 + 1  # + the warm-up
+
+
 def test_local_transformers_backend(tmp_path):
     from tests.tiny_model import build_tiny_chat_model
 
