@@ -207,7 +207,7 @@ def build_app(router, max_concurrency: int = 32):
             version,
             req.messages,
             req.max_tokens,
-            {"temperature": req.temperature, "top_p": req.top_p},
+            {"temperature": req.temperature, "top_p": req.top_p, "seed": req.seed},
             listener=lambda kind, value: loop.call_soon_threadsafe(events.put_nowait, (kind, value)),
         )
         closed = []
@@ -259,9 +259,8 @@ def build_app(router, max_concurrency: int = 32):
                 response = await stream(version, req, release)
                 release = None  # the stream gives the place back
                 return response
-            reply = await answer(
-                version, req.messages, req.max_tokens, {"temperature": req.temperature, "top_p": req.top_p}
-            )
+            settings = {"temperature": req.temperature, "top_p": req.top_p, "seed": req.seed}
+            reply = await answer(version, req.messages, req.max_tokens, settings)
         except ApiError as exc:
             return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
         finally:

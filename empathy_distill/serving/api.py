@@ -58,6 +58,9 @@ class ChatRequest:
     """Server-Sent Events of ``chat.completion.chunk`` objects, then ``data: [DONE]``."""
     include_usage: bool = False
     """``stream_options.include_usage``: a last chunk with no choices and the token counts."""
+    seed: int | None = None
+    """Sampling: the reply's own random stream (the same seed and settings give the same reply, whatever else the
+    batch holds)."""
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -144,6 +147,9 @@ def chat_request(body: dict[str, Any]) -> ChatRequest:
     top_p = _number(body, "top_p", 0.0, 1.0)
     if top_p == 0.0:
         raise ApiError(400, "top_p must be above 0", param="top_p")
+    seed = body.get("seed")
+    if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**63):
+        raise ApiError(400, "seed must be a non-negative integer", param="seed")
     return ChatRequest(
         model=model.strip(),
         messages=check_chat(body.get("messages")),
@@ -152,6 +158,7 @@ def chat_request(body: dict[str, Any]) -> ChatRequest:
         top_p=top_p,
         stream=bool(stream),
         include_usage=include_usage,
+        seed=seed,
     )
 
 

@@ -64,6 +64,7 @@ def test_a_chat_request_is_checked_field_by_field():
     streamed = chat_request({"messages": USER, "stream": True, "stream_options": {"include_usage": True}})
     assert streamed.stream and streamed.include_usage
     assert not chat_request({"messages": USER, "stream": True}).include_usage
+    assert chat_request({"messages": USER, "seed": 7}).seed == 7 and chat_request({"messages": USER}).seed is None
     developer = chat_request({"messages": [{"role": "developer", "content": "Be brief."}, *USER]})
     assert developer.messages[0]["role"] == "system"
     parts = chat_request(
@@ -79,6 +80,7 @@ def test_a_chat_request_is_checked_field_by_field():
         "max_tokens": {"messages": USER, "max_tokens": True},
         "temperature": {"messages": USER, "temperature": "warm"},
         "top_p": {"messages": USER, "top_p": 0},
+        "seed": {"messages": USER, "seed": -1},
         "messages": {"messages": []},
         "messages[0].role": {"messages": [{"role": "tool", "content": "x"}]},
         "messages[0].content": {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
