@@ -100,9 +100,10 @@ def main() -> None:
                     "words_mean": statistics.mean(words) if words else 0.0,
                     "words_p50": statistics.median(words) if words else 0.0,
                     "words_max": max(words) if words else 0,
-                    "sets": f"SFT {report['sft_rows_in']} in, {report['sft_rows']} kept; DPO {report['dpo_pairs_in']} in, "
-                    f"{report['dpo_pairs']} kept; {report['rows_quarantined']} quarantined "
-                    f"({quarantined} lines in quarantine.jsonl) {report['quarantine_reasons']}",
+                    "sets": f"SFT {report['sft_rows_in']} in, {report['sft_rows']} kept; "
+                    f"DPO {report['dpo_pairs_in']} in, {report['dpo_pairs']} kept; "
+                    f"{report['rows_quarantined']} quarantined ({quarantined} lines in quarantine.jsonl) "
+                    f"{report['quarantine_reasons']}",
                     "seconds": seconds,
                     "stopped": failed,
                 }
