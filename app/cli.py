@@ -184,6 +184,45 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 
 @verb(
+    "teacher-check",
+    "before paying for the bootstrap: does the teacher's rewrite beat the reply it rewrites? (a sample, offline)",
+    """\
+  empathy-distill teacher-check --config configs/local-teacher.yaml
+  empathy-distill teacher-check --config configs/paper.yaml --dialogues 50 --json""",
+    needs_config=True,
+)
+def cmd_teacher_check(args: argparse.Namespace) -> int:
+    """Rewrites a sample of train dialogues with the configured teacher, method and strategy, and judges each rewrite
+    against its original with the offline judges in both orders: the rewrite's win rate and Wilson interval per judge,
+    the parser's refusals, the lengths. Exit 0 when every interval lies above one half, 1 otherwise."""
+    from app.prepare import prepared
+    from empathy_distill.data.ingest import ingest, require_rows
+    from empathy_distill.teacher.check import run_check
+
+    config = _config(args)
+    if config.bootstrap.method == "direct":
+        raise ConfigError("bootstrap.method is direct: no teacher to check (set improve_llm or improve_human)")
+    config = prepared(config, needs_teacher=True, needs_student=False)
+    teacher = config.teacher.model_copy(update={"check_dialogues": args.dialogues or config.teacher.check_dialogues})
+    data = ingest(config.data.path, config.data, config.validation)
+    require_rows(data)
+    report, verdict = run_check(data.table, config.bootstrap, teacher, config.evaluation)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        words = report["words"]
+        print(
+            f"teacher {config.teacher.model} ({config.bootstrap.method}/{config.bootstrap.strategy}): "
+            f"{report['dialogues']} dialogues, {report['kept']} rewrites kept, {report['parse_failures']} refused by "
+            f"the parser {report['not_kept_reasons'] or ''}, {report['failed']} failed; {report['teacher_requests']} "
+            f"requests; rewrites {words['rewrite_mean']} words on average (at most {words['rewrite_max']}; the "
+            f"originals {words['original_mean']}; guidance about {words['target_mean']}, at most {words['limit']})"
+        )
+    print(verdict.line)
+    return 0 if verdict.passed else 1
+
+
+@verb(
     "distill",
     "run the distill pipeline end to end: data, teacher, SFT, DPO, judging, registry, gate",
     """\
@@ -427,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
         "init": _init_options,
         "ingest": _ingest_options,
         "bootstrap": _bootstrap_options,
+        "teacher-check": _teacher_check_options,
         "calibrate": _calibrate_options,
         "ablation": _cache_option,
         "evaluate": _evaluate_options,
@@ -488,6 +528,11 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 def _ingest_options(p: argparse.ArgumentParser) -> None:
     _data_options(p)
     p.add_argument("--out", required=True, help="folder for dialogues.parquet, quarantine.jsonl, report.json")
+
+
+def _teacher_check_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dialogues", type=int, default=None, help="how many (default: teacher.check_dialogues, 30)")
+    p.add_argument("--json", action="store_true", help="the whole report as JSON")
 
 
 def _bootstrap_options(p: argparse.ArgumentParser) -> None:

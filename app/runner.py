@@ -61,6 +61,8 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
     }
     options: dict = {"step_configurations": run_config.steps} if run_config.steps else {}
     champion = None
+    if name == "bootstrap" and config.teacher.check:  # the check's offline judges as the run's evaluation sets them
+        params["evaluation"] = config.evaluation
     if name == "distill":
         promotions = Promotions.open(tracking_uri, config.registry.history)
         champion = promotions.alias(config.registry.model_name)

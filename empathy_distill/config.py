@@ -112,6 +112,13 @@ class TeacherConfig(Strict):
     """Give up waiting for a batch after this long (it can be resumed by id later)."""
     max_failed_fraction: float = Field(0.02, ge=0.0, le=1.0)
     """The bootstrap step fails when more dialogues than this failed (not counting the budget)."""
+    check: bool = False
+    """Before the bootstrap, rewrite ``check_dialogues`` train dialogues and judge each rewrite against its original
+    with the offline judges (both orders); the run stops with one line unless every judge's Wilson interval lies
+    above one half (``empathy-distill teacher-check`` runs the same alone). Its replies are the bootstrap's first
+    ones: the full run takes them from the cache."""
+    check_dialogues: int = Field(30, ge=4)
+    """Dialogues the teacher check rewrites and judges."""
 
 
 class BootstrapConfig(Strict):

@@ -35,6 +35,13 @@ def sets_to_folder(config: DistillConfig, out_dir: str | Path, use_cache: bool =
     out.mkdir(parents=True, exist_ok=True)
     data = ingest(config.data.path, config.data, config.validation)
     require_rows(data)
+    if config.teacher.check and config.bootstrap.method != "direct":
+        from empathy_distill.teacher.check import run_check
+
+        check, verdict = run_check(data.table, config.bootstrap, config.teacher, config.evaluation)
+        (out / "teacher_check.json").write_text(json.dumps(check, indent=2) + "\n", encoding="utf-8")
+        print(verdict.line, file=sys.stderr, flush=True)
+        verdict.raise_unless_passed()
     teacher = None if config.bootstrap.method == "direct" else build_teacher(config.teacher, use_cache=use_cache)
     # the plan goes to stderr: stdout is this path's JSON result
     log, rewrite_report = rewrite_stage(

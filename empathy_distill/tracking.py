@@ -136,6 +136,21 @@ def log_ingest(report: dict[str, Any], quarantine_jsonl: str, prefix: str = "ing
         log_dataset(table, "dialogues", report["data_path"], report["data_hash"], context="ingest")
 
 
+def log_teacher_check(report: dict[str, Any]) -> None:
+    """The teacher check's figures as metrics (``teacher_check.<judge>.win_rate``, ``.ci_low``, ...) and its report."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return
+    metrics = {
+        f"teacher_check.{k}": float(report[k]) for k in ("dialogues", "kept", "parse_failures", "failed") if k in report
+    }
+    for name, rate in report.get("judges", {}).items():
+        metrics.update({f"teacher_check.{name}.{k}": float(rate[k]) for k in ("win_rate", "ci_low", "ci_high")})
+    mlflow.log_metrics(metrics)
+    mlflow.log_dict(report, "teacher_check/report.json")
+
+
 def log_bootstrap(report: dict[str, Any], teacher_model: str | None) -> None:
     """Method, strategy, prompt hash and teacher as params; counts, tokens and cost per stage as metrics."""
     import mlflow

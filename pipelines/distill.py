@@ -50,7 +50,8 @@ def distill(
 
     1. ``ingest_dialogues``: parse the input into long rows.
     2. ``validate_dialogues``: GX suite, quarantine, split, data hash; logged to MLflow.
-    3. ``bootstrap_responses``: the teacher rewrites (improvement methods; none for ``direct``).
+    3. ``bootstrap_responses``: the teacher rewrites (improvement methods; none for ``direct``); with
+    ``teacher.check``, ``check_teacher`` first (a sample judged against its originals; the run stops unless it wins).
     4. ``build_training_sets``: SFT rows and DPO pairs.
     5. ``validate_training_sets``: GX suite over both sets, quarantine, leakage check.
     6. ``prepare_student``: the base model (the offline tiny student is built here, untouched by any training target).
@@ -65,7 +66,7 @@ def distill(
     which is then stopped).
     """
     dialogues, sft_train, dpo_train, reports = training_data_steps(
-        data, validation, bootstrap, teacher, source_fingerprint, prompt_hash
+        data, validation, bootstrap, teacher, source_fingerprint, prompt_hash, evaluation
     )
     base = prepare_student(dialogues, sft_train, dpo_train, student=student)
     adapter = None

@@ -3,6 +3,7 @@
 from steps._zenml_speedups import cache_package_lookup
 from steps.bootstrap_responses import bootstrap_responses
 from steps.build_training_sets import build_training_sets
+from steps.check_teacher import check_teacher
 from steps.deploy_model import deploy_model
 from steps.evaluate_responses import evaluate_responses
 from steps.generate_responses import generate_responses
@@ -20,6 +21,7 @@ from steps.validate_training_sets import validate_training_sets
 __all__ = [
     "bootstrap_responses",
     "build_training_sets",
+    "check_teacher",
     "deploy_model",
     "evaluate_responses",
     "generate_responses",
