@@ -295,19 +295,26 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
     llm_judges = [j for j in config.evaluation.judges if j.kind == "llm"]
     if llm_judges:
+        from app.registry_ops import tracking_uri
+        from empathy_distill.judging.admission import decide, judge_identity, record_calibration, recorded_calibrations
         from empathy_distill.judging.calibration import calibrate_judge
         from empathy_distill.judging.judges import LLMJudge
         from empathy_distill.teacher import build_teacher
 
-        result["llm_judges"] = [
-            calibrate_judge(
-                data.table,
-                LLMJudge(build_teacher(j.endpoint), name=j.name, on_error=config.evaluation.on_judge_error),
-                args.max_pairs,
-            )
-            for j in llm_judges
-        ]
+        result["llm_judges"] = []
+        for j in llm_judges:
+            judge = LLMJudge(build_teacher(j.endpoint), name=j.name, on_error=config.evaluation.on_judge_error)
+            found = calibrate_judge(data.table, judge, args.max_pairs)
+            identity = judge_identity(j)
+            if not args.no_record:
+                found["recorded_run"] = record_calibration(identity, found, tracking_uri())
+            records = recorded_calibrations(identity["key"], tracking_uri())
+            found["identity"] = identity
+            found["admission"] = decide(identity, records, config.evaluation.min_judge_agreement)
+            result["llm_judges"].append(found)
     print(json.dumps(result, indent=2))
+    for found in result.get("llm_judges", []):
+        print(("admitted: " if found["admission"]["admitted"] else "not admitted: ") + found["admission"]["reason"])
     return 0
 
 
@@ -551,6 +558,12 @@ def _calibrate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=int, default=5, help="held-out dialogue groups (default 5)")
     p.add_argument(
         "--max-pairs", type=int, default=500, help="pairs sampled for each LLM judge in --config (default 500)"
+    )
+    p.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not record the LLM judges' calibrations (recorded: MLflow experiment judge-calibrations, which "
+        "admits a judge to the gate at evaluation.min_judge_agreement)",
     )
 
 

@@ -88,6 +88,10 @@ def decision_lines(entry: dict[str, Any]) -> list[str]:
     )
     lines = [f"{entry['action']}: {head}; decision #{entry['seq']} recorded"]
     lines += [f"  reason: {r}" for r in entry["reasons"]]
+    figures = entry.get("figures") or {}
+    if "judges_used" in figures:
+        lines.append(f"  judges counted: {', '.join(figures['judges_used']) or 'none'}")
+        lines += [f"  not counted: {r}" for r in figures.get("judges_refused", {}).values()]
     lines += [f"  repaired: {r}" for r in entry.get("repaired", [])]
     return lines
 

@@ -291,6 +291,10 @@ class EvaluationConfig(Strict):
     """More of the tuned student's replies than this empty, run to max_new_tokens without an end-of-turn, or
     dominated by a repeated phrase makes the report ``valid: false`` (never promoted); each such reply already
     counts as a loss."""
+    min_judge_agreement: float = Field(0.55, ge=0.0, le=1.0)
+    """An LLM judge counts in the gate only when a calibration of it (same model, same judge prompt hash; at least
+    200 pairs, ``empathy-distill calibrate``) agrees with the human ratings at least this often (ties half);
+    otherwise it is reported and the gate says why it did not count it (``judging/admission.py``)."""
     on_judge_error: Literal["fail", "continue"] = "fail"
     """fail: a judge request that failed after its retries ends the run with one error line;
     continue: it counts as invalid and the report says why it is not valid."""

@@ -55,10 +55,17 @@ def promote_model(
         "champion_after": str(entry["champion_after"]),
         "reasons": "; ".join(entry["reasons"]) or "all rules met",
         "rules": "; ".join(result["rules"]),
+        "judges_used": ", ".join(result["judges_used"]) or "none",
+        "judges_refused": "; ".join(result["judges_refused"].values()) or "none",
         "history_seq": entry["seq"],
     }
     log_metadata(metadata)
     if ctx.model is not None:
         log_metadata({"promotion": metadata}, infer_model=True)
-    stage_done(f"v{entry['version']} {entry['decision']}; champion {entry['champion_after']}")
+    for reason in result["judges_refused"].values():
+        stage_done(f"not counted by the gate: {reason}")
+    judges = ", ".join(result["judges_used"]) or "none"
+    stage_done(
+        f"v{entry['version']} {entry['decision']} (judges counted: {judges}); champion {entry['champion_after']}"
+    )
     return entry

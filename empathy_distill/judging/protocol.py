@@ -187,6 +187,9 @@ def run_evaluation(generations: pd.DataFrame, dialogues: pd.DataFrame, cfg) -> d
         max_degenerate_fraction=cfg.max_degenerate_fraction,
     )
     report["test_dialogues"] = len(frame)
+    from empathy_distill.judging.admission import admissions
+
+    report["judge_admission"] = admissions(cfg)
     champion = frame["champion_version"].dropna().unique() if "champion_version" in frame.columns else []
     report["champion_version"] = str(champion[0]) if len(champion) else None
     return report

@@ -4,7 +4,9 @@ The gate reads the Wilson interval bounds the evaluation computed (ties half, in
 verdicts excluded), never a bare win rate, and refuses anything it cannot trust: an
 evaluation that is not ``valid``, a ruled opponent that was not judged, too few valid
 comparisons, or a "vs champion" figure measured against another version than the one
-that holds ``champion`` now.
+that holds ``champion`` now. An LLM judge the evaluation did not admit (no calibration on record at
+``evaluation.min_judge_agreement``: ``judging/admission.py``) is not counted; the result names the judges it used
+and, for each refused one, why.
 """
 
 from __future__ import annotations
@@ -52,11 +54,14 @@ def gate(report: dict[str, Any], policy: PromotionPolicy, champion_version: str 
             f"judged against champion {'v' + judged_against if judged_against else '(none)'}, "
             f"but v{champion_version} holds champion now: re-evaluate against it"
         )
-    comparisons = report.get("comparisons", [])
+    admission = report.get("judge_admission") or {}
+    refused = {name: a["reason"] for name, a in admission.items() if not a.get("admitted")}
+    comparisons = [c for c in report.get("comparisons", []) if c["judge"] not in refused]
     for rule in rules:
         matching = [c for c in comparisons if c["opponent"] == rule.opponent]
         if not matching:
-            reasons.append(f"{rule.describe()}: not judged")
+            judged = any(c["opponent"] == rule.opponent for c in report.get("comparisons", []))
+            reasons.append(f"{rule.describe()}: " + ("judged by no admitted judge" if judged else "not judged"))
             continue
         for c in matching:
             valid_n = int(c["n"]) - int(c["invalid"])
@@ -91,6 +96,8 @@ def gate(report: dict[str, Any], policy: PromotionPolicy, champion_version: str 
         "rules": [r.describe() for r in rules],
         "champion_version": champion_version,
         "judged_against": judged_against,
+        "judges_used": sorted({c["judge"] for c in comparisons}),
+        "judges_refused": refused,
     }
 
 
@@ -116,6 +123,11 @@ def record_decision(
         promote=forced_because is not None or result["passed"],
         action=action,
         reasons=reasons,
-        figures={"checks": result["checks"], "rules": result["rules"]},
+        figures={
+            "checks": result["checks"],
+            "rules": result["rules"],
+            "judges_used": result.get("judges_used", []),
+            "judges_refused": result.get("judges_refused", {}),
+        },
         actor=actor,
     )

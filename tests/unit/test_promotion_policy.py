@@ -102,3 +102,43 @@ def test_a_first_champion_clears_the_production_rules():
 def test_default_first_champion_rules_drop_only_the_champion_rule():
     result = gate(report(comparison("base", 35, 0, 5)), POLICY, champion_version=None)
     assert result["passed"] and result["rules"] == ["vs base: ci_low > 0.5"]
+
+
+def test_an_llm_judge_not_admitted_is_reported_but_not_counted():
+    """A generous LLM judge without a calibration on record cannot carry a version through the gate; the result
+    names the judges it counted and why the other did not count."""
+    from empathy_distill.judging.admission import decide
+
+    identity = {
+        "key": "k",
+        "model": "smollm2-135m-instruct",
+        "endpoint": "local:x",
+        "prompt_hash": "sha256:" + "0" * 64,
+    }
+    refused = decide(identity, [], 0.55)
+    r = report(comparison("base", 40, 0, 0, judge="llm"), comparison("base", 20, 0, 20, judge="scorer"))
+    r["judge_admission"] = {"llm": {"identity": identity, **refused}}
+    result = gate(r, POLICY, champion_version=None)
+    assert not result["passed"] and result["judges_used"] == ["scorer"]
+    assert result["judges_refused"] == {"llm": refused["reason"]}
+    assert "no calibration on record" in refused["reason"]
+    alone = report(comparison("base", 40, 0, 0, judge="llm"))
+    alone["judge_admission"] = r["judge_admission"]
+    assert gate(alone, POLICY, None)["reasons"] == ["vs base: ci_low > 0.5: judged by no admitted judge"]
+    admitted = decide(identity, [{"agreement": 0.61, "pairs": 240, "parse_rate": 0.97, "position_bias": 0.55}], 0.55)
+    alone["judge_admission"] = {"llm": {"identity": identity, **admitted}}
+    assert admitted["admitted"] and gate(alone, POLICY, None)["passed"]
+
+
+def test_a_calibration_below_the_bar_or_on_too_few_pairs_admits_nothing():
+    from empathy_distill.judging.admission import decide
+
+    identity = {"key": "k", "model": "m", "endpoint": "e", "prompt_hash": "sha256:" + "1" * 64}
+    low = decide(identity, [{"agreement": 0.51, "pairs": 300, "parse_rate": 0.9, "position_bias": 0.8}], 0.55)
+    assert not low["admitted"]
+    assert low["reason"] == (
+        "judge m (prompt 111111111111): agreement 0.510 on 300 pairs, parse rate 0.90, first-position share 0.80, "
+        "below evaluation.min_judge_agreement 0.55"
+    )
+    few = decide(identity, [{"agreement": 0.9, "pairs": 50}], 0.55)
+    assert not few["admitted"] and "1 on fewer than 200 pairs" in few["reason"]
