@@ -8,7 +8,10 @@ identify_lacking and sequential strategies on the config's slice of the real fil
 cache shared (an improve_llm first draft is asked once for all three strategies). Prints, per run: dialogues planned,
 kept, invalid with their reasons, failed; teacher requests, cache hits and tokens (the server's own counts); the
 kept rewrites' length in words against the paper's guidance (about 28 on average, at most 97); the sets' rows and
-quarantine (rows in = kept + quarantined); seconds. Then a few rewrites beside their originals, to read by eye.
+quarantine (rows in = kept + quarantined); seconds. Then the teacher check (``teacher-check``: the config's method
+and strategy on ``--check-dialogues``, judged by the offline judges) and the same model calibrated as an LLM judge
+on ``--judge-pairs`` rated pairs (parse rate, first-position share, ties, agreement with the human ratings) with the
+admission it would get. Last, a few rewrites beside their originals, to read by eye.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ def main() -> None:
     parser.add_argument("--base", default="smollm2-135m-instruct")
     parser.add_argument("--out", default=str(ROOT / "outputs" / "local-teacher"))
     parser.add_argument("--runs", default="all", help="all, or method:strategy[,method:strategy...]")
+    parser.add_argument("--check-dialogues", type=int, default=30, help="the teacher check's sample")
+    parser.add_argument("--judge-pairs", type=int, default=200, help="rated pairs for the LLM judge's calibration")
+    parser.add_argument("--skip-check", action="store_true", help="bootstraps only: no teacher check, no calibration")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import pandas as pd
@@ -110,6 +116,8 @@ def main() -> None:
             )
             print(json.dumps(rows[-1]), flush=True)
             samples += [(f"{method}/{strategy}", o, i) for o, i in zip(kept["original"][:2], kept["improved"][:2])]
+        if not args.skip_check:
+            check_and_calibrate(args, url)
     finally:
         stop(proc.pid)
     print()
@@ -130,6 +138,41 @@ def main() -> None:
     print("rewrites beside their originals:")
     for run, original, improved in samples[:8]:
         print(f"  [{run}]\n    original: {str(original)[:200]!r}\n    rewrite:  {str(improved)[:200]!r}")
+
+
+def check_and_calibrate(args, url: str) -> None:
+    """The teacher check (the config's method and strategy) and the calibration of the same model as an LLM judge,
+    against the running server; the admission decision that calibration would give."""
+    from empathy_distill.config import load_config
+    from empathy_distill.data.ingest import ingest
+    from empathy_distill.judging.admission import decide, judge_identity
+    from empathy_distill.judging.calibration import calibrate_judge
+    from empathy_distill.judging.judges import LLMJudge
+    from empathy_distill.teacher import build_teacher
+    from empathy_distill.teacher.check import run_check
+
+    config = load_config(args.config, [f"teacher.base_url={url}/v1", f"teacher.check_dialogues={args.check_dialogues}"])
+    table = ingest(config.data.path, config.data, config.validation).table
+    start = time.monotonic()
+    report, verdict = run_check(table, config.bootstrap, config.teacher, config.evaluation)
+    print(f"teacher check, {time.monotonic() - start:.0f} s: {json.dumps({k: v for k, v in report.items()})}")
+    print(verdict.line, flush=True)
+    (judge_cfg,) = [j for j in config.evaluation.judges if j.kind == "llm"]
+    judge_cfg = judge_cfg.model_copy(
+        update={"endpoint": judge_cfg.endpoint.model_copy(update={"base_url": url + "/v1"})}
+    )
+    start = time.monotonic()
+    judge = LLMJudge(build_teacher(judge_cfg.endpoint), name=judge_cfg.name, on_error="continue")
+    found = calibrate_judge(table, judge, args.judge_pairs)
+    print(f"LLM judge calibration, {time.monotonic() - start:.0f} s: {json.dumps(found)}")
+    record = {
+        "agreement": found["judge_accuracy"],
+        "pairs": found["pairs"],
+        "parse_rate": found["parse_rate"],
+        "position_bias": found["position_bias"],
+    }
+    admitted = decide(judge_identity(judge_cfg), [record], config.evaluation.min_judge_agreement)
+    print(("admitted: " if admitted["admitted"] else "not admitted: ") + admitted["reason"], flush=True)
 
 
 if __name__ == "__main__":
