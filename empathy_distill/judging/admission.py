@@ -32,7 +32,24 @@ def judge_identity(judge) -> dict[str, str]:
     model = judge.endpoint.model
     prompts = prompt_hash(JUDGE_TEMPLATES)
     key = hashlib.sha256(f"{model}\0{prompts}".encode()).hexdigest()[:16]
-    return {"key": key, "model": model, "endpoint": endpoint_of(judge.endpoint), "prompt_hash": prompts}
+    return {
+        "key": key,
+        "model": model,
+        "endpoint": without_credentials(endpoint_of(judge.endpoint)),
+        "prompt_hash": prompts,
+    }
+
+
+def without_credentials(url: str) -> str:
+    """The URL without a user or password in it (it becomes an MLflow tag) and without a query string."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return url
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def decide(identity: dict[str, str], records: list[dict[str, Any]], min_agreement: float) -> dict[str, Any]:

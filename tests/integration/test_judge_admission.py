@@ -36,3 +36,15 @@ def test_a_recorded_calibration_admits_that_judge_and_no_other(tmp_path):
     assert not admissions(cfg.model_copy(update={"min_judge_agreement": 0.6}), uri)["local"]["admitted"]
     other = EvaluationConfig(judges=[llm_judge("another-model")])
     assert not admissions(other, uri)["local"]["admitted"]  # a calibration is of one model and prompt
+
+
+def test_an_endpoint_with_credentials_is_recorded_without_them():
+    from empathy_distill.judging.admission import without_credentials
+
+    judge = JudgeConfig(
+        name="j",
+        kind="llm",
+        endpoint=JudgeEndpointConfig(model="m", base_url="https://user:s3cret@llm.example:8443/v1?k=1"),
+    )
+    assert judge_identity(judge)["endpoint"] == "https://llm.example:8443/v1"
+    assert without_credentials("local:smollm2-135m-instruct") == "local:smollm2-135m-instruct"
