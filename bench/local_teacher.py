@@ -49,8 +49,8 @@ def main() -> None:
 
     from deploy.server import stop, wait_ready
     from empathy_distill.config import load_config
-    from empathy_distill.errors import TeacherError
     from empathy_distill.standalone import sets_to_folder
+    from empathy_distill.teacher.types import TeacherError
     from tests.services import free_port
 
     runs = RUNS if args.runs == "all" else [tuple(r.split(":")) for r in args.runs.split(",")]

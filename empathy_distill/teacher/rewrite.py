@@ -25,7 +25,7 @@ from empathy_distill.config import BootstrapConfig
 from empathy_distill.data.training_sets import REWRITE_LOG_COLUMNS, contexts
 from empathy_distill.prompts import INITIAL, SYSTEM, load_template, render, strategy_turns
 from empathy_distill.teacher.openai_client import BUDGET_ERROR
-from empathy_distill.teacher.parse import parse_reply
+from empathy_distill.teacher.parse import instruction_ngrams, parse_reply
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,10 @@ async def _improve(
 
     turns = strategy_turns(cfg.strategy)
     planned = announce is None
+    echo = {
+        name: instruction_ngrams(load_template(name) + "\n" + system)
+        for name in (*turns, *([INITIAL] if cfg.method == "improve_llm" else []))
+    }
 
     async def stage(name: str, build) -> None:
         nonlocal planned
@@ -118,7 +122,9 @@ async def _improve(
             if not res.ok:
                 s.update(status="budget" if res.error.startswith(BUDGET_ERROR) else "error", reason=res.error, raw=None)
                 continue
-            parsed = parse_reply(res.text, cfg.max_words, expect_dimension=name.endswith("identify_lacking"))
+            parsed = parse_reply(
+                res.text, cfg.max_words, expect_dimension=name.endswith("identify_lacking"), instructions=echo[name]
+            )
             s["raw"] = parsed.raw
             s["last"] = parsed.text
             s["dimension"] = parsed.dimension

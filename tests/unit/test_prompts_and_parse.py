@@ -77,3 +77,26 @@ def test_parser_on_saved_replies(case):
         assert parsed.reason == case["reason"]
     if "dimension" in case:
         assert parsed.dimension == case["dimension"]
+
+
+def test_a_reply_that_writes_the_prompts_framing_back_keeps_only_the_reply():
+    """Seen from SmolLM2-135M as teacher: the rewrite comes back behind the prompt's own "A listener replied:"."""
+    parsed = parse_reply('The listener replied: "That sounds so hard, and I am here if you want to talk."')
+    assert parsed.valid and parsed.text == "That sounds so hard, and I am here if you want to talk."
+    assert parse_reply('A listener replied: "I hear you."').text == "I hear you."
+
+
+def test_a_reply_that_echoes_the_instructions_is_invalid_and_one_that_repeats_the_dialogue_is_not():
+    """Seen from SmolLM2-135M in the sequential strategy: the plan of the rounds written back as the "rewrite"."""
+    from empathy_distill.prompts import load_template
+    from empathy_distill.teacher.parse import instruction_ngrams
+
+    grams = instruction_ngrams(load_template("sequential_1_cognitive"))
+    echo = parse_reply("Our chat will improve this reply in three rounds, one step at a time.", instructions=grams)
+    assert not echo.valid and echo.reason == "echoes_prompt"
+    # the template's fields are the dialogue's words: repeating them is no echo
+    fine = parse_reply(
+        "I know you said your exam went badly and you feel awful; that is a heavy day.", instructions=grams
+    )
+    assert fine.valid
+    assert parse_reply("Our chat will improve this reply in three rounds, one step at a time.").valid  # none given
