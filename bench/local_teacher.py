@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import pandas as pd
 
-    from deploy.server import stop, wait_ready
+    from deploy.server import start_base, stop, wait_ready
     from empathy_distill.config import load_config
     from empathy_distill.standalone import sets_to_folder
     from empathy_distill.teacher.types import TeacherError
@@ -57,16 +56,7 @@ def main() -> None:
     port = free_port()
     log_path = Path(args.out) / "server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--base", args.base, "--port", str(port)],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_base(args.base, port, log_path, ROOT)
     url = f"http://127.0.0.1:{port}"
     rows = []
     samples = []

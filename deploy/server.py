@@ -39,7 +39,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -355,8 +355,6 @@ def run(
     Raises:
         RuntimeError: the default route names no version, or it does not load.
     """
-    import uvicorn
-
     from empathy_distill.serving.pool import Pool
     from empathy_distill.serving.router import Router
 
@@ -390,6 +388,13 @@ def run(
         reason = router.errors.get(default) or f"no version of {model_name} holds '{default}'"
         raise RuntimeError(f"cannot serve {model_name}@{default}: {reason}")
     router.start()
+    serve_until_stopped(router, host, port, max_concurrency)
+
+
+def serve_until_stopped(router, host: str, port: int, max_concurrency: int) -> None:
+    """The app over ``router`` in uvicorn until SIGTERM/SIGINT; then the router (and its engines) stop."""
+    import uvicorn
+
     config = uvicorn.Config(
         build_app(router, max_concurrency),
         host=host,
@@ -419,24 +424,30 @@ def run_base(
 ) -> None:
     """Serves one unadapted model (a preset, folder, GGUF path or hub id) until SIGTERM/SIGINT: the same API, no
     registry (``serve --base``)."""
-    import uvicorn
-
     from empathy_distill.serving.base_model import BasePool, BaseRouter
 
     router = BaseRouter(BasePool(model, cache_dir, dtype=dtype, decoder=decoder, system_prompt=system_prompt))
-    config = uvicorn.Config(
-        build_app(router, max_concurrency),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        limit_concurrency=max(512, 16 * max_concurrency),
-        timeout_graceful_shutdown=15,
-    )
-    try:
-        uvicorn.Server(config).run()
-    finally:
-        router.stop()
+    serve_until_stopped(router, host, port, max_concurrency)
+
+
+def start_base(
+    model: str, port: int, log_file: str | Path, cwd: str | Path, options: Sequence[str] = (), env: dict | None = None
+) -> subprocess.Popen:
+    """``empathy-distill serve --base MODEL`` on 127.0.0.1:``port``, detached, its output in ``log_file``
+    (``options``: more CLI arguments, e.g. ``--set student.cache_dir=...``; ``env``: its environment, default this
+    process's; this repository goes first on its PYTHONPATH)."""
+    environ = dict(os.environ if env is None else env)
+    repo = str(Path(__file__).resolve().parent.parent)
+    environ["PYTHONPATH"] = os.pathsep.join(p for p in (repo, environ.get("PYTHONPATH")) if p)
+    with open(log_file, "w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--base", model, "--port", str(port), *options],
+            env=environ,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def start(

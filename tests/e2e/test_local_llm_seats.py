@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pandas as pd
 
@@ -25,21 +23,12 @@ PRESET = "smollm2-135m-instruct"
 
 
 def test_a_local_llm_as_teacher_and_judge_keeps_its_accounts(real_cache, real_folder, tmp_path):
-    from deploy.server import stop, wait_ready
+    from deploy.server import start_base, stop, wait_ready
 
     real_folder(PRESET)  # the session's conversion, found by the server in real_cache
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ZENML_CONFIG_PATH": str(tmp_path / "zen")}
-    cmd = ["serve", "--base", PRESET, "--port", str(port), "--set", f"student.cache_dir={real_cache}"]
-    with open(tmp_path / "serve.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *cmd],
-            env=env,
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    zen = {**os.environ, "ZENML_CONFIG_PATH": str(tmp_path / "zen")}
+    proc = start_base(PRESET, port, tmp_path / "serve.log", tmp_path, [f"--set=student.cache_dir={real_cache}"], zen)
     url = f"http://127.0.0.1:{port}/v1"
     try:
         wait_ready(url.removesuffix("/v1"), 300, proc)

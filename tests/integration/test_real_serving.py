@@ -149,29 +149,18 @@ def test_serve_base_answers_as_the_plain_model_over_the_same_api(real_cache, rea
     (the GGUF's dequantised folder is found in the cache by its sha256: no second conversion); greedy replies,
     whole and streamed, are the in-process ones; a malformed request is a 4xx in OpenAI's shape."""
     import os
-    import subprocess
-    import sys
 
     import openai
 
-    from deploy.server import stop, wait_ready
-    from tests.conftest import REPO
+    from deploy.server import start_base, stop, wait_ready
 
     real_folder(PRESET)  # converted once per session, into real_cache
     tokenizer, model, fmt = loaded(PRESET)
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ZENML_CONFIG_PATH": str(tmp_path / "zen")}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    cmd = ["serve", "--base", PRESET, "--port", str(port), "--set", f"student.cache_dir={real_cache}"]
-    with open(tmp_path / "serve.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *cmd],
-            env=env,
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["ZENML_CONFIG_PATH"] = str(tmp_path / "zen")
+    cache = [f"--set=student.cache_dir={real_cache}"]
+    proc = start_base(PRESET, port, tmp_path / "serve.log", tmp_path, cache, env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, 300, proc)
