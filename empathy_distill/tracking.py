@@ -6,6 +6,7 @@ here; configs are logged after :func:`redacted` drops anything named like a key.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -247,16 +248,8 @@ def log_training_stage(result: Any, params: dict[str, Any], curve_keys: tuple[st
 from empathy_distill.judging.degenerate import REASONS as DEGENERATE_REASONS  # noqa: E402 - no heavy import
 
 
-def log_evaluation(report: dict[str, Any], files: dict[str, Any], prefix: str = "eval") -> None:
-    """Win rates, intervals, counts, consistency and LC win rates as metrics; JSON, table and plot as artifacts.
-
-    A NaN (nothing valid to score) is logged as NaN, never skipped, and ``<prefix>.valid``
-    (1 or 0) with the ``<prefix>.invalid_reasons`` tag says whether the figures can be trusted.
-    """
-    import mlflow
-
-    if mlflow.active_run() is None:
-        return
+def evaluation_metrics(report: dict[str, Any], prefix: str = "eval") -> dict[str, float]:
+    """Win rates, intervals, counts, consistency, LC win rates, degenerate counts and kappas, by metric name."""
     metrics = {f"{prefix}.valid": float(bool(report.get("valid")))}
     for c in report["comparisons"]:
         name = f"{prefix}.{c['opponent']}.{c['judge']}"
@@ -269,6 +262,39 @@ def log_evaluation(report: dict[str, Any], files: dict[str, Any], prefix: str = 
                     metrics[f"{name}.degenerate.{side}.{reason}"] = float(counts.get(reason, 0))
     for a in report.get("agreement", []):
         metrics[f"{prefix}.{a['opponent']}.kappa.{'_'.join(a['judges'])}"] = float(a["kappa"])
+    return metrics
+
+
+def log_model_figures(
+    model_id: str, evaluation: dict[str, Any], params: dict[str, Any], ingest: dict[str, Any]
+) -> None:
+    """The logged model behind a registered version carries what it was judged at (the evaluation's metrics,
+    linked to the dialogues dataset the run lists), and what it was trained with (params): the version page
+    shows them."""
+    import mlflow
+    from mlflow.entities import Dataset
+
+    dataset = Dataset(
+        name="dialogues",
+        digest=str(ingest["data_hash"])[:36],
+        source_type="local",
+        source=json.dumps({"uri": ingest["data_path"]}),
+    )
+    mlflow.log_metrics(evaluation_metrics(evaluation), model_id=model_id, dataset=dataset)
+    mlflow.log_model_params({k: str(v)[:6000] for k, v in params.items()}, model_id=model_id)
+
+
+def log_evaluation(report: dict[str, Any], files: dict[str, Any], prefix: str = "eval") -> None:
+    """Win rates, intervals, counts, consistency and LC win rates as metrics; JSON, table and plot as artifacts.
+
+    A NaN (nothing valid to score) is logged as NaN, never skipped, and ``<prefix>.valid``
+    (1 or 0) with the ``<prefix>.invalid_reasons`` tag says whether the figures can be trusted.
+    """
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return
+    metrics = evaluation_metrics(report, prefix)
     mlflow.log_metrics(metrics)
     mlflow.set_tags(
         {

@@ -91,6 +91,7 @@ def distill(
         registry=registry,
         student=student,
         generation=generation,
+        training=training,
         teacher_model=None if bootstrap.method == "direct" else teacher.model,
         inputs=inputs,
         git_commit=git_commit,

@@ -18,6 +18,7 @@ from typing import Any
 
 from empathy_distill.judging.stats import WIN_RATE_FIELDS
 from empathy_distill.registry.inputs import PARTS, library_versions
+from empathy_distill.registry.prompt_registry import recorded_refs
 from empathy_distill.registry.promotion import version_label as _v
 from empathy_distill.training.sources import gguf_origin
 
@@ -118,7 +119,8 @@ def version_description(name: str, version: str, tags: dict[str, str]) -> str:
         f"**Lineage** (`empathy-distill lineage models:/{name}/{version} --verify` re-checks it)",
         "",
         f"- data: `{t.get('data_path', '?')}`, hash `{t.get('data_hash', '?')[:19]}`",
-        f"- prompts: {t.get('method', '?')}/{t.get('strategy', '?')}, hash `{t.get('prompt_hash', '?')[:19]}`",
+        f"- prompts: {t.get('method', '?')}/{t.get('strategy', '?')}, hash `{t.get('prompt_hash', '?')[:19]}`; "
+        f"versions: {', '.join(f'`{r.uri}`' for r in recorded_refs(tags) or []) or 'none recorded'}",
         f"- teacher: {t.get('teacher_model', '?')}, {t.get('teacher_requests', '?')} requests, "
         f"${t.get('teacher_cost_usd', '?')}",
         f"- base: `{t.get('base_model', '?')}`",
@@ -244,6 +246,7 @@ def audit(client: Any, history: Any, uri: str) -> dict[str, Any]:
         "method": tags.get("lineage.method"),
         "strategy": tags.get("lineage.strategy"),
         "all_templates_hash": tags.get("inputs.prompts"),
+        "registry": [r.uri for r in recorded_refs(tags) or []],
     }
     out["teacher"] = {
         "model": tags.get("lineage.teacher_model"),
@@ -298,6 +301,7 @@ def audit_lines(chain: dict[str, Any]) -> list[str]:
         f"  data:         {d['path']} hash {d['hash']}; rows kept {d['rows_kept']}, quarantined "
         f"{d['rows_quarantined']} {d['quarantine_reasons'] or ''}".rstrip(),
         f"  prompts:      {p['method']}/{p['strategy']} hash {p['hash']} (all templates {p['all_templates_hash']})",
+        f"  prompt versions: {', '.join(p.get('registry') or []) or 'none recorded'}",
         f"  teacher:      {t['model']}, {t['requests']} requests, ${float(t['cost_usd'] or 0):.4f}",
         f"  training:     adapter {tr['adapter_hash']} on base {tr['base_model']}",
         f"  evaluation:   judges {', '.join(e['judges']) or '?'}; valid {e['valid']}; vs champion "

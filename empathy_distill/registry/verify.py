@@ -5,6 +5,8 @@
 - **data**: the file at ``lineage.data_path`` re-hashed with the run's data and validation
   settings against ``inputs.data``: unchanged, changed since registration, or gone;
 - **prompts**: the method's templates re-hashed against ``lineage.prompt_hash``;
+- **prompt registry**: each prompt version the version used (``lineage.prompts``) read back from MLflow's prompt
+  registry, its text compared with the template's;
 - **base**: the bundled copy, or the referenced folder, against the registered fingerprint (a
   hub id is checked where its revision is in the local cache); a GGUF base's file re-hashed
   against its registered sha256;
@@ -152,6 +154,19 @@ def check_prompts(tags: dict[str, str], templates_dir: str | Path | None = None)
     return Check("prompts", True, f"prompts: unchanged ({method}/{strategy}, {_short(found)})")
 
 
+def check_prompt_registry(client: Any, tags: dict[str, str], templates_dir: str | Path | None = None) -> Check:
+    from empathy_distill.registry.prompt_registry import recorded_refs, registry_mismatches
+
+    refs = recorded_refs(tags)
+    if refs is None:
+        return Check("prompt registry", True, "prompt registry: none recorded (the version predates it)")
+    problems = registry_mismatches(client, refs, templates_dir)
+    if problems:
+        return Check("prompt registry", False, "prompt registry: " + "; ".join(problems))
+    names = ", ".join(f"{r.template} v{r.version}" for r in refs)
+    return Check("prompt registry", True, f"prompt registry: {len(refs)} versions match the templates ({names})")
+
+
 def check_promotions(client: Any, history: Any, name: str) -> Check:
     from empathy_distill.registry.promotion import Promotions, check_chain
 
@@ -194,6 +209,7 @@ def verify(
                 config = {}
     checks.append(check_data(tags, config))
     checks.append(check_prompts(tags, templates_dir))
+    checks.append(check_prompt_registry(client, tags, templates_dir))
     checks.append(check_promotions(client, history, name))
     return {"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}
 

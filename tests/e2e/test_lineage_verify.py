@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def test_lineage_verify_catches_each_tamper_case(zen, tmp_path):
 
     clean = verify()
     assert "verified: every check holds" in clean and not failed_lines(clean)
-    for name in ("adapter", "base", "data", "prompts", "promotions"):
+    for name in ("adapter", "base", "data", "prompts", "prompt registry", "promotions"):
         assert re.search(rf"^\s+ok\s+{name}: ", clean, re.M), (name, clean)
     # --json stays JSON while another command works in the same folder (ZenML reloads its config and says so)
     stop = threading.Event()
@@ -56,7 +57,7 @@ def test_lineage_verify_catches_each_tamper_case(zen, tmp_path):
     try:
         for _ in range(6):
             as_json = json.loads(zen("lineage", "--config", DEMO, URI, "--verify", "--json", check=False).stdout)
-            assert as_json["verify"]["ok"] is True and len(as_json["verify"]["checks"]) == 5
+            assert as_json["verify"]["ok"] is True and len(as_json["verify"]["checks"]) == 6
     finally:
         stop.set()
         loop.join()
@@ -83,6 +84,18 @@ def test_lineage_verify_catches_each_tamper_case(zen, tmp_path):
     client.set_registered_model_alias("empathy-student", "champion", "2")
     assert failed_lines(verify(False)) == ["promotions: alias is v2 but the history ends with v1"]
     client.set_registered_model_alias("empathy-student", "champion", "1")
+    verify()
+
+    # the registry's copy of the student's system prompt edited behind MLflow's API, then put back
+    db = uri.removeprefix("sqlite:///")
+    where = "name = 'empathy-distill.student_system' AND version = 1 AND key = 'mlflow.prompt.text'"
+    with sqlite3.connect(db) as conn:
+        (text,) = conn.execute(f"SELECT value FROM model_version_tags WHERE {where}").fetchone()
+        conn.execute(f"UPDATE model_version_tags SET value = ? WHERE {where}", (text + " Be blunt.",))
+    (line,) = failed_lines(verify(False))
+    assert line.startswith("prompt registry: prompts:/empathy-distill.student_system/1: the registry's text"), line
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"UPDATE model_version_tags SET value = ? WHERE {where}", (text,))
     verify()
 
     # one byte of the registered adapter flipped in the artifact store

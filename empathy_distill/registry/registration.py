@@ -1,0 +1,148 @@
+"""A trained adapter becomes a new version of the registered model (alias ``challenger``), with its lineage.
+
+One call does what the ``register_model`` step needs from MLflow: the pyfunc model logged into the active run
+(adapter as an artifact, base by reference), the version's lineage tags and description, the prompt versions it
+used (MLflow's prompt registry: registered where new, linked to the run and to the logged model), and the
+logged model's own metrics and params, so that the version page shows what it was judged at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import mlflow
+
+from empathy_distill.prompts import STUDENT_SYSTEM, load_template
+from empathy_distill.registry.lineage import version_description, version_tags
+from empathy_distill.registry.promotion import CHALLENGER
+from empathy_distill.registry.prompt_registry import (
+    LINEAGE_TAG,
+    lineage_value,
+    link_prompts,
+    sync_prompts,
+    used_templates,
+)
+from empathy_distill.registry.pyfunc import bundle_base, log_student_model
+from empathy_distill.tracking import log_model_figures, run_description
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a registration made: the version, where it came from, the prompt versions it used."""
+
+    model: str
+    version: str
+    uri: str
+    model_id: str
+    mlflow_run_id: str
+    adapter_hash: str
+    champion_judged_against: str | None
+    prompts: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def register_student(
+    *,
+    adapter_path: str,
+    adapter_hash: str,
+    student_base: str,
+    reports: dict[str, dict[str, Any]],
+    evaluation: dict[str, Any],
+    registry: Any,
+    student: Any,
+    generation: Any,
+    training: dict[str, Any],
+    teacher_model: str | None,
+    inputs: dict[str, str],
+    git_commit: str,
+    zenml: dict[str, str],
+) -> Registration:
+    """Logs, registers and tags a new version from the active MLflow run.
+
+    Args:
+        adapter_path, adapter_hash: the trained adapter and its weights' hash.
+        student_base: the base model folder, hub id or GGUF cache folder.
+        reports: ``ingest``, ``bootstrap`` and ``training_sets`` reports of the run.
+        evaluation: the judged figures.
+        registry, student, generation: the run's ``RegistryConfig``, ``StudentConfig`` and ``GenerationSettings``.
+        training: the training settings to record on the logged model (flat, e.g. ``sft.learning_rate``).
+        teacher_model: the teacher's model, or None for ``direct``.
+        inputs: the retrain gate's input hashes.
+        git_commit: the code version.
+        zenml: the ZenML run (and model version) ids, for the lineage tags.
+    """
+    run_id = mlflow.active_run().info.run_id
+    boot = reports["bootstrap"]
+    tags = version_tags(
+        ingest=reports["ingest"],
+        bootstrap=boot,
+        teacher_model=teacher_model,
+        evaluation=evaluation,
+        adapter_hash=adapter_hash,
+        base_model=student_base,
+        git_commit=git_commit,
+        zenml=zenml,
+        mlflow_run_id=run_id,
+        inputs=inputs,
+    )
+    client = mlflow.MlflowClient()
+    every = sync_prompts(client, alias=registry.model_name)
+    used = [
+        every[t]
+        for t in used_templates(
+            boot.get("method", "direct"), boot.get("strategy", "none"), bool(evaluation.get("judge_admission"))
+        )
+    ]
+    tags[LINEAGE_TAG] = lineage_value(used)
+    info = log_student_model(
+        adapter_path,
+        student_base,
+        bundle_base=bundle_base(student_base, registry.bundle_base_max_mb),
+        chat_template=student.chat_template,
+        dtype=student.dtype,
+        generation=generation.model_dump(include={"max_new_tokens", "temperature", "top_p", "no_repeat_ngram_size"}),
+        system_prompt=load_template(STUDENT_SYSTEM),
+        model_name=registry.model_name,
+        tags={"adapter_hash": adapter_hash},
+    )
+    version = str(info.registered_model_version)
+    link_prompts(client, used, run_id=run_id, model_id=info.model_id)
+    log_model_figures(info.model_id, evaluation, model_params(boot, student_base, training), reports["ingest"])
+    for key, value in tags.items():
+        client.set_model_version_tag(registry.model_name, version, key, value)
+    client.update_model_version(
+        registry.model_name, version, description=version_description(registry.model_name, version, tags)
+    )
+    client.set_registered_model_alias(registry.model_name, CHALLENGER, version)
+    registration = Registration(
+        model=registry.model_name,
+        version=version,
+        uri=f"models:/{registry.model_name}/{version}",
+        model_id=info.model_id,
+        mlflow_run_id=run_id,
+        adapter_hash=adapter_hash,
+        champion_judged_against=evaluation.get("champion_version"),
+        prompts=[r.uri for r in used],
+    )
+    mlflow.set_tags(
+        {
+            "registry.model": registry.model_name,
+            "registry.version": version,
+            "mlflow.note.content": run_description(evaluation, reports, {**registration.as_dict(), **zenml}),
+        }
+    )
+    return registration
+
+
+def model_params(bootstrap: dict[str, Any], student_base: str, training: dict[str, Any]) -> dict[str, Any]:
+    """What the logged model was made with: method, strategy, base, and the training settings (prefixed: MLflow
+    already holds the pyfunc's ``model_config`` as params of the same model, ``base_model`` among them)."""
+    return {
+        "bootstrap.method": bootstrap.get("method", ""),
+        "bootstrap.strategy": bootstrap.get("strategy", "none"),
+        "student.base": student_base,
+        **{f"training.{k}": v for k, v in training.items()},
+    }
