@@ -67,6 +67,16 @@ class PriceConfig(Strict):
     """Price factor of the Batch API (OpenAI charges half)."""
 
 
+class TraceSettings(Strict):
+    """Which of an LLM stage's requests become spans of its MLflow trace (the stage itself always does)."""
+
+    sample_rate: float = Field(1.0, ge=0.0, le=1.0)
+    """Share of the requests traced, chosen by request hash (a rerun traces the same ones); 0: none."""
+    max_request_spans: int | None = Field(64, ge=0)
+    """At most this many request spans per stage (None: no cap). MLflow writes each span to its store on its own
+    (about 3 ms a span on SQLite here): the cap keeps a 100k-dialogue stage's tracing to seconds."""
+
+
 class TeacherConfig(Strict):
     """The teacher LLM: any OpenAI-compatible endpoint, or a local transformers model."""
 
@@ -119,6 +129,8 @@ class TeacherConfig(Strict):
     ones: the full run takes them from the cache."""
     check_dialogues: int = Field(30, ge=4)
     """Dialogues the teacher check rewrites and judges."""
+    tracing: TraceSettings = TraceSettings()
+    """MLflow traces of the requests (inside a tracked run): the sampled share of each stage's requests."""
 
 
 class BootstrapConfig(Strict):

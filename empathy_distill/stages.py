@@ -25,7 +25,7 @@ QUARANTINE_COLUMNS = ["set", "dialogue_id", "field", "reason", "detail"]
 
 
 def rewrite_stage(
-    dialogues: pd.DataFrame, bootstrap: BootstrapConfig, teacher=None, announce=None
+    dialogues: pd.DataFrame, bootstrap: BootstrapConfig, teacher=None, announce=None, prompts=None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The teacher's rewrites for the improvement methods (an empty log for ``direct``) and the report.
 
@@ -34,6 +34,7 @@ def rewrite_stage(
         bootstrap: method, strategy and set sizes.
         teacher: a client from :func:`empathy_distill.teacher.build_teacher`; None for ``direct``.
         announce: gets the teacher's cost :class:`~empathy_distill.teacher.estimate.Plan` before its first request.
+        prompts: template -> prompt-registry URI, named on each stage's trace.
     """
     if bootstrap.method == "direct":
         log = pd.DataFrame(columns=REWRITE_LOG_COLUMNS).astype("string")
@@ -43,7 +44,7 @@ def rewrite_stage(
             raise ValueError(f"method {bootstrap.method} needs a teacher")
         from empathy_distill.teacher.rewrite import rewrite_with_teacher
 
-        log, report = rewrite_with_teacher(dialogues, bootstrap, teacher, announce)
+        log, report = rewrite_with_teacher(dialogues, bootstrap, teacher, announce, prompts)
     report["prompt_hash"] = method_prompt_hash(bootstrap.method, bootstrap.strategy)
     return log, report
 

@@ -77,6 +77,27 @@ def log_dataset(table: Any, name: str, source: str, digest: str, context: str) -
         mlflow.log_input(mlflow.data.from_pandas(table, source=source, name=name, digest=digest[:36]), context=context)
 
 
+def log_rows(rows: Any, artifact_file: str) -> None:
+    """Rows (records, a DataFrame or JSON lines) as an MLflow table of the active run (``mlflow.log_table``): the
+    run page lists it under Artifacts and the UI renders it as a table; nested values become JSON text."""
+    import mlflow
+    import pandas as pd
+
+    if mlflow.active_run() is None:
+        return
+    if isinstance(rows, str):
+        rows = [json.loads(line) for line in rows.splitlines() if line.strip()]
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    frame = frame.astype(object).where(frame.notna(), None)
+    frame = frame.map(lambda v: json.dumps(v, default=str) if isinstance(v, (dict, list, tuple)) else v)
+    if frame.empty and not len(frame.columns):
+        frame = pd.DataFrame({"note": []})
+    mlflow.log_table(frame, artifact_file=artifact_file)
+
+
+TEACHER_TABLE_COLUMNS = ("dialogue_id", "role", "status", "reason", "original", "raw")
+
+
 def run_description(evaluation: dict[str, Any], reports: dict[str, Any], registration: dict[str, Any]) -> str:
     """One paragraph for the top of the MLflow run page: what was trained on what, what it scored, what was
     registered."""
@@ -133,6 +154,7 @@ def log_ingest(report: dict[str, Any], quarantine_jsonl: str, prefix: str = "ing
     mlflow.log_metrics(metrics)
     mlflow.log_dict(report, f"{prefix}/report.json")
     mlflow.log_text(quarantine_jsonl, f"{prefix}/quarantine.jsonl")
+    log_rows(quarantine_jsonl, f"tables/{prefix}_quarantine.json")
     if table is not None:
         log_dataset(table, "dialogues", report["data_path"], report["data_hash"], context="ingest")
 
@@ -152,8 +174,10 @@ def log_teacher_check(report: dict[str, Any]) -> None:
     mlflow.log_dict(report, "teacher_check/report.json")
 
 
-def log_bootstrap(report: dict[str, Any], teacher_model: str | None) -> None:
-    """Method, strategy, prompt hash and teacher as params; counts, tokens and cost per stage as metrics."""
+def log_bootstrap(report: dict[str, Any], teacher_model: str | None, log: Any = None) -> None:
+    """Method, strategy, prompt hash and teacher as params; counts, tokens and cost per stage as metrics; with the
+    rewrite ``log``, every dialogue the teacher did not rewrite (invalid, failed, over budget, skipped) as a table
+    with its reason and the teacher's raw reply."""
     import mlflow
 
     if mlflow.active_run() is None:
@@ -178,6 +202,9 @@ def log_bootstrap(report: dict[str, Any], teacher_model: str | None) -> None:
         metrics.update({f"teacher.{stage}.{k}": float(v) for k, v in row.items()})
     mlflow.log_metrics(metrics)
     mlflow.log_dict(report, "bootstrap/report.json")
+    if log is not None and len(log):
+        rejected = log[log["status"] != "ok"]
+        log_rows(rejected[[c for c in TEACHER_TABLE_COLUMNS if c in rejected.columns]], "tables/teacher_rejected.json")
 
 
 def log_training_sets(
@@ -198,6 +225,7 @@ def log_training_sets(
     )
     mlflow.log_dict(report, "training_sets/report.json")
     mlflow.log_text(quarantine_jsonl, "training_sets/quarantine.jsonl")
+    log_rows(quarantine_jsonl, "tables/training_sets_quarantine.json")
     for name, table in (sets or {}).items():
         log_dataset(table, name, source, report[f"{name}_hash"], context="training")
 
@@ -281,7 +309,23 @@ def log_model_figures(
         source=json.dumps({"uri": ingest["data_path"]}),
     )
     mlflow.log_metrics(evaluation_metrics(evaluation), model_id=model_id, dataset=dataset)
-    mlflow.log_model_params({k: str(v)[:6000] for k, v in params.items()}, model_id=model_id)
+    # MLflow copies the run's params onto a model logged in it: only what it does not hold yet is added (a key
+    # logged twice is a database error, not an update)
+    held = mlflow.get_logged_model(model_id).params
+    new = {k: str(v)[:6000] for k, v in params.items() if k not in held}
+    if new:
+        mlflow.log_model_params(new, model_id=model_id)
+
+
+def log_verdicts(rows: list[dict[str, Any]], label: str = "") -> None:
+    """One table per judge (``tables/verdicts_<judge>.json``, an ablation's under its label): dialogue, both
+    replies, each order's verdict, the counted outcome, the degenerate flags."""
+    by_judge: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_judge.setdefault(row["judge"], []).append(row)
+    folder = f"tables/{label}" if label else "tables"
+    for judge, judged in by_judge.items():
+        log_rows(judged, f"{folder}/verdicts_{judge}.json")
 
 
 def log_evaluation(report: dict[str, Any], files: dict[str, Any], prefix: str = "eval") -> None:

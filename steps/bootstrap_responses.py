@@ -6,6 +6,8 @@ import pandas as pd
 from zenml import log_metadata, step
 
 from empathy_distill.config import BootstrapConfig, TeacherConfig
+from empathy_distill.prompts import templates_for
+from empathy_distill.registry.prompt_registry import run_prompt_uris
 from empathy_distill.stages import require_teacher_success, rewrite_stage
 from empathy_distill.teacher import build_teacher
 from empathy_distill.teacher.estimate import spent
@@ -32,10 +34,15 @@ def bootstrap_responses(
         TeacherError: more dialogues failed than ``teacher.max_failed_fraction`` allows.
     """
     direct = bootstrap.method == "direct"
+    templates = [] if direct else templates_for(bootstrap.strategy, with_initial=bootstrap.method == "improve_llm")
     log, report = rewrite_stage(
-        dialogues, bootstrap, None if direct else build_teacher(teacher), lambda plan: stage_note(plan.line())
+        dialogues,
+        bootstrap,
+        None if direct else build_teacher(teacher),
+        lambda plan: stage_note(plan.line()),
+        prompts=run_prompt_uris(templates),
     )
-    log_bootstrap(report, None if direct else teacher.model)
+    log_bootstrap(report, None if direct else teacher.model, None if direct else log)
     log_metadata({k: v for k, v in report.items() if isinstance(v, (int, float, str))})
     require_teacher_success(report, teacher)
     if direct:

@@ -10,7 +10,7 @@ from zenml.types import MarkdownString
 from empathy_distill.config import EvaluationConfig
 from empathy_distill.judging.protocol import run_evaluation
 from empathy_distill.judging.report import report_markdown, save_report
-from empathy_distill.tracking import log_evaluation
+from empathy_distill.tracking import log_evaluation, log_verdicts
 from steps.console import stage_done
 
 
@@ -20,10 +20,12 @@ def evaluate_responses(
 ) -> tuple[Annotated[dict[str, Any], "evaluation_report"], Annotated[MarkdownString, "evaluation_table"]]:
     """Win rates with Wilson intervals, validity, consistency, invalid counts, LC win rates; the table renders in the
     dashboard."""
-    report = run_evaluation(generations, dialogues, evaluation)
+    verdicts: list[dict[str, Any]] = []
+    report = run_evaluation(generations, dialogues, evaluation, verdicts=verdicts)
     report["label"] = label
     with tempfile.TemporaryDirectory() as tmp:
         log_evaluation(report, save_report(report, tmp), prefix=f"ablation.{label}" if label else "eval")
+    log_verdicts(verdicts, label)
     metadata: dict[str, Any] = {
         "valid": bool(report["valid"]),
         "invalid_reasons": "; ".join(report["invalid_reasons"]) or "none",

@@ -7,6 +7,7 @@ OpenAI-compatible endpoint through the teacher client (cache, retries, budget).
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,7 +71,10 @@ class LLMJudge:
             finally:
                 await self.client.aclose()
 
+        start = time.time_ns()
         results = asyncio.run(run())
+        verdicts = [parse_verdict(r.text) if r.ok else None for r in results]
+        self.trace(requests, results, verdicts, start)
         failed = [r for r in results if not r.ok]
         self.request_errors += len(failed)
         if failed and self.on_error == "fail":
@@ -78,7 +82,29 @@ class LLMJudge:
                 f"judge '{self.name}': {len(failed)} of {len(results)} requests failed ({failed[-1].error}); "
                 "set evaluation.on_judge_error=continue to record them as invalid instead"
             )
-        return [parse_verdict(r.text) if r.ok else None for r in results]
+        return verdicts
+
+    def trace(self, requests, results, verdicts, start: int) -> None:
+        """The judge's requests as one MLflow trace (inside a tracked run), each with the verdict parsed from it."""
+        from empathy_distill.registry.prompt_registry import run_prompt_uris
+        from empathy_distill.teacher import endpoint_of
+        from empathy_distill.tracing import trace_requests, tracing_active
+
+        if not tracing_active():
+            return
+        outcomes = [
+            f"error: {r.error}" if not r.ok else f"verdict: {v}" if v else "unparsed" for r, v in zip(results, verdicts)
+        ]
+        trace_requests(
+            f"judge {self.name}",
+            requests,
+            results,
+            outcomes,
+            settings=self.client.cfg.tracing,
+            endpoint=endpoint_of(self.client.cfg),
+            prompt=run_prompt_uris(["judge"]).get("judge"),
+            stage_start_ns=start,
+        )
 
 
 def build_judges(cfg, dialogues: pd.DataFrame) -> list[PairJudge]:

@@ -34,6 +34,7 @@ from empathy_distill.judging.stats import (
     position_consistency,
     win_rate_ci,
 )
+from empathy_distill.tracing import SpanRecord, now_ns, record_trace
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def evaluate(
     max_invalid_fraction: float = 0.1,
     skipped_opponents: Sequence[str] = (),
     max_degenerate_fraction: float = 0.05,
+    verdicts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The full report for ``candidate`` against each opponent column, by each judge.
 
@@ -75,8 +77,12 @@ def evaluate(
         max_degenerate_fraction: above this share of degenerate candidate replies (empty, no end-of-turn,
             repetitive) the report is not valid.
         skipped_opponents: configured opponents the data has no responses for (they make the report not valid).
+        verdicts: when given, one row per (judge, opponent, dialogue) is appended: both replies, each order's
+            verdict, the counted outcome and the degenerate flags (:func:`verdict_rows`).
     """
     results: dict[str, Any] = {"candidate": candidate, "ci_method": CI_METHOD, "comparisons": []}
+    spans: list[SpanRecord] = []
+    begun = now_ns()
     for label, column in opponents.items():
         # a missing recorded reply is no comparison; a generated reply is always compared, empty or not
         recorded = column.startswith("ref_")
@@ -86,6 +92,7 @@ def evaluate(
         by_judge = {}
         for judge in judges:
             errors_before = getattr(judge, "request_errors", 0)
+            started = now_ns()
             pairs = judge_both_orders(judge, rows, candidate, column)
             judged = [combine_orders(a, b) for a, b in pairs]
             outcomes, ruled = degenerate.apply_to_outcomes(judged, cand_reasons, opp_reasons)
@@ -107,7 +114,12 @@ def evaluate(
                 },
             }
             results["comparisons"].append(entry)
+            spans.append(judging_span(judge.name, label, started, entry))
             by_judge[judge.name] = outcomes
+            if verdicts is not None:
+                verdicts.extend(
+                    verdict_rows(rows, judge.name, label, candidate, column, pairs, outcomes, cand_reasons, opp_reasons)
+                )
         names = list(by_judge)
         for i in range(len(names)):
             for j in range(i + 1, len(names)):
@@ -118,10 +130,73 @@ def evaluate(
                         "kappa": cohen_kappa(by_judge[names[i]], by_judge[names[j]]),
                     }
                 )
+    record_trace(
+        SpanRecord("evaluation", "CHAIN", begun, now_ns(), inputs={"dialogues": len(frame), "candidate": candidate}),
+        spans,
+    )
     results["max_invalid_fraction"] = max_invalid_fraction
     results["max_degenerate_fraction"] = max_degenerate_fraction
     results["skipped_opponents"] = list(skipped_opponents)
     return mark_validity(results, max_invalid_fraction, skipped_opponents, max_degenerate_fraction)
+
+
+def judging_span(judge: str, opponent: str, started: int, entry: dict[str, Any]) -> SpanRecord:
+    """One judge's pass over one opponent (both orders) as a span of the evaluation's trace."""
+    return SpanRecord(
+        name=f"judge {judge} vs {opponent}",
+        span_type="EVALUATOR",
+        start_ns=started,
+        end_ns=now_ns(),
+        inputs={"judge": judge, "opponent": opponent, "pairs": entry["n"]},
+        outputs={k: entry[k] for k in ("win_rate", "ci_low", "ci_high", "wins", "ties", "losses", "invalid")},
+        attributes={"position_consistency": entry["position_consistency"]},
+    )
+
+
+OUTCOME_LABELS = {1.0: "win", 0.5: "tie", 0.0: "loss", None: "invalid"}
+
+
+def verdict_rows(
+    rows: pd.DataFrame,
+    judge: str,
+    opponent: str,
+    candidate: str,
+    column: str,
+    pairs: Sequence[tuple[str | None, str | None]],
+    outcomes: Sequence[float | None],
+    cand_reasons: Sequence[str | None],
+    opp_reasons: Sequence[str | None],
+) -> list[dict[str, Any]]:
+    """What one judge said about each dialogue against one opponent, as a reader browses it: the verdicts as the
+    judge saw the positions (A = shown first), the outcome counted for the candidate after the degenerate rules."""
+    ids = rows["dialogue_id"] if "dialogue_id" in rows.columns else rows.index
+    return [
+        {
+            "judge": judge,
+            "opponent": opponent,
+            "dialogue_id": str(did),
+            "situation": str(sit),
+            "utterance": str(utt),
+            "candidate_reply": str(cand),
+            "opponent_reply": str(opp),
+            "verdict_candidate_first": first or "invalid",
+            "verdict_candidate_second": second or "invalid",
+            "outcome": OUTCOME_LABELS[outcome],
+            "candidate_degenerate": cr or "",
+            "opponent_degenerate": orr or "",
+        }
+        for did, sit, utt, cand, opp, (first, second), outcome, cr, orr in zip(
+            ids,
+            rows["situation"],
+            rows["utterance"],
+            rows[candidate],
+            rows[column],
+            pairs,
+            outcomes,
+            cand_reasons,
+            opp_reasons,
+        )
+    ]
 
 
 def mark_validity(
@@ -169,8 +244,11 @@ def evaluation_frame(generations: pd.DataFrame, dialogues: pd.DataFrame) -> pd.D
     return generations.merge(ctx, on="dialogue_id", how="left")
 
 
-def run_evaluation(generations: pd.DataFrame, dialogues: pd.DataFrame, cfg) -> dict[str, Any]:
-    """Judges the tuned student against the configured opponents that the data has."""
+def run_evaluation(
+    generations: pd.DataFrame, dialogues: pd.DataFrame, cfg, verdicts: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Judges the tuned student against the configured opponents that the data has; ``verdicts`` collects the
+    per-dialogue rows (:func:`verdict_rows`)."""
     frame = evaluation_frame(generations, dialogues)
     columns = {**OPPONENT_COLUMNS, "llm": f"ref_{cfg.reference_llm}"}
     opponents = {o: columns[o] for o in cfg.opponents if columns[o] in frame.columns}
@@ -185,6 +263,7 @@ def run_evaluation(generations: pd.DataFrame, dialogues: pd.DataFrame, cfg) -> d
         max_invalid_fraction=cfg.max_invalid_fraction,
         skipped_opponents=skipped,
         max_degenerate_fraction=cfg.max_degenerate_fraction,
+        verdicts=verdicts,
     )
     report["test_dialogues"] = len(frame)
     from empathy_distill.judging.admission import admissions

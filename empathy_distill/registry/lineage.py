@@ -18,8 +18,8 @@ from typing import Any
 
 from empathy_distill.judging.stats import WIN_RATE_FIELDS
 from empathy_distill.registry.inputs import PARTS, library_versions
-from empathy_distill.registry.prompt_registry import recorded_refs
 from empathy_distill.registry.promotion import version_label as _v
+from empathy_distill.registry.prompt_registry import recorded_refs
 from empathy_distill.training.sources import gguf_origin
 
 LINEAGE_TAGS = (

@@ -112,6 +112,16 @@ def sync_prompts(client: Any, templates: list[str] | None = None, alias: str | N
     return refs
 
 
+def run_prompt_uris(templates: list[str]) -> dict[str, str]:
+    """Inside an active MLflow run: the templates registered where new, template -> ``prompts:/name/version``;
+    outside one, nothing (no registry to write to)."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return {}
+    return {t: ref.uri for t, ref in sync_prompts(mlflow.MlflowClient(), templates).items()}
+
+
 def link_prompts(client: Any, refs: list[PromptRef], run_id: str | None = None, model_id: str | None = None) -> None:
     """The run (``mlflow.linkedPrompts``) and the logged model point at the prompt versions they used."""
     for ref in refs:

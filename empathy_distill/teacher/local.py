@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 from empathy_distill.config import StudentConfig, TeacherConfig
@@ -76,7 +77,9 @@ class LocalTeacher:
             self.budget.reserve()
         except BudgetExhausted as exc:
             return ChatResult(key=req.key, error=f"{BUDGET_ERROR}: {exc}")
+        started = time.time_ns()
         result = await self._generate(req)
+        result.started_ns, result.ended_ns = started, time.time_ns()
         if self.cache is not None:
             self.cache.put(req, result)
         self.usage.add(req.tag, result, 0.0)

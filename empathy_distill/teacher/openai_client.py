@@ -179,6 +179,7 @@ class OpenAITeacher:
         return await self._complete_uncached(req)
 
     async def _complete_uncached(self, req: ChatRequest) -> ChatResult:
+        started = time.time_ns()
         window = await self.limit.acquire()
         try:
             try:
@@ -188,6 +189,7 @@ class OpenAITeacher:
             result = await self._send(req, window)
         finally:
             await self.limit.release()
+        result.started_ns, result.ended_ns = started, time.time_ns()
         cost = self.budget.spend(result.prompt_tokens, result.completion_tokens)
         if self.cache is not None:
             self.cache.put(req, result)

@@ -15,6 +15,7 @@ import contextlib
 import gc
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -72,11 +73,31 @@ def split_roles(train_ids: list[str], cfg: BootstrapConfig) -> tuple[list[str], 
     return ids[:n_sft], ids[n_sft : n_sft + n_dpo]
 
 
+def trace_stage(
+    teacher, name: str, requests, results, outcomes: list[str], prompts: dict[str, str], start: int
+) -> None:
+    """The stage's MLflow trace (inside a tracked run): its counts, and a span per sampled request."""
+    from empathy_distill.teacher import endpoint_of
+    from empathy_distill.tracing import trace_requests
+
+    trace_requests(
+        f"teacher {name}",
+        requests,
+        results,
+        outcomes,
+        settings=teacher.cfg.tracing,
+        endpoint=endpoint_of(teacher.cfg),
+        prompt=prompts.get(name),
+        stage_start_ns=start,
+    )
+
+
 async def _improve(
-    table: pd.DataFrame, roles: dict[str, str], cfg: BootstrapConfig, teacher, announce=None
+    table: pd.DataFrame, roles: dict[str, str], cfg: BootstrapConfig, teacher, announce=None, prompts=None
 ) -> pd.DataFrame:
     """Runs the teacher stage by stage; returns one log row per selected dialogue. ``announce`` gets the
-    :class:`~empathy_distill.teacher.estimate.Plan` once, before the first request is sent."""
+    :class:`~empathy_distill.teacher.estimate.Plan` once, before the first request is sent; ``prompts`` maps a
+    template to its prompt-registry URI (shown on the stage's trace)."""
     ctx = contexts(table)
     system = load_template(SYSTEM)
     fields = {"target_words": cfg.target_words, "max_words": cfg.max_words}
@@ -115,12 +136,15 @@ async def _improve(
 
             planned = True
             announce(plan(requests, len(turns) + (cfg.method == "improve_llm"), cfg.target_words, teacher))
+        start = time.time_ns()
         results = await teacher.complete_many(requests, desc=f"teacher {name}")
+        outcomes = []
         for s, req, res in zip(todo, requests, results):
             s["turns"] += 1
             s["messages"] = list(req.messages)
             if not res.ok:
                 s.update(status="budget" if res.error.startswith(BUDGET_ERROR) else "error", reason=res.error, raw=None)
+                outcomes.append(f"{s['status']}: {res.error}")
                 continue
             parsed = parse_reply(
                 res.text, cfg.max_words, expect_dimension=name.endswith("identify_lacking"), instructions=echo[name]
@@ -130,6 +154,8 @@ async def _improve(
             s["dimension"] = parsed.dimension
             if not parsed.valid:
                 s.update(status="invalid", reason=f"{name}:{parsed.reason}")
+            outcomes.append("parsed" if parsed.valid else f"invalid: {parsed.reason}")
+        trace_stage(teacher, name, requests, results, outcomes, prompts or {}, start)
 
     if cfg.method == "improve_llm":
         await stage(
@@ -167,10 +193,11 @@ async def _improve(
 
 
 def rewrite_with_teacher(
-    table: pd.DataFrame, cfg: BootstrapConfig, teacher, announce=None
+    table: pd.DataFrame, cfg: BootstrapConfig, teacher, announce=None, prompts: dict[str, str] | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Runs the teacher over the SFT and DPO groups of train dialogues; ``announce`` (e.g. a step's console line)
-    gets the run's :class:`~empathy_distill.teacher.estimate.Plan` before the first request.
+    gets the run's :class:`~empathy_distill.teacher.estimate.Plan` before the first request; ``prompts`` (template ->
+    prompt-registry URI) names each stage's prompt version on its trace.
 
     Returns:
         The per-dialogue log (original, improved, status, reason, raw reply) and
@@ -189,7 +216,7 @@ def rewrite_with_teacher(
 
     async def run() -> pd.DataFrame:
         try:
-            return await _improve(table, roles, cfg, teacher, on_plan)
+            return await _improve(table, roles, cfg, teacher, on_plan, prompts)
         finally:
             await teacher.aclose()
 

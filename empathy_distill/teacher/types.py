@@ -60,6 +60,8 @@ class ChatResult:
     cached: bool = False
     error: str | None = None
     attempts: int = 0
+    started_ns: int = 0  # wall clock when sent (0: never sent), for the request's trace span
+    ended_ns: int = 0
 
     @property
     def ok(self) -> bool:

@@ -15,6 +15,7 @@ import pandas as pd
 from empathy_distill.config import GenerationSettings, StudentConfig
 from empathy_distill.data.training_sets import user_turn
 from empathy_distill.prompts import STUDENT_SYSTEM, load_template
+from empathy_distill.tracing import SpanRecord, now_ns, record_trace
 from empathy_distill.training.chat import ChatFormat, resolve_chat_format
 from empathy_distill.training.student import load_student
 
@@ -77,6 +78,7 @@ def generate(
     desc: str = "generate",
     fmt: ChatFormat | None = None,
     progress: bool = True,
+    spans: list[SpanRecord] | None = None,
 ) -> list[Reply]:
     """Replies to chat prompts, ``settings.batch_size`` at a time, left-padded (a progress bar on a terminal unless
     ``progress`` is False: a server generates for many small requests).
@@ -84,6 +86,7 @@ def generate(
     Generation stops at any of the model's end-of-turn ids (``fmt.stop_ids``: generation_config's eos list, the
     tokenizer's eos and the template's end-of-turn), never only at ``tokenizer.eos_token_id``; a reply is cut at the
     first of them, and one that reached ``max_new_tokens`` without any is marked ``finish_reason="length"``.
+    ``spans``, when given, gets a :class:`~empathy_distill.tracing.SpanRecord` per batch (for the run's trace).
     """
     import torch
     from tqdm.auto import tqdm
@@ -107,6 +110,7 @@ def generate(
         range(0, len(encoded), settings.batch_size), desc=desc, unit="batch", disable=None if progress else True
     ):
         rows = encoded[start : start + settings.batch_size]
+        began = now_ns()
         width = max(len(r) for r in rows)
         ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=device)
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
@@ -122,7 +126,25 @@ def generate(
                     completion_tokens=used,
                 )
             )
+        if spans is not None:
+            spans.append(batch_span(desc, start // settings.batch_size, began, outputs[-len(rows) :]))
     return outputs
+
+
+def batch_span(desc: str, index: int, began: int, replies: list[Reply]) -> SpanRecord:
+    """One generation batch as a span: its size, tokens in and out, how many replies ended their turn."""
+    return SpanRecord(
+        name=f"{desc} batch {index}",
+        span_type="LLM",
+        start_ns=began,
+        end_ns=now_ns(),
+        inputs={"prompts": len(replies), "prompt_tokens": sum(r.prompt_tokens for r in replies)},
+        outputs={
+            "completion_tokens": sum(r.completion_tokens for r in replies),
+            "finished": sum(1 for r in replies if r.finished),
+            "first_reply": replies[0].text[:500] if replies else "",
+        },
+    )
 
 
 def generate_base_and_tuned(
@@ -149,18 +171,24 @@ def generate_base_and_tuned(
         for s, u in zip(prompts["system"], prompts["user"])
     ]
     sides: dict[str, list[Reply]] = {}
+    spans: list[SpanRecord] = []
+    begun = now_ns()
     if adapter_dir is None:
-        sides["base"] = generate(model, tokenizer, chats, settings, desc="generate base", fmt=fmt)
+        sides["base"] = generate(model, tokenizer, chats, settings, desc="generate base", fmt=fmt, spans=spans)
         sides["tuned"] = list(sides["base"])
     else:
         model = PeftModel.from_pretrained(model, adapter_dir, adapter_name="tuned")
         for name, folder in (extra_adapters or {}).items():
             model.load_adapter(folder, adapter_name=name)
         with model.disable_adapter():
-            sides["base"] = generate(model, tokenizer, chats, settings, desc="generate base", fmt=fmt)
+            sides["base"] = generate(model, tokenizer, chats, settings, desc="generate base", fmt=fmt, spans=spans)
         for name in ["tuned", *(extra_adapters or {})]:
             model.set_adapter(name)
-            sides[name] = generate(model, tokenizer, chats, settings, desc=f"generate {name}", fmt=fmt)
+            sides[name] = generate(model, tokenizer, chats, settings, desc=f"generate {name}", fmt=fmt, spans=spans)
+    inputs = {"prompts": len(chats), "sides": list(sides), "base_model": base_model}
+    record_trace(
+        SpanRecord("generation", "CHAIN", begun, now_ns(), inputs=inputs, attributes=settings.model_dump()), spans
+    )
     table = {"dialogue_id": prompts["dialogue_id"].to_numpy()}
     for name, replies in sides.items():
         table[f"{name}_response"] = [r.text for r in replies]
