@@ -9,12 +9,16 @@ the clients, not two draws of the tail. In one run:
 1. reference: plain ``openai.AsyncOpenAI`` calls under ``asyncio.Semaphore(64)``,
    no cache, no retries;
 2. ours, cold: a fresh reply cache, retries on, budget and usage accounting on;
-3. ours, warm: the same requests again, all from the cache.
+3. ours, warm: the same requests again, all from the cache;
+4. ours, cold, traced: as 2 inside an MLflow run (SQLite store), the stage's trace written and flushed in the
+   timed part, with the default sampling (``teacher.tracing``: at most 64 request spans), then with every request
+   traced.
 Each timed phase runs ``--reps`` times (3), the sides alternating, and the fastest run counts, so a warm-up hiccup does
 not decide the ratio. The last line is
 
     ratio_vs_plain=<ours cold / reference throughput> ratio_vs_ideal=<ours cold / (concurrency / latency)>
     cache_speedup=<cold time / warm time>
+    traced_throughput_ratio=<ours cold / ours cold traced (default)> every_request_traced_ratio=<... every request>
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import start_loopback  # noqa: E402
 
-from empathy_distill.config import TeacherConfig  # noqa: E402
+from empathy_distill.config import TeacherConfig, TraceSettings  # noqa: E402
 from empathy_distill.teacher.cache import ReplyCache  # noqa: E402
 from empathy_distill.teacher.openai_client import OpenAITeacher  # noqa: E402
+from empathy_distill.tracing import trace_requests, tracing_active  # noqa: E402
 
 
 def messages(i: int) -> list[dict[str, str]]:
@@ -62,12 +67,37 @@ async def plain(url: str, n: int, concurrency: int) -> float:
     return elapsed
 
 
-async def ours(url: str, n: int, concurrency: int, cache_path: Path) -> tuple[float, int]:
-    cfg = TeacherConfig(base_url=url, model="loop", concurrency=concurrency, cache_path=str(cache_path), max_retries=6)
+async def ours(
+    url: str, n: int, concurrency: int, cache_path: Path, tracing: TraceSettings | None = None
+) -> tuple[float, int]:
+    """Our client; with ``tracing``, inside an MLflow run, the stage's trace is written (and flushed) in the timed
+    part, as the bootstrap step writes it."""
+    cfg = TeacherConfig(
+        base_url=url,
+        model="loop",
+        concurrency=concurrency,
+        cache_path=str(cache_path),
+        max_retries=6,
+        tracing=tracing or TraceSettings(),
+    )
     teacher = OpenAITeacher(cfg, ReplyCache(cache_path))
     reqs = [teacher.request([(m["role"], m["content"]) for m in messages(i)], tag="bench") for i in range(n)]
+    start_ns = time.time_ns()
     start = time.perf_counter()
     results = await teacher.complete_many(reqs, desc="ours")
+    if tracing is not None:
+        assert tracing_active()
+        outcomes = ["parsed" if r.ok else f"error: {r.error}" for r in results]
+        trace_requests(
+            "teacher bench",
+            reqs,
+            results,
+            outcomes,
+            settings=tracing,
+            endpoint=url,
+            prompt=None,
+            stage_start_ns=start_ns,
+        )
     elapsed = time.perf_counter() - start
     await teacher.aclose()
     assert all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
@@ -85,7 +115,12 @@ def main() -> None:
     server, url = start_loopback("--latency", str(args.latency), "--sigma", "0.6", "--latency-per-prompt")
     try:
         tmp = Path(tempfile.mkdtemp())
-        ref_times, cold_times, warm_times = [], [], []
+        ref_times, cold_times, warm_times, traced_times, all_times = [], [], [], [], []
+        import mlflow
+
+        mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
+        mlflow.set_experiment("teacher-bench")
+        default, everything = TraceSettings(), TraceSettings(sample_rate=1.0, max_request_spans=None)
         for rep in range(args.reps):
             ref_times.append(asyncio.run(plain(url, n, c)))
             cache = tmp / f"cache{rep}.sqlite"
@@ -93,10 +128,18 @@ def main() -> None:
             assert hits == 0
             warm, hits = asyncio.run(ours(url, n, c, cache))
             assert hits == n
+            with mlflow.start_run():  # the same cold work, traced as a tracked step traces it
+                traced, _ = asyncio.run(ours(url, n, c, tmp / f"traced{rep}.sqlite", default))
+            with mlflow.start_run():
+                every, _ = asyncio.run(ours(url, n, c, tmp / f"all{rep}.sqlite", everything))
             cold_times.append(cold)
             warm_times.append(warm)
+            traced_times.append(traced)
+            all_times.append(every)
             print(
-                f"run {rep + 1}: reference {ref_times[-1]:.2f} s, ours cold {cold:.2f} s, ours warm {warm:.3f} s",
+                f"run {rep + 1}: reference {ref_times[-1]:.2f} s, ours cold {cold:.2f} s, ours warm {warm:.3f} s, "
+                f"cold traced (default: {default.max_request_spans} spans) {traced:.2f} s, cold traced (every "
+                f"request) {every:.2f} s",
                 flush=True,
             )
     finally:
@@ -113,6 +156,14 @@ def main() -> None:
     print(
         f"ratio_vs_plain={ref / cold:.3f} ratio_spread={max(per_rep) - min(per_rep):.3f} "
         f"ratio_vs_ideal={ideal / cold:.3f} cache_speedup={cold / warm:.1f}"
+    )
+    # tracing's cost: throughput traced / untraced, fastest runs, and the spread of the per-run ratios
+    traced_rep = [o / t for o, t in zip(cold_times, traced_times)]
+    all_rep = [o / t for o, t in zip(cold_times, all_times)]
+    print(
+        f"traced_throughput_ratio={cold / min(traced_times):.3f} (spread {max(traced_rep) - min(traced_rep):.3f}, "
+        f"goal >= 0.95) every_request_traced_ratio={cold / min(all_times):.3f} "
+        f"(spread {max(all_rep) - min(all_rep):.3f})"
     )
 
 

@@ -128,6 +128,7 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     }
     resolved = json.loads(Path(client.download_artifacts(run_id, "config/resolved.json", str(tmp_path))).read_text())
     assert resolved["training"]["beta"] == 0.1 and resolved["teacher"]["api_key_env"] == "OPENAI_API_KEY"
+    assert_genai_side(client, run, tmp_path)
 
     # a judge endpoint that is down: one error line naming the step and the cause, exit code 3 ...
     import socket
@@ -174,6 +175,45 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     assert "steps: 4 ran, 8 cached" in again, again
     assert re.search(r"vs champion judge scorer: win rate 0.500 \[0.274, 0.726\], W/T/L 0/15/0", again), again
     assert "registered: models:/empathy-student/2 (alias challenger), judged against champion: v1" in again
+
+
+def assert_genai_side(client, run, tmp_path) -> None:
+    """MLflow's GenAI side after a demo run, read through its API: every template in the prompt registry, the
+    student's system prompt linked to the run and to the logged model; the generation and judging traces; the
+    verdict table per judge; the registered version's logged model with the evaluation's metrics and params."""
+    import mlflow
+
+    from empathy_distill.registry.prompt_registry import all_templates, prompt_name
+
+    prompts = {p.name for p in client.search_prompts()}
+    assert prompts == {prompt_name(t) for t in all_templates()} and len(prompts) == 14
+    linked = json.loads(run.data.tags["mlflow.linkedPrompts"])
+    assert linked == [{"name": "empathy-distill.student_system", "version": "1"}]
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        found = mlflow.search_traces(locations=[run.info.experiment_id], run_id=run.info.run_id, return_type="list")
+        names = {t.data.spans[0].name: [s.name for s in t.data.spans[1:]] for t in found}
+        assert set(names) == {"generation", "evaluation"}, names
+        assert names["generation"] == ["generate base batch 0", "generate tuned batch 0"]
+        assert sorted(names["evaluation"]) == ["judge scorer vs base", "judge scorer vs human", "judge scorer vs llm"]
+        # (MlflowClient.load_table searches runs through the global tracking URI, not the client's: inside here)
+        table = client.load_table(run.info.experiment_id, "tables/verdicts_scorer.json", run_ids=[run.info.run_id])
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert len(table) == 45 and set(table["opponent"]) == {"base", "human", "llm"}
+    assert {"dialogue_id", "candidate_reply", "opponent_reply", "verdict_candidate_first", "outcome"} <= set(table)
+    wins = int(((table["opponent"] == "base") & (table["outcome"] == "win")).sum())
+    assert wins == run.data.metrics["eval.base.scorer.wins"]  # the table is the figures' own rows
+    version = client.get_model_version("empathy-student", run.data.tags["registry.version"])
+    model = client.get_logged_model(version.source.removeprefix("models:/"))
+    on_model = {(m.key, m.dataset_name) for m in model.metrics}
+    assert ("eval.base.scorer.win_rate", "dialogues") in on_model and (
+        "eval.base.scorer.ci_low",
+        "dialogues",
+    ) in on_model
+    assert model.params["training.lora.r"] == "8" and model.params["bootstrap.method"] == "direct"
+    assert json.loads(model.tags["mlflow.linkedPrompts"]) == linked
+    assert "prompts:/empathy-distill.student_system/1" in version.description
 
 
 def test_pipeline_bad_input_is_one_line(zen, tmp_path):
@@ -263,6 +303,17 @@ def test_bootstrap_pipeline_against_an_openai_compatible_server(zen, tmp_path):
     assert metrics["teacher.initial.requests"] == metrics["teacher.all_three.requests"] == N_TEACHER_REQUESTS / 2
     assert metrics["teacher.cost_usd"] > 0 and metrics["teacher.prompt_tokens"] > 0
     assert metrics["training_sets.sft_rows"] == N_SFT and metrics["training_sets.dpo_pairs"] == N_DPO
+    # each teacher stage is a trace in the run, a span per request with its prompt version (and no key: below)
+    mlflow.set_tracking_uri(uri)
+    try:
+        traced = mlflow.search_traces(locations=[run.info.experiment_id], run_id=run_id, return_type="list")
+    finally:
+        mlflow.set_tracking_uri(None)
+    stages = {t.data.spans[0].name: t.data.spans[1:] for t in traced}
+    assert set(stages) == {"teacher initial", "teacher all_three"}, stages
+    assert len(stages["teacher initial"]) == N_TEACHER_REQUESTS / 2  # 45 requests, under the default cap of 64
+    assert {s.attributes["prompt"] for s in stages["teacher all_three"]} == {"prompts:/empathy-distill.all_three/1"}
+    assert {s.attributes["cache"] for s in stages["teacher initial"]} == {"sent"}
     # the key is nowhere: not in the MLflow store, the ZenML store, artifacts, caches or logs
     mlflow_db = Path(uri.removeprefix("sqlite:///"))
     scanned = [p for p in tmp_path.rglob("*") if p.is_file()]
