@@ -3,12 +3,14 @@
 import tempfile
 from typing import Annotated, Any
 
+import mlflow
 import pandas as pd
 from zenml import log_metadata, step
 from zenml.types import MarkdownString
 
 from empathy_distill.config import EvaluationConfig
 from empathy_distill.judging.protocol import run_evaluation
+from empathy_distill.judging.registered import register_judges
 from empathy_distill.judging.report import report_markdown, save_report
 from empathy_distill.tracking import log_evaluation, log_verdicts
 from steps.console import stage_done
@@ -26,6 +28,9 @@ def evaluate_responses(
     with tempfile.TemporaryDirectory() as tmp:
         log_evaluation(report, save_report(report, tmp), prefix=f"ablation.{label}" if label else "eval")
     log_verdicts(verdicts, label)
+    run = mlflow.active_run()
+    if run is not None:  # the judge definitions, reusable across runs (where MLflow can hold them)
+        report["registered_judges"] = register_judges(evaluation.judges, run.info.experiment_id)
     metadata: dict[str, Any] = {
         "valid": bool(report["valid"]),
         "invalid_reasons": "; ".join(report["invalid_reasons"]) or "none",

@@ -128,20 +128,30 @@ def render(
         call("Network.setCookie", name=name, value=value, url=server, httpOnly=True)
         call("Page.enable")
         call("Page.addScriptToEvaluateOnNewDocument", source="localStorage.setItem('isAuthenticated', 'true')")
-        call("Emulation.setDeviceMetricsOverride", width=size[0], height=size[1], deviceScaleFactor=1, mobile=False)
-        call("Page.navigate", url=page_url)
-        deadline, text = time.monotonic() + timeout_s, ""
-        while time.monotonic() < deadline:
-            result = call(
-                "Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True
-            )
-            text = result["result"].get("value", "")
-            if all(s in text for s in must_show):
-                break
-            time.sleep(0.5)
-        else:
-            raise AssertionError(
-                f"{page_url} did not show {must_show} within {timeout_s:.0f} s; it showed: {text[:500]!r}"
-            )
-        time.sleep(1.5)  # the DAG view lays itself out after the text arrives
-        return text, base64.b64decode(call("Page.captureScreenshot", format="png")["data"])
+        return _capture(call, page_url, must_show, timeout_s, size)
+
+
+def render_open(
+    page_url: str, must_show: list[str], timeout_s: float = 90, size: tuple[int, int] = (1400, 900)
+) -> tuple[str, bytes]:
+    """As :func:`render`, for a page that needs no login (a local MLflow UI)."""
+    with _devtools_page(*size) as call:
+        call("Page.enable")
+        return _capture(call, page_url, must_show, timeout_s, size)
+
+
+def _capture(call, page_url: str, must_show: list[str], timeout_s: float, size: tuple[int, int]) -> tuple[str, bytes]:
+    """The page's visible text and a PNG once every string in ``must_show`` is on it (else AssertionError)."""
+    call("Emulation.setDeviceMetricsOverride", width=size[0], height=size[1], deviceScaleFactor=1, mobile=False)
+    call("Page.navigate", url=page_url)
+    deadline, text = time.monotonic() + timeout_s, ""
+    while time.monotonic() < deadline:
+        result = call("Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True)
+        text = result["result"].get("value", "")
+        if all(s in text for s in must_show):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"{page_url} did not show {must_show} within {timeout_s:.0f} s; it showed: {text[:500]!r}")
+    time.sleep(1.5)  # the DAG view lays itself out after the text arrives
+    return text, base64.b64decode(call("Page.captureScreenshot", format="png")["data"])
