@@ -13,7 +13,7 @@ from empathy_distill.registry.prompt_registry import run_prompt_uris
 from empathy_distill.teacher import build_teacher
 from empathy_distill.teacher.rewrite import rewrite_with_teacher
 from empathy_distill.testing.loopback import LoopbackServer
-from empathy_distill.tracing import pick
+from empathy_distill.tracing import flush, pick
 from tests.conftest import SAMPLE_DATA
 
 KEY = "sk-test-do-not-leak-1234567890"
@@ -40,6 +40,7 @@ def tracked(tmp_path):
 
 
 def traces(mlflow, run):
+    flush()  # MLflow writes traces on its own threads
     return mlflow.search_traces(locations=[run.info.experiment_id], run_id=run.info.run_id, return_type="list")
 
 
@@ -93,6 +94,7 @@ def test_nothing_is_traced_outside_a_run_and_sampling_is_by_hash(sample_table, t
         cfg = TeacherConfig(base_url=server.base_url, model="loop", cache_path=str(tmp_path / "t.sqlite"))
         boot = BootstrapConfig(method="improve_human", strategy="naive", sft_dialogues=6, dpo_dialogues=4)
         rewrite_with_teacher(sample_table, boot, build_teacher(cfg))
+    flush()
     assert mlflow.search_traces(locations=[mlflow.get_experiment_by_name("tracing").experiment_id]).empty
     keys = [f"{i:08x}" + "0" * 56 for i in range(0, 2**32, 2**32 // 100)][:100]  # spread over the hash range
     half = pick(keys, 0.5, None)
