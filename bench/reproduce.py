@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/reproduce.py --config configs/real-smollm2.yaml     # or: make reproduce
     .venv/bin/python bench/reproduce.py --config configs/real-offline.yaml     # the tiny student's table
+    .venv/bin/python bench/reproduce.py --dev 100 --set training.sft.max_steps=120 --out outputs/dev/try1
+                                               # a try of settings on 100 held-out train dialogues, never on test
 
 The same core functions as the pipeline's steps (ingestion, the `direct` sets with their GX
 validation, the student (SmolLM2-135M-Instruct from its GGUF, or the tiny one built from train
@@ -37,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(ROOT / "configs" / "real-smollm2.yaml"))
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     parser.add_argument("--out", default=str(ROOT / "outputs" / "reproduce"))
+    parser.add_argument(
+        "--dev",
+        type=int,
+        default=0,
+        metavar="N",
+        help="choose settings here: drop the test split, hold out N train dialogues as the evaluation set",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
@@ -63,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = data.table
+    if args.dev:  # nothing of the test split is read: a held-out slice of train stands in for it
+        from empathy_distill.data.splits import dev_split
+
+        table = dev_split(table, args.dev, seed=config.data.split.seed)
+        print(f"dev split: the test split dropped; {args.dev} train dialogues held out as the evaluation set")
     timings: dict[str, float] = {}
 
     def lap(name: str, since: float) -> float:
@@ -77,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     n_test = table.loc[table["split"] == "test", "dialogue_id"].nunique()
     print(
-        f"data: {table['dialogue_id'].nunique()} dialogues ({n_test} test), {len(sft)} SFT rows, {len(dpo)} DPO "
+        f"data: {table['dialogue_id'].nunique()} dialogues ({n_test} {'dev' if args.dev else 'test'}), {len(sft)} SFT "
+        f"rows, {len(dpo)} DPO "
         f"pairs, {len(quarantine)} quarantined, test leakage {sets_report['test_leakage']}"
     )
     t = lap("data", t)

@@ -70,3 +70,24 @@ def assign_splits(
     split[need] = computed
     label = used if need.all() else f"given+{used}"
     return split.astype("string"), label
+
+
+def dev_split(table: pd.DataFrame, dialogues: int, seed: int = 0) -> pd.DataFrame:
+    """The table for choosing settings without the test split: every test dialogue dropped, and ``dialogues`` train
+    dialogues (the lowest salted hashes: stable, whatever else the file holds) relabelled ``test``, so that the same
+    code trains on the rest and evaluates on them.
+
+    The paper's test split holds the dialogues with fewer than two top-rated replies; a dev set carved from train
+    holds dialogues with two or more, so its figures estimate the settings' effect, not the test figures.
+
+    Raises:
+        ValueError: fewer train dialogues than ``dialogues`` plus one.
+    """
+    train = table[table["split"] == "train"]
+    ids = sorted(train["dialogue_id"].unique(), key=lambda d: hash_fraction(str(d), seed))
+    if len(ids) <= dialogues:
+        raise ValueError(f"dev split: {dialogues} dev dialogues asked of {len(ids)} train dialogues")
+    dev = set(ids[:dialogues])
+    out = train.copy()
+    out["split"] = out["dialogue_id"].map(lambda d: "test" if d in dev else "train").astype("string")
+    return out.reset_index(drop=True)

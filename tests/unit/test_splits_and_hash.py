@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from empathy_distill.config import DataConfig, ValidationConfig
 from empathy_distill.data.hashing import data_hash
@@ -93,3 +94,21 @@ def test_sample_ratings_follow_the_real_mix_and_fix_no_winner():
     # the human reply beats the recorded ChatGPT reply in some dialogues and loses in others
     assert (wide.human > wide.chatgpt).sum() >= 5 and (wide.human < wide.chatgpt).sum() >= 5
     assert (table[table.source != "human"].rating == 1).sum() >= 10  # models write poor replies too
+
+
+def test_a_dev_split_reads_nothing_of_the_test_split_and_holds_out_train_dialogues():
+    from empathy_distill.data.splits import dev_split
+
+    table = ingest(SAMPLE_DATA, DataConfig(path=str(SAMPLE_DATA)), ValidationConfig()).table
+    test_ids = set(table.loc[table["split"] == "test", "dialogue_id"])
+    train_ids = set(table.loc[table["split"] == "train", "dialogue_id"])
+    dev = dev_split(table, 10)
+    assert not set(dev["dialogue_id"]) & test_ids  # every test dialogue dropped
+    held = set(dev.loc[dev["split"] == "test", "dialogue_id"])
+    assert len(held) == 10 and held <= train_ids
+    assert set(dev.loc[dev["split"] == "train", "dialogue_id"]) == train_ids - held
+    assert len(dev) == (table["split"] == "train").sum()  # every train row kept, none twice
+    assert dev_split(table, 10).equals(dev) and set(dev_split(table, 10, seed=1)["dialogue_id"]) == train_ids
+    assert set(dev_split(table, 10, seed=1).query("split == 'test'")["dialogue_id"]) != held
+    with pytest.raises(ValueError, match="dev split: 45 dev dialogues asked of 45 train dialogues"):
+        dev_split(table, 45)
