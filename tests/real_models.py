@@ -31,7 +31,7 @@ def need(preset: str) -> None:
 
 
 @contextlib.contextmanager
-def mlflow_store(tmp_path: Path):
+def mlflow_store(tmp_path: Path, experiment: str = "real-students"):
     """A throw-away MLflow store for the block; the process's tracking URI and active experiment are reset after
     (a leftover experiment id, in the module or in MLFLOW_EXPERIMENT_ID, breaks the next test's fresh store)."""
     import mlflow
@@ -40,7 +40,7 @@ def mlflow_store(tmp_path: Path):
     saved = {k: os.environ.get(k) for k in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_registry_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")  # a download may have left it elsewhere
-    mlflow.set_experiment("real-students")  # also sets MLFLOW_EXPERIMENT_ID in the environment
+    mlflow.set_experiment(experiment)  # also sets MLFLOW_EXPERIMENT_ID in the environment
     try:
         yield
     finally:

@@ -11,6 +11,7 @@ import pytest
 from empathy_distill.prompts import load_template
 from empathy_distill.registry import prompt_registry as pr
 from empathy_distill.registry.verify import check_prompt_registry
+from tests.real_models import mlflow_store
 
 
 @pytest.fixture
@@ -18,11 +19,8 @@ def client(tmp_path, monkeypatch):
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    try:
+    with mlflow_store(tmp_path, "prompts"):  # the URIs and the active experiment reset after
         yield mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    finally:
-        mlflow.set_tracking_uri(None)
 
 
 def versions(client, name: str) -> list[str]:

@@ -11,17 +11,15 @@ from empathy_distill.config import JudgeConfig, JudgeEndpointConfig
 from empathy_distill.data.training_sets import user_turn
 from empathy_distill.judging import registered
 from empathy_distill.judging.reference import ReferenceJudge
+from tests.real_models import mlflow_store
 
 
 @pytest.fixture
 def experiment(tmp_path):
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    try:
-        yield mlflow.set_experiment("judges").experiment_id
-    finally:
-        mlflow.set_tracking_uri(None)
+    with mlflow_store(tmp_path, "judges"):  # the URI and the active experiment reset after
+        yield mlflow.get_experiment_by_name("judges").experiment_id
 
 
 def llm(model: str) -> JudgeConfig:

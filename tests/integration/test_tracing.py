@@ -15,6 +15,7 @@ from empathy_distill.teacher.rewrite import rewrite_with_teacher
 from empathy_distill.testing.loopback import LoopbackServer
 from empathy_distill.tracing import flush, pick
 from tests.conftest import SAMPLE_DATA
+from tests.real_models import mlflow_store
 
 KEY = "sk-test-do-not-leak-1234567890"
 
@@ -28,15 +29,12 @@ def sample_table():
 def tracked(tmp_path):
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("tracing")
-    try:
-        yield mlflow
-    finally:
-        if mlflow.active_run():
-            mlflow.end_run()
-        mlflow.set_tracking_uri(None)
+    with mlflow_store(tmp_path, "tracing"):  # the URI and the active experiment reset after
+        try:
+            yield mlflow
+        finally:
+            if mlflow.active_run():
+                mlflow.end_run()
 
 
 def traces(mlflow, run):
