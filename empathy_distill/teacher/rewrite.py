@@ -77,16 +77,18 @@ def trace_stage(
     teacher, name: str, requests, results, outcomes: list[str], prompts: dict[str, str], start: int
 ) -> None:
     """The stage's MLflow trace (inside a tracked run): its counts, and a span per sampled request."""
+    from empathy_distill.config import TraceSettings
     from empathy_distill.teacher import endpoint_of
     from empathy_distill.tracing import trace_requests
 
+    cfg = getattr(teacher, "cfg", None)  # a teacher without a config (a test's scripted one) traces with defaults
     trace_requests(
         f"teacher {name}",
         requests,
         results,
         outcomes,
-        settings=teacher.cfg.tracing,
-        endpoint=endpoint_of(teacher.cfg),
+        settings=cfg.tracing if cfg is not None else TraceSettings(),
+        endpoint=endpoint_of(cfg) if cfg is not None else None,
         prompt=prompts.get(name),
         stage_start_ns=start,
     )

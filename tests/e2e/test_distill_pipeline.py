@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DISTILL_STEPS, GATE_OUT_OF_REACH, REPO, SAMPLE_DATA
+from tests.dashboard import chromium_reason
 
 pytestmark = pytest.mark.e2e
 # The sample through improve_llm + all_three: 2 teacher requests per train dialogue
@@ -129,6 +130,8 @@ def test_init_is_idempotent_and_pipeline_logs_to_mlflow(zen, tmp_path):
     resolved = json.loads(Path(client.download_artifacts(run_id, "config/resolved.json", str(tmp_path))).read_text())
     assert resolved["training"]["beta"] == 0.1 and resolved["teacher"]["api_key_env"] == "OPENAI_API_KEY"
     assert_genai_side(client, run, tmp_path)
+    if chromium_reason() is None:  # the same pages in MLflow's UI, rendered (skipped only where Chromium is absent)
+        render_mlflow_pages(uri, client, run, tmp_path)
 
     # a judge endpoint that is down: one error line naming the step and the cause, exit code 3 ...
     import socket
@@ -214,6 +217,74 @@ def assert_genai_side(client, run, tmp_path) -> None:
     assert model.params["training.lora.r"] == "8" and model.params["bootstrap.method"] == "direct"
     assert json.loads(model.tags["mlflow.linkedPrompts"]) == linked
     assert "prompts:/empathy-distill.student_system/1" in version.description
+
+
+def render_mlflow_pages(uri: str, client, run, tmp_path) -> None:
+    """MLflow's UI on this run's store (``mlflow server``), rendered by headless Chromium: the run's verdict table,
+    its traces, the logged model behind the version (metrics, dataset, version), the version page naming its prompt
+    versions, and the prompt registry. Each page must show its text (a blank or half-loaded page fails); the PNGs are
+    kept in the test's folder, and copied to ``EMPATHY_UI_SHOTS`` when it is set."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.dashboard import render_open
+    from tests.services import free_port
+
+    version = client.get_model_version("empathy-student", run.data.tags["registry.version"])
+    exp, run_id, model_id = run.info.experiment_id, run.info.run_id, version.source.removeprefix("models:/")
+    port = free_port()
+    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
+    server = subprocess.Popen(
+        [mlflow_cli, "server", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(base + "/health", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "the MLflow server did not answer"
+                time.sleep(0.5)
+        pages = {
+            "verdict-table": (
+                f"{base}/#/experiments/{exp}/runs/{run_id}/artifacts/tables/verdicts_scorer.json",
+                ["tables/verdicts_scorer.json", "verdict_candidate_first", "outcome", "sample:0"],
+            ),
+            "traces": (
+                f"{base}/#/experiments/{exp}/runs/{run_id}/traces",
+                ['"candidate": "tuned_response"', '"sides"'],
+            ),
+            "logged-model": (
+                f"{base}/#/experiments/{exp}/models/{model_id}",
+                ["Datasets used", "dialogues", "empathy-student", "eval.base.scorer.win_rate"],
+            ),
+            "version": (
+                f"{base}/#/models/empathy-student/versions/{version.version}",
+                ["prompts:/empathy-distill.student_system/1"],
+            ),
+            "prompts": (f"{base}/#/prompts", ["empathy-distill.naive", "empathy-distill.student_system"]),
+        }
+        shots = os.environ.get("EMPATHY_UI_SHOTS")
+        for name, (url, must_show) in pages.items():
+            _, png = render_open(url, must_show, timeout_s=90)
+            assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000, name  # a real page, not a blank one
+            (tmp_path / f"mlflow-{name}.png").write_bytes(png)
+            if shots:
+                Path(shots).mkdir(parents=True, exist_ok=True)
+                shutil.copy(tmp_path / f"mlflow-{name}.png", Path(shots) / f"mlflow-{name}.png")
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 def test_pipeline_bad_input_is_one_line(zen, tmp_path):
