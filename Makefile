@@ -25,6 +25,11 @@ export ZENML_LOGGING_VERBOSITY ?= WARN
 
 DEMO_CONFIG ?= configs/demo.yaml
 PYTEST_ARGS ?=
+# the suite runs in this many pytest-xdist worker processes, a test file at a time each (a file's module fixtures,
+# such as a trained student, are built once; the e2e files come first and the short ones fill in around them); most
+# of its time is single-threaded (CLI subprocesses, servers starting), so two workers on two cores finish sooner than
+# one. PYTEST_WORKERS=0: one process, as before.
+PYTEST_WORKERS ?= 2
 # test: pytest; server: a ZenML server and dashboard; kubeflow: kfp, for the Kubeflow compile check
 EXTRAS ?= test,server,kubeflow
 
@@ -55,7 +60,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # every benchmark, one after another, then one table: figure, value, goal, pass/fail (about an hour here, the
 # scale bench from 2k to 100k dialogues about 40 minutes of it)

@@ -16,6 +16,12 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Anything that touches ZenML in-process (materializers) gets a throw-away store, never the user's.
 os.environ["ZENML_CONFIG_PATH"] = tempfile.mkdtemp(prefix="zenml-tests-")
+# Under pytest-xdist (`make test`: two workers on two cores) each worker, and every process it starts, computes on one
+# thread: two workers at torch's default of a thread per core would ask for twice the cores there are (OpenMP threads
+# spinning against each other). Set before anything imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_threads, "1")
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "llms_vs_humans.csv"
@@ -34,6 +40,15 @@ LVH_HEADER = (
     + [f"response_{s}" for s in LVH_SOURCES]
     + [f"rating_{s}" for s in LVH_SOURCES]
 )
+
+
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # ZenML finds its source root from the main module's file, and an xdist worker's main module has none
+        # (execnet starts it from a string): give it the repository, the root a step's module resolves from.
+        from zenml.utils import source_utils
+
+        source_utils.set_custom_source_root(str(REPO))
 
 
 def lvh_record(i: int, **overrides: str) -> dict[str, str]:
@@ -97,13 +112,23 @@ def real_data() -> Path:
 
 @pytest.fixture(scope="session")
 def real_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("real-students")
+    """One folder for the whole run: under pytest-xdist the workers share it (the parent of each worker's temp
+    folder), so each GGUF is dequantised once per run, not once per worker."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / "real-students"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")
 def real_folder(real_cache):
-    """preset -> (dequantised folder, info), converted at most once per session."""
+    """preset -> (dequantised folder, info), converted at most once per run (a file lock keeps a second worker
+    waiting while the first converts, then it finds the folder)."""
     made: dict[str, tuple[str, dict]] = {}
+
+    from filelock import FileLock
 
     from empathy_distill.training import sources
     from tests.real_models import need
@@ -111,7 +136,8 @@ def real_folder(real_cache):
     def get(preset: str) -> tuple[str, dict]:
         need(preset)
         if preset not in made:
-            made[preset] = sources.resolve_student(preset, real_cache)
+            with FileLock(str(real_cache / f"{preset}.lock")):
+                made[preset] = sources.resolve_student(preset, real_cache)
         return made[preset]
 
     return get
