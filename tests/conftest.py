@@ -6,6 +6,7 @@ import csv
 import io
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -163,22 +164,39 @@ def loaded(real_folder):
 MLFLOW_PROCESS_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 
 
-@pytest.fixture(autouse=True)
-def _mlflow_process_state():
-    """Each test starts with the MLflow process state the one before it found: the tracking and registry URIs (set
-    by in-process pipelines and downloads: ZenML's MLflow tracker and ``mlflow.set_registry_uri`` also write
-    ``MLFLOW_REGISTRY_URI``, which every later client and child inherits) and the experiment variables. A leaked
-    registry URI (a test's ``monkeypatch.delenv(..., raising=False)`` of a variable not yet set undoes nothing) had
-    later tests register in one store and look the model up in another."""
+@contextmanager
+def _restored_mlflow_state():
     import mlflow.tracking._model_registry.utils as registry_utils
     import mlflow.tracking._tracking_service.utils as tracking_utils
+    import mlflow.tracking.fluent as fluent
 
     saved_env = {k: os.environ.get(k) for k in MLFLOW_PROCESS_ENV}
-    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri, fluent._active_experiment_id)
     yield
-    tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+    tracking_utils._tracking_uri, registry_utils._registry_uri, fluent._active_experiment_id = saved
     for key, value in saved_env.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_process_state():
+    """Each test starts with the MLflow process state the one before it found: the tracking and registry URIs (set
+    by in-process pipelines and downloads: ZenML's MLflow tracker and ``mlflow.set_registry_uri`` also write
+    ``MLFLOW_REGISTRY_URI``, which every later client and child inherits), the active experiment and the experiment
+    variables. A leaked registry URI (a test's ``monkeypatch.delenv(..., raising=False)`` of a variable not yet set
+    undoes nothing) had later tests register in one store and look the model up in another."""
+    with _restored_mlflow_state():
+        yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _mlflow_module_state():
+    """The same around each test module, for what its module-scoped fixtures set (set up before them, as an autouse
+    fixture of their scope): a module fixture's ``mlflow.set_experiment`` left ``MLFLOW_EXPERIMENT_ID`` pointing into
+    its own store, and the next module's fresh store had no such experiment (the order of modules in a process is
+    pytest-xdist's, not the file order)."""
+    with _restored_mlflow_state():
+        yield
