@@ -226,35 +226,13 @@ def render_mlflow_pages(uri: str, client, run, tmp_path) -> None:
     kept in the test's folder, and copied to ``EMPATHY_UI_SHOTS`` when it is set."""
     import os
     import shutil
-    import subprocess
-    import sys
-    import time
-    import urllib.request
 
     from tests.dashboard import render_open
-    from tests.services import free_port
+    from tests.services import mlflow_server
 
     version = client.get_model_version("empathy-student", run.data.tags["registry.version"])
     exp, run_id, model_id = run.info.experiment_id, run.info.run_id, version.source.removeprefix("models:/")
-    port = free_port()
-    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
-    server = subprocess.Popen(
-        [mlflow_cli, "server", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(base + "/health", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "the MLflow server did not answer"
-                time.sleep(0.5)
+    with mlflow_server(uri, tmp_path / "ui-artifacts", tmp_path / "ui-server.log") as base:
         pages = {
             "verdict-table": (
                 f"{base}/#/experiments/{exp}/runs/{run_id}/artifacts/tables/verdicts_scorer.json",
@@ -282,9 +260,6 @@ def render_mlflow_pages(uri: str, client, run, tmp_path) -> None:
             if shots:
                 Path(shots).mkdir(parents=True, exist_ok=True)
                 shutil.copy(tmp_path / f"mlflow-{name}.png", Path(shots) / f"mlflow-{name}.png")
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def test_pipeline_bad_input_is_one_line(zen, tmp_path):
