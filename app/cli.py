@@ -424,9 +424,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     """Compares the input hashes (data, prompts, config sections) with the tags of the champion and runs the
     distill pipeline only when one differs, or with --force."""
-    from app.scheduling import retrain
+    from app.runner import run_retrain
 
-    return show(retrain(_config(args), force=args.force, enable_cache=not args.no_cache))
+    return show(run_retrain(_config(args), force=args.force, enable_cache=not args.no_cache))
 
 
 @verb(

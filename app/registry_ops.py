@@ -15,7 +15,7 @@ from typing import Any
 
 from empathy_distill.config import DistillConfig
 from empathy_distill.errors import ConfigError
-from empathy_distill.registry.promotion import version_label as _v
+from empathy_distill.registry.aliases import version_label
 
 
 def tracking_uri() -> str:
@@ -82,9 +82,9 @@ def sync_zenml_stage(p, model: str, version: str | None) -> str:
 
 def decision_lines(entry: dict[str, Any]) -> list[str]:
     head = (
-        f"v{entry['version']} PROMOTED to champion (was {_v(entry['previous'])})"
+        f"v{entry['version']} PROMOTED to champion (was {version_label(entry['previous'])})"
         if entry["promoted"]
-        else f"v{entry['version']} not promoted; champion stays {_v(entry['champion_after'])}"
+        else f"v{entry['version']} not promoted; champion stays {version_label(entry['champion_after'])}"
     )
     lines = [f"{entry['action']}: {head}; decision #{entry['seq']} recorded"]
     lines += [f"  reason: {r}" for r in entry["reasons"]]

@@ -7,7 +7,7 @@ from pathlib import Path
 from empathy_distill.config import DistillConfig
 from empathy_distill.errors import StepFailed
 from empathy_distill.judging.report import degenerate_cell
-from empathy_distill.registry.promotion import version_label as _v
+from empathy_distill.registry.aliases import version_label
 
 
 class _StepFailures(logging.Filter):
@@ -172,18 +172,19 @@ def registry_lines(run, config: DistillConfig, tracking_uri: str, bin_dir: Path,
     reg = run.steps["register_model"].outputs["registration"][0].load()
     lines = [
         f"registered: {reg['uri']} (alias challenger), judged against champion: "
-        f"{_v(reg.get('champion_judged_against'))}"
+        f"{version_label(reg.get('champion_judged_against'))}"
     ]
     if "promote_model" in run.steps:
         d = run.steps["promote_model"].outputs["promotion_decision"][0].load()
         rules = "; ".join(d["figures"].get("rules", []))
         if d["promoted"]:
             lines.append(
-                f"promotion: v{d['version']} PROMOTED to champion (was {_v(d['previous'])}); rules met: {rules}"
+                f"promotion: v{d['version']} PROMOTED to champion (was {version_label(d['previous'])}); "
+                f"rules met: {rules}"
             )
         else:
             lines.append(
-                f"promotion: v{d['version']} not promoted (champion stays {_v(d['champion_after'])}): "
+                f"promotion: v{d['version']} not promoted (champion stays {version_label(d['champion_after'])}): "
                 f"{'; '.join(d['reasons'])}"
             )
         lines.append(f"  decision #{d['seq']} recorded in the promotion history")

@@ -185,3 +185,16 @@ def run_evaluation_pipeline(config: DistillConfig, generations_version: str | No
         f"{tracking_uri})"
     )
     return lines
+
+
+def run_retrain(config: DistillConfig, force: bool = False, enable_cache: bool = True) -> list[str]:
+    """Runs the distill pipeline only when an input differs from what the champion was trained on (the decision:
+    :func:`empathy_distill.registry.retrain.retrain_decision`, the same as the scheduled ``retrain_gate`` step's)."""
+    from app.registry_ops import tracking_uri
+    from empathy_distill.registry.retrain import retrain_decision
+
+    ready = prepared(config, needs_teacher=False, needs_student=False)
+    run, line = retrain_decision(ready, tracking_uri(), force)
+    if not run:
+        return [line]
+    return [line, *run_pipeline("distill", config, enable_cache=enable_cache, scheduled=False)]

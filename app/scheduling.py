@@ -62,20 +62,6 @@ def schedule_retrain(config: DistillConfig, schedule) -> list[str]:
     ]
 
 
-def retrain(config: DistillConfig, force: bool = False, enable_cache: bool = True) -> list[str]:
-    """Runs the distill pipeline only when an input differs from what the champion was trained on (the decision:
-    :func:`empathy_distill.registry.retrain.retrain_decision`, the same as the scheduled ``retrain_gate`` step's)."""
-    from app.registry_ops import tracking_uri
-    from app.runner import run_pipeline
-    from empathy_distill.registry.retrain import retrain_decision
-
-    ready = prepared(config, needs_teacher=False, needs_student=False)
-    run, line = retrain_decision(ready, tracking_uri(), force)
-    if not run:
-        return [line]
-    return [line, *run_pipeline("distill", config, enable_cache=enable_cache, scheduled=False)]
-
-
 def schedule_lines(config: DistillConfig, config_path: str) -> list[str]:
     """``schedule.cron`` for retraining: on an orchestrator that schedules, the ``retrain`` pipeline registered
     with it; else the crontab line, and a systemd user service and timer written as two files, that call

@@ -13,7 +13,8 @@ from empathy_distill.errors import ConfigError
 
 def serve(config: DistillConfig, model: str | None, host: str, port: int) -> int:
     """Runs the stable server in the foreground: it answers with the champion and follows every promotion."""
-    from deploy.server import port_free, quiet_loading, run
+    from deploy.client import port_free
+    from deploy.server import quiet_loading, run
     from empathy_distill.registry.lineage import parse_model_uri
 
     uri = model or f"models:/{config.registry.model_name}@champion"
@@ -63,7 +64,8 @@ def serve(config: DistillConfig, model: str | None, host: str, port: int) -> int
 
 def serve_base(config: DistillConfig, model: str, host: str, port: int, dtype: str | None) -> int:
     """Serves one unadapted model in the foreground: the same API as a registered version, no registry, no key."""
-    from deploy.server import port_free, quiet_loading, run_base
+    from deploy.client import port_free
+    from deploy.server import quiet_loading, run_base
     from empathy_distill.training.sources import is_gguf_name
 
     if not port_free(host, port):

@@ -96,7 +96,7 @@ def post(url: str, text: str) -> int:
 
 def serve_champion(work: Path, env: dict[str, str]) -> None:
     sys.path.insert(0, str(ROOT))
-    from deploy.server import stop, wait_ready
+    from deploy.client import stop, wait_ready
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

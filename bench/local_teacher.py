@@ -46,7 +46,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import pandas as pd
 
-    from deploy.server import start_base, stop, wait_ready
+    from deploy.client import start_base, stop, wait_ready
     from empathy_distill.config import load_config
     from empathy_distill.standalone import sets_to_folder
     from empathy_distill.teacher.types import TeacherError

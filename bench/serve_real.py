@@ -156,7 +156,7 @@ def register(folder: str, work: Path, model, name: str, generation: dict) -> str
     from empathy_distill.prompts import STUDENT_SYSTEM, load_template
     from empathy_distill.registry.promotion import Promotions
     from empathy_distill.registry.pyfunc import log_student_model
-    from empathy_distill.training.common import lora_config
+    from empathy_distill.training.arguments import lora_config
 
     peft = get_peft_model(model, lora_config(LoraSettings()))
     peft.save_pretrained(work / "adapter")
@@ -295,8 +295,8 @@ def main() -> None:
     hf_logging.disable_progress_bar()
     from train_real import matmul_peak
 
-    from deploy.server import start, stop, wait_ready
-    from empathy_distill.config import GenerationSettings, StudentConfig
+    from deploy.client import start, stop, wait_ready
+    from empathy_distill.config import DeployConfig, GenerationSettings, StudentConfig
     from empathy_distill.training.generate import generate, prompts_for_test_split
     from empathy_distill.training.sources import resolve_student
     from empathy_distill.training.student import load_student
@@ -326,7 +326,9 @@ def main() -> None:
 
     uri = register(folder, work, model, "bench-served", generation)
     port = free_port()
-    proc = start("bench-served", uri, "127.0.0.1", port, work / "deploy", max_concurrency=64, poll_s=5)
+    proc = start(
+        "bench-served", uri, DeployConfig(port=port, state_dir=str(work / "deploy"), max_concurrency=64, poll_s=5)
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, 300, proc)
@@ -359,16 +361,14 @@ def main() -> None:
     bf16 = {}
     for decoder, dtype in (("transformers", "bfloat16"), ("packed", "bfloat16"), ("int8", "int8")):
         port = free_port()
-        proc = start(
-            "bench-served",
-            uri,
-            "127.0.0.1",
-            port,
-            work / f"deploy-{decoder}",
+        served = DeployConfig(
+            port=port,
+            state_dir=str(work / f"deploy-{decoder}"),
             max_concurrency=64,
             dtype=dtype,
             decoder="packed" if decoder == "int8" else decoder,
         )
+        proc = start("bench-served", uri, served)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url, 300, proc)

@@ -125,8 +125,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from deploy.client import start, stop, wait_ready, wait_serving
     from deploy.loadtest import LoadLoop
-    from deploy.server import start, stop, wait_ready, wait_serving
+    from empathy_distill.config import DeployConfig
     from empathy_distill.registry.promotion import Promotions
 
     work = Path(tempfile.mkdtemp(prefix="bench-switch-"))
@@ -139,7 +140,9 @@ def main() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = start(MODEL, uri, "127.0.0.1", port, work / "deploy", max_concurrency=32, poll_s=args.poll_s)
+    proc = start(
+        MODEL, uri, DeployConfig(port=port, state_dir=str(work / "deploy"), max_concurrency=32, poll_s=args.poll_s)
+    )
     url = f"http://127.0.0.1:{port}"
     bound = args.poll_s + 10.0
     try:

@@ -42,7 +42,7 @@ def plain_trl(base: str, sets, sft_steps: int, dpo_steps: int, out: Path, batch:
     model = AutoModelForCausalLM.from_pretrained(base)
     lora = LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, lora_dropout=0.05, target_modules="all-linear")
     from empathy_distill.config import TrainingConfig
-    from empathy_distill.training.common import use_bf16
+    from empathy_distill.training.arguments import use_bf16
 
     bf16 = use_bf16(TrainingConfig())  # the same precision the pipeline's default (training.precision: auto) picks
     common = dict(

@@ -75,7 +75,7 @@ def plain_trl(folder: str, examples: list[dict], steps: int, batch: int, lr: flo
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from empathy_distill.training.common import _checkpointing_key
+    from empathy_distill.training.arguments import _checkpointing_key
 
     start = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(folder)
@@ -199,7 +199,7 @@ def main() -> None:
 
     disable_progress_bar()
     from empathy_distill.config import StudentConfig, TrainingConfig
-    from empathy_distill.training.common import cpu_has_bf16, use_bf16
+    from empathy_distill.training.arguments import cpu_has_bf16, use_bf16
     from empathy_distill.training.sft import sft_examples
     from empathy_distill.training.sources import resolve_student
     from empathy_distill.training.student import load_student

@@ -10,6 +10,7 @@ import json
 import logging
 import re
 from typing import Any
+from urllib.parse import urlparse
 
 from empathy_distill.judging.stats import WIN_RATE_FIELDS
 
@@ -46,6 +47,12 @@ def without_password(url: str | None) -> tuple[str | None, str | None]:
     host = parts.hostname or ""
     netloc = f"{parts.username}@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
+
+
+def masked_url(url: str) -> str:
+    """A database URL with its password as ``***``, for messages."""
+    parsed = urlparse(url)
+    return url.replace(f":{parsed.password}@", ":***@") if parsed.password else url
 
 
 def redacted(tree: Any) -> Any:
@@ -237,7 +244,7 @@ def log_training_stage(result: Any, params: dict[str, Any], curve_keys: tuple[st
 
     import mlflow
 
-    from empathy_distill.training.common import loss_curve_png
+    from empathy_distill.training.plots import loss_curve_png
 
     if mlflow.active_run() is None:
         return

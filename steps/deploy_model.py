@@ -5,7 +5,7 @@ from typing import Annotated, Any
 import mlflow
 from zenml import log_metadata, step
 
-from deploy.server import deploy, serving
+from deploy.client import serve_champion
 from empathy_distill.config import RegistryConfig
 from steps.console import stage_done
 
@@ -15,37 +15,11 @@ def deploy_model(decision: dict[str, Any], registry: RegistryConfig) -> Annotate
     """Makes ``host:port`` answer with the champion after this run's decision: the server is started when none
     answers there; otherwise the step only waits until the server has followed the alias (the registry is the
     trigger; the address never changes)."""
-    cfg = registry.deploy
-    target = decision["champion_after"]
-    url = f"http://{cfg.host}:{cfg.port}"
-    current = serving(url)
-    if target is None:
-        record = {"deployed": False, "reason": "no champion to serve", "url": url}
-    elif current is not None and current.get("routes", {}).get("champion") == str(target):
-        record = {"deployed": False, "reason": f"v{target} is already served at {url}", "url": url, "version": target}
-    else:
-        record = {
-            "deployed": True,
-            **deploy(
-                registry.model_name,
-                target,
-                mlflow.get_tracking_uri(),
-                cfg.host,
-                cfg.port,
-                cfg.state_dir,
-                cfg.ready_timeout_s,
-                cfg.max_concurrency,
-                cfg.poll_s,
-                cfg.max_loaded,
-                cfg.dtype,
-                cfg.merge_adapter,
-                cfg.decoder,
-            ),
-        }
-        mlflow.set_tags(
-            {"deploy.url": record["url"], "deploy.version": record["version"], "deploy.model_uri": record["model_uri"]}
-        )
-        mlflow.log_metric("deploy.ready_seconds", record["ready_seconds"])
+    done = serve_champion(registry.model_name, decision["champion_after"], mlflow.get_tracking_uri(), registry.deploy)
+    if done.deployed:
+        mlflow.set_tags({"deploy.url": done.url, "deploy.version": done.version, "deploy.model_uri": done.model_uri})
+        mlflow.log_metric("deploy.ready_seconds", done.ready_seconds)
+    record = done.record()
     log_metadata({k: str(v) for k, v in record.items() if k in ("deployed", "url", "version", "model_uri", "reason")})
-    stage_done(f"serving v{record['version']} at {record['url']}" if record["deployed"] else record["reason"])
+    stage_done(f"serving v{done.version} at {done.url}" if done.deployed else done.reason)
     return record

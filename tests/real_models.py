@@ -74,7 +74,7 @@ def register_base(folder: str, tmp_path: Path, model, name: str, max_new_tokens:
 
     from empathy_distill.config import LoraSettings
     from empathy_distill.registry.pyfunc import bundle_base, log_student_model
-    from empathy_distill.training.common import lora_config
+    from empathy_distill.training.arguments import lora_config
 
     if adapter is None:
         peft = get_peft_model(model, lora_config(LoraSettings()))  # LoRA B starts at zero: replies equal the base's

@@ -68,7 +68,7 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log: Path, auth: bool
 
     With ``auth``, MLflow's basic-auth app guards it (users in a SQLite file beside the log; admin = :data:`ADMIN`).
     """
-    from deploy.server import stop, wait_ready
+    from deploy.client import stop, wait_ready
 
     port = port or free_port()
     cmd = [
@@ -164,7 +164,7 @@ def zenml_server(store_url: str, home: Path, log: Path):
     ``ZENML_SERVER_AUTO_ACTIVATE`` creates the admin user ``default`` with an empty password; the
     server keeps its own ZenML home (``home``), apart from the clients'.
     """
-    from deploy.server import stop, wait_ready
+    from deploy.client import stop, wait_ready
 
     port = free_port()
     cmd = [

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from empathy_distill.judging.stats import WIN_RATE_FIELDS
+from empathy_distill.registry.aliases import version_label
+from empathy_distill.registry.history import GATE_HEADING
 from empathy_distill.registry.inputs import PARTS, library_versions
-from empathy_distill.registry.promotion import version_label as _v
 from empathy_distill.registry.prompt_registry import recorded_refs
 from empathy_distill.training.sources import gguf_origin
 
@@ -105,9 +106,6 @@ def version_tags(
     return tags
 
 
-GATE_HEADING = "**Promotion decisions**"
-
-
 def version_description(name: str, version: str, tags: dict[str, str]) -> str:
     """The lineage summary for the model version's page in MLflow (Markdown): data, prompts, teacher, base,
     adapter, judged figures, code. Promotion decisions are appended under :data:`GATE_HEADING` as they are made."""
@@ -135,18 +133,6 @@ def version_description(name: str, version: str, tags: dict[str, str]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def with_decision(description: str, entry: dict[str, Any]) -> str:
-    """The description with one promotion decision appended (history entry ``entry``)."""
-    reasons = "; ".join(entry.get("reasons") or [])
-    line = (
-        f"- #{entry['seq']} {entry['time']} {entry['action']}: {entry['decision']} (champion "
-        f"{_v(entry['previous'])} -> {_v(entry['champion_after'])})" + (f": {reasons}" if reasons else "")
-    )
-    if GATE_HEADING not in description:
-        description = description.rstrip() + f"\n\n{GATE_HEADING}\n\n"
-    return description.rstrip() + "\n" + line + "\n"
 
 
 def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -318,7 +304,7 @@ def audit_lines(chain: dict[str, Any]) -> list[str]:
         for h in chain["promotions"]:
             lines.append(
                 f"    #{h['seq']} {h['time']} {h['action']}: v{h['version']} {h['decision']} (champion "
-                f"{_v(h['previous'])} -> {_v(h['champion_after'])}, {h['status']})"
+                f"{version_label(h['previous'])} -> {version_label(h['champion_after'])}, {h['status']})"
                 + (f"; {'; '.join(h['reasons'])}" if h["reasons"] else "")
             )
     else:

@@ -14,8 +14,8 @@ from typing import Any
 import mlflow
 
 from empathy_distill.prompts import STUDENT_SYSTEM, load_template
+from empathy_distill.registry.aliases import CHALLENGER
 from empathy_distill.registry.lineage import version_description, version_tags
-from empathy_distill.registry.promotion import CHALLENGER
 from empathy_distill.registry.prompt_registry import (
     LINEAGE_TAG,
     lineage_value,

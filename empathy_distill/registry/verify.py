@@ -34,7 +34,7 @@ class Check:
 
 def weights_hash(adapter_dir: str | Path) -> str:
     """sha256 over a saved adapter's LoRA tensors in name order, as float32: the same value
-    :func:`empathy_distill.training.common.adapter_hash` gives for the loaded adapter.
+    :func:`empathy_distill.training.checks.adapter_hash` gives for the loaded adapter.
 
     Raises:
         ValueError: no ``adapter_model.safetensors`` there, or no LoRA tensor in it.
@@ -168,7 +168,8 @@ def check_prompt_registry(client: Any, tags: dict[str, str], templates_dir: str 
 
 
 def check_promotions(client: Any, history: Any, name: str) -> Check:
-    from empathy_distill.registry.promotion import Promotions, check_chain
+    from empathy_distill.registry.history import check_chain
+    from empathy_distill.registry.promotion import Promotions
 
     if history is None:
         return Check("promotions", False, "promotions: the promotion history is not reachable")

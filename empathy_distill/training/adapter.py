@@ -26,7 +26,7 @@ class Adapter(BaseModel):
 
     @classmethod
     def from_stage(cls, result) -> Adapter:
-        """The adapter a training stage (:class:`~empathy_distill.training.common.StageResult`) saved."""
+        """The adapter a training stage (:class:`~empathy_distill.training.resume.StageResult`) saved."""
         same = {name: getattr(result, name) for name in ("base_model", "stage", "global_step", "rows")}
         same["warnings"] = list(getattr(result, "warnings", []))
         return cls(path=result.adapter_dir, weights_hash=result.hash_after, **same)

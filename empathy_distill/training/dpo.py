@@ -16,9 +16,11 @@ import pandas as pd
 
 from empathy_distill.config import StudentConfig, TrainingConfig
 from empathy_distill.data.training_sets import to_conversational
-from empathy_distill.training import common
+from empathy_distill.training.arguments import lora_config, make_trainer, trainer_args
 from empathy_distill.training.chat import ChatFormat
 from empathy_distill.training.fingerprint import model_fingerprint
+from empathy_distill.training.metrics import metrics_recorder
+from empathy_distill.training.resume import StageResult, run_stage, stage_key
 from empathy_distill.training.student import load_student
 
 
@@ -67,11 +69,11 @@ def build_dpo_trainer(
     if sft_adapter:
         model = PeftModel.from_pretrained(model, sft_adapter, is_trainable=True)
     else:
-        peft_config = common.lora_config(cfg.lora)
+        peft_config = lora_config(cfg.lora)
     dataset = Dataset.from_list(dpo_examples(pairs, tokenizer, fmt))
-    args = DPOConfig(**common.trainer_args(cfg.dpo, cfg, output_dir), beta=cfg.beta, loss_type=[cfg.loss_type])
-    recorder = common.metrics_recorder("dpo")
-    trainer = common.make_trainer(
+    args = DPOConfig(**trainer_args(cfg.dpo, cfg, output_dir), beta=cfg.beta, loss_type=[cfg.loss_type])
+    recorder = metrics_recorder("dpo")
+    trainer = make_trainer(
         pretokenized_dpo_trainer(DPOTrainer), model, args, dataset, tokenizer, peft_config, [recorder]
     )
     return trainer, recorder, dataset, tokenizer
@@ -84,9 +86,9 @@ def train_dpo(
     student: StudentConfig,
     sft_adapter: str | None = None,
     announce=None,
-) -> common.StageResult:
+) -> StageResult:
     """Trains the DPO adapter (from the SFT adapter when given); raises :class:`AdapterUnchanged` when nothing moved."""
-    key = common.stage_key(
+    key = stage_key(
         "dpo",
         base_model,
         model_fingerprint(base_model),
@@ -118,6 +120,6 @@ def train_dpo(
         scored = trainer.evaluate(eval_dataset=dataset.select(range(max(1, min(len(dataset), 64, seen)))))
         return {k.removeprefix("eval_"): float(v) for k, v in scored.items() if k.startswith("eval_rewards/")}
 
-    return common.run_stage(
+    return run_stage(
         "dpo", Path(cfg.output_dir) / f"dpo-{key}", len(pairs), base_model, build, score, announce=announce
     )

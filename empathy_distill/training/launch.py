@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from empathy_distill.config import StudentConfig, TrainingConfig
-from empathy_distill.training.common import StageResult
+from empathy_distill.training.resume import StageResult
 
 
 def train_stage(

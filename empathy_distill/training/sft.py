@@ -17,9 +17,11 @@ import pandas as pd
 
 from empathy_distill.config import StudentConfig, TrainingConfig
 from empathy_distill.data.training_sets import to_conversational
-from empathy_distill.training import common
+from empathy_distill.training.arguments import lora_config, make_trainer, trainer_args
 from empathy_distill.training.chat import ChatFormat
 from empathy_distill.training.fingerprint import model_fingerprint
+from empathy_distill.training.metrics import metrics_recorder
+from empathy_distill.training.resume import StageResult, run_stage, stage_key
 from empathy_distill.training.student import load_student
 
 
@@ -47,14 +49,14 @@ def build_sft_trainer(
     dataset = Dataset.from_list(sft_examples(rows, tokenizer, fmt))
     # completion_only_loss: prompt tokens get label -100, so the student learns replies, not the dialogues
     args = SFTConfig(
-        **common.trainer_args(cfg.sft, cfg, output_dir),
+        **trainer_args(cfg.sft, cfg, output_dir),
         completion_only_loss=True,
         # batches of similar lengths pad less; the masks (and so the loss) are those of random batches
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
     )
-    recorder = common.metrics_recorder("sft")
+    recorder = metrics_recorder("sft")
     callbacks = [recorder, *(extra_callbacks or [])]
-    trainer = common.make_trainer(SFTTrainer, model, args, dataset, tokenizer, common.lora_config(cfg.lora), callbacks)
+    trainer = make_trainer(SFTTrainer, model, args, dataset, tokenizer, lora_config(cfg.lora), callbacks)
     return trainer, recorder, tokenizer
 
 
@@ -65,12 +67,12 @@ def train_sft(
     student: StudentConfig,
     extra_callbacks: list | None = None,
     announce=None,
-) -> common.StageResult:
+) -> StageResult:
     """Trains a LoRA adapter on SFT rows; raises :class:`AdapterUnchanged` when nothing moved.
 
     ``extra_callbacks`` are added to the trainer (tests use one to interrupt a run).
     """
-    key = common.stage_key(
+    key = stage_key(
         "sft",
         base_model,
         model_fingerprint(base_model),
@@ -82,7 +84,7 @@ def train_sft(
         *(["group_by_length"] if cfg.group_by_length else []),
         *([cfg.num_processes] if cfg.num_processes > 1 else []),
     )
-    return common.run_stage(
+    return run_stage(
         "sft",
         Path(cfg.output_dir) / f"sft-{key}",
         len(rows),

@@ -23,7 +23,7 @@ PRESET = "smollm2-135m-instruct"
 
 
 def test_a_local_llm_as_teacher_and_judge_keeps_its_accounts(real_cache, real_folder, tmp_path):
-    from deploy.server import start_base, stop, wait_ready
+    from deploy.client import start_base, stop, wait_ready
 
     real_folder(PRESET)  # the session's conversion, found by the server in real_cache
     port = free_port()

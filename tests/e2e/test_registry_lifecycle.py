@@ -211,7 +211,7 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
         assert f"rollback: v{champion} PROMOTED to champion (was v{other})" in back
         assert str(client.get_model_version_by_alias("empathy-student", "champion").version) == champion
 
-        from empathy_distill.registry.promotion import SQLiteHistory, check_chain
+        from empathy_distill.registry.history import SQLiteHistory, check_chain
 
         history = SQLiteHistory(Path(uri.removeprefix("sqlite:///")).parent / "promotions.sqlite").entries(
             "empathy-student"
@@ -244,6 +244,6 @@ def test_register_promote_deploy_audit_retrain_rollback(zen, tmp_path):
         )
     finally:
         if live.exists():
-            from deploy.server import stop
+            from deploy.client import stop
 
             stop(json.loads(live.read_text())["pid"])

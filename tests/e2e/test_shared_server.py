@@ -120,7 +120,7 @@ def test_pipeline_registry_and_serving_against_a_tracking_server_on_postgres(zen
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        from deploy.server import stop, wait_ready
+        from deploy.client import stop, wait_ready
 
         try:
             wait_ready(f"http://127.0.0.1:{port}", 120, proc)

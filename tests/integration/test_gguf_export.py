@@ -59,7 +59,7 @@ def random_adapter(model, folder):
     from peft import get_peft_model
 
     from empathy_distill.config import LoraSettings
-    from empathy_distill.training.common import lora_config
+    from empathy_distill.training.arguments import lora_config
 
     peft = get_peft_model(model, lora_config(LoraSettings()))
     torch.manual_seed(0)

@@ -32,7 +32,8 @@ ASKED = [
 
 @pytest.fixture(scope="module")
 def real_server(real_folder, loaded, tmp_path_factory):
-    from deploy.server import start, stop, wait_ready
+    from deploy.client import start, stop, wait_ready
+    from empathy_distill.config import DeployConfig
     from empathy_distill.registry.promotion import Promotions
 
     folder, _ = real_folder(PRESET)
@@ -45,7 +46,7 @@ def real_server(real_folder, loaded, tmp_path_factory):
         MODEL, str(info.registered_model_version), expected=None, promote=True, action="manual"
     )
     port = free_port()
-    proc = start(MODEL, uri, "127.0.0.1", port, tmp / "deploy", max_concurrency=LIMIT, poll_s=5)
+    proc = start(MODEL, uri, DeployConfig(port=port, state_dir=str(tmp / "deploy"), max_concurrency=LIMIT, poll_s=5))
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, 300, proc)
@@ -152,7 +153,7 @@ def test_serve_base_answers_as_the_plain_model_over_the_same_api(real_cache, rea
 
     import openai
 
-    from deploy.server import start_base, stop, wait_ready
+    from deploy.client import start_base, stop, wait_ready
 
     real_folder(PRESET)  # converted once per session, into real_cache
     tokenizer, model, fmt = loaded(PRESET)

@@ -107,7 +107,7 @@ def test_a_few_real_sft_steps_lower_the_loss_on_a_fixed_batch(family, loaded):
     from peft import get_peft_model
 
     from empathy_distill.config import LoraSettings
-    from empathy_distill.training.common import lora_config
+    from empathy_distill.training.arguments import lora_config
 
     preset = FAMILIES[family][0]
     tokenizer, model, fmt = loaded(preset)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from empathy_distill.registry.promotion import CRASH_ENV, Promotions, check_chain
+from empathy_distill.registry.history import check_chain
+from empathy_distill.registry.promotion import CRASH_ENV, Promotions
 from tests.conftest import REPO
 from tests.services import free_port, mlflow_server, postgres_database, postgres_reason
 
@@ -293,7 +294,7 @@ def test_serve_answers_chats_refuses_malformed_ones_and_holds_under_load(champio
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        from deploy.server import wait_ready
+        from deploy.client import wait_ready
 
         ready = wait_ready(url, 120, proc)
         chat = {
@@ -351,7 +352,7 @@ def test_serve_answers_chats_refuses_malformed_ones_and_holds_under_load(champio
         assert set(burst) <= {200, 429} and burst[429] > 0 and burst[200] > 0, burst
         assert proc.poll() is None and urllib.request.urlopen(url + "/health", timeout=5).status == 200
     finally:
-        from deploy.server import stop
+        from deploy.client import stop
 
         stop(proc.pid)
         log.close()
@@ -385,7 +386,8 @@ def test_deploy_keeps_one_address_and_follows_the_alias(champion_model, tmp_path
     at the same address and returns once it serves the new champion (no second server, no second port)."""
     import mlflow
 
-    from deploy.server import deploy, live, stop
+    from deploy.client import live, serve_champion, stop
+    from empathy_distill.config import DeployConfig
 
     client = mlflow.MlflowClient(tracking_uri=champion_model, registry_uri=champion_model)
     v1 = client.get_model_version(MODEL, "1")
@@ -398,11 +400,12 @@ def test_deploy_keeps_one_address_and_follows_the_alias(champion_model, tmp_path
         mlflow.set_tracking_uri(None)
     port = free_port()
     state = tmp_path / "deploy"
-    first = deploy(MODEL, "1", champion_model, "127.0.0.1", port, state, poll_s=0.5)
+    cfg = DeployConfig(port=port, state_dir=str(state), poll_s=0.5)
+    first = serve_champion(MODEL, "1", champion_model, cfg).record()
     try:
         assert first["version"] == "1" and first["started"] and live(state)["pid"] == first["pid"]
         Promotions.open(champion_model).move_champion(MODEL, "2", expected="1", promote=True, action="manual")
-        second = deploy(MODEL, "2", champion_model, "127.0.0.1", port, state, poll_s=0.5)
+        second = serve_champion(MODEL, "2", champion_model, cfg).record()
         assert second["url"] == first["url"] and second["pid"] == first["pid"] and not second["started"]
         assert live(state)["version"] == "2" and live(state)["routes"]["champion"] == "2"
         _, body = post(first["url"] + "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi."}]})

@@ -36,7 +36,8 @@ def served(tmp_path_factory):
     """Versions 1 (champion) and 2 (challenger) of a tiny model, and the server at one port."""
     import mlflow
 
-    from deploy.server import start, stop, wait_ready, wait_serving
+    from deploy.client import start, stop, wait_ready, wait_serving
+    from empathy_distill.config import DeployConfig
     from tests.tiny_model import register_tiny_versions
 
     tmp = tmp_path_factory.mktemp("served")
@@ -46,7 +47,8 @@ def served(tmp_path_factory):
     p.move_champion(MODEL, v1, expected=None, promote=True, action="manual")
     mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(MODEL, "challenger", v2)
     port = free_port()
-    proc = start(MODEL, uri, "127.0.0.1", port, tmp / "deploy", max_concurrency=MAX_CONCURRENCY, poll_s=POLL_S)
+    cfg = DeployConfig(port=port, state_dir=str(tmp / "deploy"), max_concurrency=MAX_CONCURRENCY, poll_s=POLL_S)
+    proc = start(MODEL, uri, cfg)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, 120, proc)

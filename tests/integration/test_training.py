@@ -19,7 +19,7 @@ from empathy_distill.config import (
 )
 from empathy_distill.data.ingest import ingest
 from empathy_distill.stages import build_training_sets, student_stage
-from empathy_distill.training.common import AdapterUnchanged
+from empathy_distill.training.checks import AdapterUnchanged
 from empathy_distill.training.dpo import train_dpo
 from empathy_distill.training.generate import generate_base_and_tuned, prompts_for_test_split
 from empathy_distill.training.sft import train_sft

@@ -32,7 +32,7 @@ def test_planted_keys_go_to_their_endpoints_and_nowhere_else(zen, tmp_path):
 
 
 def planted_keys_run(zen, tmp_path, history_db: str | None):
-    from deploy.server import stop, wait_ready
+    from deploy.client import stop, wait_ready
 
     teacher_key, judge_key = f"sk-teacher-{uuid.uuid4().hex}", f"sk-judge-{uuid.uuid4().hex}"
     keys = {"EMPATHY_TEST_TEACHER_KEY": teacher_key, "EMPATHY_TEST_JUDGE_KEY": judge_key}

@@ -7,7 +7,8 @@ import random
 import statistics
 
 from empathy_distill.judging.report import bar_texts, report_plot
-from empathy_distill.training.common import curve_panels, loss_curve_png, separable_warning, smoothed
+from empathy_distill.training.checks import separable_warning
+from empathy_distill.training.plots import curve_panels, loss_curve_png, smoothed
 
 
 def test_smoothing_follows_the_trend_and_damps_the_noise():

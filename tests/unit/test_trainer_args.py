@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from empathy_distill.config import StageSettings, TrainingConfig
-from empathy_distill.training.common import trainer_args
+from empathy_distill.training.arguments import trainer_args
 
 
 @pytest.mark.parametrize("precision", ["float32", "bf16-autocast"])
