@@ -5,7 +5,9 @@ from pathlib import Path
 
 from empathy_distill.config import DistillConfig
 from empathy_distill.errors import ConfigError
-from empathy_distill.tracking import redacted
+from empathy_distill.preflight import check_run
+from empathy_distill.teacher.openai_client import resolve_api_key
+from empathy_distill.tracking import redacted, without_password
 
 
 def prepared(config: DistillConfig, needs_teacher: bool, needs_student: bool = True) -> DistillConfig:
@@ -15,18 +17,13 @@ def prepared(config: DistillConfig, needs_teacher: bool, needs_student: bool = T
         InputError: the data file is missing, a folder, unreadable or empty.
         ConfigError: a teacher is needed and its key variable is unset; a model cannot be loaded from here.
     """
-    from empathy_distill.preflight import check_run
 
     check_run(config, needs_teacher, needs_student)
     if needs_teacher and config.teacher.backend == "openai":
-        from empathy_distill.teacher.openai_client import resolve_api_key
-
         resolve_api_key(config.teacher)  # fail before the pipeline starts when the key is missing
 
     def absolute(value: str) -> str:
         return str(Path(value).resolve())
-
-    from empathy_distill.tracking import without_password
 
     # a database password in registry.history never travels as a pipeline parameter (ZenML stores those): the URL
     # goes without it, and libpq (the history's PostgreSQL driver) reads it from PGPASSWORD in this process and the

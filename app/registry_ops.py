@@ -13,14 +13,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from app.leases import reap
+from app.stack import mlflow_tracking_uri
 from empathy_distill.config import DistillConfig
 from empathy_distill.errors import ConfigError
 from empathy_distill.registry.aliases import version_label
+from empathy_distill.registry.lineage import audit, audit_lines
+from empathy_distill.registry.policy import gate, record_decision
+from empathy_distill.registry.promotion import Promotions
+from empathy_distill.registry.verify import verify as verify_version
+from empathy_distill.registry.verify import verify_lines
 
 
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` when set (as for MLflow's own CLI), else the active ZenML stack's tracker."""
-    from app.stack import mlflow_tracking_uri
 
     return os.environ.get("MLFLOW_TRACKING_URI") or mlflow_tracking_uri()
 
@@ -33,7 +39,6 @@ def mlflow_client():
 
 
 def promotions(config: DistillConfig):
-    from empathy_distill.registry.promotion import Promotions
 
     return Promotions.open(tracking_uri(), config.registry.history)
 
@@ -98,7 +103,6 @@ def decision_lines(entry: dict[str, Any]) -> list[str]:
 
 def promote(config: DistillConfig, version: str, force: bool = False, reason: str = "") -> tuple[int, list[str]]:
     """A manual promotion: the same gate as the pipeline's; ``force`` overrides it and records why."""
-    from empathy_distill.registry.policy import gate, record_decision
 
     if force and not reason.strip():
         raise ConfigError("--force needs --reason: the history records why the gate was overridden")
@@ -137,8 +141,6 @@ def rollback(config: DistillConfig, reason: str = "") -> list[str]:
 
 def lineage(config: DistillConfig, uri: str, as_json: bool, verify: bool = False) -> tuple[int, list[str]]:
     """The audit of a version; with ``verify``, every claim re-checked (exit 1 when one does not hold)."""
-    from app.leases import reap
-    from empathy_distill.registry.lineage import audit, audit_lines
 
     reap(tracking_uri())  # a killed run shows failed in the audit, not running forever
     p = promotions(config)
@@ -161,8 +163,6 @@ def lineage(config: DistillConfig, uri: str, as_json: bool, verify: bool = False
             chain["missing"].append(f"ZenML pipeline run {zen['pipeline_run_id']} (not in this ZenML store)")
     code = 0
     if verify:
-        from empathy_distill.registry.verify import verify as verify_version
-
         v = chain["version"]
         chain["verify"] = verify_version(p.client, p.history, v["name"], v["version"], tracking_uri())
         code = 0 if chain["verify"]["ok"] else 1
@@ -170,8 +170,6 @@ def lineage(config: DistillConfig, uri: str, as_json: bool, verify: bool = False
         return code, [json.dumps(chain, indent=2, default=str)]
     lines = audit_lines(chain)
     if verify:
-        from empathy_distill.registry.verify import verify_lines
-
         lines += verify_lines(chain["verify"])
     return code, lines
 

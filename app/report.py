@@ -8,6 +8,7 @@ from empathy_distill.config import DistillConfig
 from empathy_distill.errors import StepFailed
 from empathy_distill.judging.report import degenerate_cell
 from empathy_distill.registry.aliases import version_label
+from empathy_distill.teacher.estimate import spent
 
 
 class _StepFailures(logging.Filter):
@@ -109,7 +110,6 @@ def teacher_part(run, boot: dict) -> str:
     """``teacher: N sent (M cached), $X``: what this run sent; a reused bootstrap step sent nothing now."""
     if boot.get("method") == "direct":
         return "teacher: none (method direct)"
-    from empathy_distill.teacher.estimate import spent
 
     step = run.steps.get("bootstrap_responses")
     if step is not None and step.status.value == "cached":

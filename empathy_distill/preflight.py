@@ -13,12 +13,15 @@ from pathlib import Path
 from empathy_distill.config import DistillConfig, StudentConfig
 from empathy_distill.errors import ConfigError
 from empathy_distill.prompts import STUDENT_SYSTEM, load_template
-from empathy_distill.training.chat import ChatFormat
+from empathy_distill.training.chat import ChatFormat, ChatTemplateError
 from empathy_distill.training.sources import PRESETS, is_gguf_name, resolve_student
+from empathy_distill.training.student import load_tokenizer, note_chat_format, student_chat_format
 
 
 def check_run(config: DistillConfig, needs_teacher: bool, needs_student: bool = True) -> None:
     """Every check a run needs; raises InputError or ConfigError naming the file or the key."""
+
+    # import-time: empathy_distill.data.readers loads pandas (0.35 s for every CLI command; preflight alone 0.1 s)
     from empathy_distill.data.readers import check_source
 
     check_source(Path(config.data.path), config.data.format)
@@ -46,8 +49,6 @@ def check_student_template(student: StudentConfig) -> ChatFormat | None:
     if is_gguf_name(student.model):  # the dequantised folder (built now, once, or reused): the tokenizer to check
         folder, _ = resolve_student(student.model, student.cache_dir)
         student = student.model_copy(update={"model": folder})
-    from empathy_distill.training.chat import ChatTemplateError
-    from empathy_distill.training.student import load_tokenizer, note_chat_format, student_chat_format
 
     try:
         tokenizer = load_tokenizer(student.model)

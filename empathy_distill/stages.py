@@ -18,8 +18,11 @@ from empathy_distill.config import BootstrapConfig, StudentConfig, TeacherConfig
 from empathy_distill.data.hashing import table_digest
 from empathy_distill.data.training_sets import REWRITE_LOG_COLUMNS, sets_for_method
 from empathy_distill.prompts import method_prompt_hash
+from empathy_distill.teacher.rewrite import rewrite_with_teacher
 from empathy_distill.teacher.types import TeacherError
 from empathy_distill.training.sources import resolve_student
+from empathy_distill.training.student import prepare_tiny_student
+from empathy_distill.validation import validate_training_set
 
 QUARANTINE_COLUMNS = ["set", "dialogue_id", "field", "reason", "detail"]
 
@@ -42,7 +45,6 @@ def rewrite_stage(
     else:
         if teacher is None:
             raise ValueError(f"method {bootstrap.method} needs a teacher")
-        from empathy_distill.teacher.rewrite import rewrite_with_teacher
 
         log, report = rewrite_with_teacher(dialogues, bootstrap, teacher, announce, prompts)
     report["prompt_hash"] = method_prompt_hash(bootstrap.method, bootstrap.strategy)
@@ -76,7 +78,6 @@ def validate_sets_stage(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Great Expectations over both sets: non-empty, not over-long, chosen != rejected, no duplicates, no
     test-split leakage. Returns the kept SFT rows, the kept DPO pairs, the quarantine and the report."""
-    from empathy_distill.validation import validate_training_set
 
     test_ids = set(dialogues.loc[dialogues["split"] == "test", "dialogue_id"])
     sft = validate_training_set(sft_rows, "sft", test_ids, bootstrap.max_words, validation.max_text_chars)
@@ -105,7 +106,6 @@ def student_stage(
     only, never on a training target) and cached."""
     if student.model != "tiny":
         return resolve_student(student.model, student.cache_dir)
-    from empathy_distill.training.student import prepare_tiny_student
 
     folder, info = prepare_tiny_student(dialogues, training_sets, student)
     return str(Path(folder).resolve()), info

@@ -19,6 +19,7 @@ from empathy_distill.config import DistillConfig
 from empathy_distill.data.ingest import ingest, quarantine_jsonl, require_rows
 from empathy_distill.stages import require_teacher_success, rewrite_stage, training_sets_stage, validate_sets_stage
 from empathy_distill.teacher import build_teacher
+from empathy_distill.teacher.check import run_check
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +37,6 @@ def sets_to_folder(config: DistillConfig, out_dir: str | Path, use_cache: bool =
     data = ingest(config.data.path, config.data, config.validation)
     require_rows(data)
     if config.teacher.check and config.bootstrap.method != "direct":
-        from empathy_distill.teacher.check import run_check
-
         check, verdict = run_check(data.table, config.bootstrap, config.teacher, config.evaluation)
         (out / "teacher_check.json").write_text(json.dumps(check, indent=2) + "\n", encoding="utf-8")
         print(verdict.line, file=sys.stderr, flush=True)

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from empathy_distill.tracking import without_password
+
 logger = logging.getLogger(__name__)
 
 
@@ -177,7 +179,6 @@ def trace_requests(
     root span, a sampled share of its requests as children (``settings``: ``sample_rate``, ``max_request_spans``)."""
     if not tracing_active() or not requests:
         return None
-    from empathy_distill.tracking import without_password
 
     endpoint = without_password(endpoint)[0]
     chosen = pick([r.key for r in requests], settings.sample_rate, settings.max_request_spans)

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from empathy_distill.judging.stats import WIN_RATE_FIELDS
+from empathy_distill.training.plots import loss_curve_png
 
 logger = logging.getLogger(__name__)
 
@@ -243,8 +244,6 @@ def log_training_stage(result: Any, params: dict[str, Any], curve_keys: tuple[st
     from pathlib import Path
 
     import mlflow
-
-    from empathy_distill.training.plots import loss_curve_png
 
     if mlflow.active_run() is None:
         return

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from empathy_distill.prompts import prompt_hash
+
 CALIBRATION_EXPERIMENT = "judge-calibrations"
 MIN_PAIRS = 200
 """A calibration on fewer pairs admits nothing (its interval would be too wide to say much)."""
@@ -26,7 +28,7 @@ JUDGE_TEMPLATES = ["judge_system", "judge"]
 def judge_identity(judge) -> dict[str, str]:
     """What shapes an LLM judge's verdicts (``judge``: a ``JudgeConfig`` of kind llm); the key hashes model and
     prompt (the endpoint is recorded, not keyed: the same model served elsewhere is the same judge)."""
-    from empathy_distill.prompts import prompt_hash
+    # import-time: empathy_distill.teacher 0.3 s to import (empathy_distill.judging.admission alone 0.0 s)
     from empathy_distill.teacher import endpoint_of
 
     model = judge.endpoint.model

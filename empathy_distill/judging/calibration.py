@@ -8,6 +8,7 @@ import pandas as pd
 
 from empathy_distill.judging.judges import PairJudge
 from empathy_distill.judging.protocol import judge_both_orders
+from empathy_distill.judging.scorer import rated_pairs
 from empathy_distill.judging.stats import CI_METHOD, combine_orders, position_consistency, win_rate_ci
 
 
@@ -21,7 +22,6 @@ def calibrate_judge(table: pd.DataFrame, judge: PairJudge, max_pairs: int = 500,
     read, of all; ``position_bias``: of its A/B verdicts, the share that picked the reply shown first (each pair is
     shown both ways, so a judge reading content alone sits at 0.5).
     """
-    from empathy_distill.judging.scorer import rated_pairs
 
     rated = table[table["rating"].notna()].reset_index(drop=True)
     pairs = rated_pairs(rated)

@@ -15,8 +15,13 @@ import pandas as pd
 
 from empathy_distill.data.training_sets import user_turn
 from empathy_distill.errors import JudgeError
+from empathy_distill.judging.reference import ReferenceJudge
+from empathy_distill.judging.scorer import fit_scorer
 from empathy_distill.judging.verdict import parse_verdict
 from empathy_distill.prompts import load_template, render
+from empathy_distill.registry.prompt_registry import run_prompt_uris
+from empathy_distill.teacher import build_teacher, endpoint_of
+from empathy_distill.tracing import trace_requests, tracing_active
 
 
 class PairJudge(Protocol):
@@ -86,9 +91,6 @@ class LLMJudge:
 
     def trace(self, requests, results, verdicts, start: int) -> None:
         """The judge's requests as one MLflow trace (inside a tracked run), each with the verdict parsed from it."""
-        from empathy_distill.registry.prompt_registry import run_prompt_uris
-        from empathy_distill.teacher import endpoint_of
-        from empathy_distill.tracing import trace_requests, tracing_active
 
         if not tracing_active():
             return
@@ -112,8 +114,6 @@ def build_judges(cfg, dialogues: pd.DataFrame) -> list[PairJudge]:
     judges: list[PairJudge] = []
     for judge in cfg.judges:
         if judge.kind == "scorer":
-            from empathy_distill.judging.scorer import fit_scorer
-
             judges.append(
                 ScorerJudge(
                     fit_scorer(dialogues, margin=cfg.scorer_margin, l2=cfg.scorer_l2, cache_dir=cfg.cache_dir),
@@ -121,12 +121,8 @@ def build_judges(cfg, dialogues: pd.DataFrame) -> list[PairJudge]:
                 )
             )
         elif judge.kind == "reference":
-            from empathy_distill.judging.reference import ReferenceJudge
-
             judges.append(ReferenceJudge.from_dialogues(dialogues, name=judge.name, margin=cfg.reference_margin))
         else:
-            from empathy_distill.teacher import build_teacher
-
             if judge.endpoint is None:
                 raise ValueError(f"judge '{judge.name}' of kind llm needs an endpoint")
             judges.append(LLMJudge(build_teacher(judge.endpoint), name=judge.name, on_error=cfg.on_judge_error))

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from empathy_distill.judging import degenerate
+from empathy_distill.judging.admission import admissions
 from empathy_distill.judging.judges import PairJudge, build_judges
 from empathy_distill.judging.stats import (
     CI_METHOD,
@@ -266,7 +267,6 @@ def run_evaluation(
         verdicts=verdicts,
     )
     report["test_dialogues"] = len(frame)
-    from empathy_distill.judging.admission import admissions
 
     report["judge_admission"] = admissions(cfg)
     champion = frame["champion_version"].dropna().unique() if "champion_version" in frame.columns else []

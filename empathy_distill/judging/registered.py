@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 from mlflow.genai.scorers import scorer
 
+from empathy_distill.data.training_sets import user_turn
+from empathy_distill.judging.reference import ReferenceJudge
 from empathy_distill.prompts import load_template
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ NOT_REGISTERED = {
     "replies than to its low-rated ones (MiniLM-L6 similarity, margin 0.01; nothing fitted).",
 )
 def reference_verdict(inputs, outputs, expectations):
+    # import-time: none to save; MLflow registers this function's source alone, so its import travels inside it
     from empathy_distill.judging.registered import reference_feedback
 
     return reference_feedback(inputs, outputs, expectations)
@@ -53,9 +56,6 @@ def reference_verdict(inputs, outputs, expectations):
 def reference_feedback(inputs: dict[str, Any], outputs: dict[str, Any], expectations: dict[str, Any]) -> Any:
     """The reference judge's verdict on one pair, as MLflow ``Feedback`` (value ``A``/``B``/``tie``)."""
     from mlflow.entities import Feedback
-
-    from empathy_distill.data.training_sets import user_turn
-    from empathy_distill.judging.reference import ReferenceJudge
 
     situation, utterance = str(inputs["situation"]), str(inputs["utterance"])
     top, low = list(expectations["top_replies"]), list(expectations["low_replies"])

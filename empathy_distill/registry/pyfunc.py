@@ -31,6 +31,15 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import Array, ColSpec, Object, ParamSchema, ParamSpec, Property, Schema
 
+from empathy_distill.config import GenerationSettings, StudentConfig
+from empathy_distill.errors import ConfigError
+from empathy_distill.serving.api import ApiError
+from empathy_distill.serving.api import check_chat as check_turns
+from empathy_distill.training.fingerprint import folder_size, is_local_model, model_fingerprint
+from empathy_distill.training.generate import generate
+from empathy_distill.training.sources import gguf_origin, rebuild_from_record
+from empathy_distill.training.student import load_student
+
 MAX_CHARS = 20_000  # a chat longer than this is refused, not truncated silently
 MAX_NEW_TOKENS = 1024
 MAX_ROWS = 64  # chats per request
@@ -61,8 +70,6 @@ def bad_request(message: str) -> MlflowException:
 
 def check_chat(messages: Any, row: int) -> list[dict[str, str]]:
     """A list of ``{role, content}`` with known roles, non-empty text and a user turn last; else a 400."""
-    from empathy_distill.serving.api import ApiError
-    from empathy_distill.serving.api import check_chat as check_turns
 
     if hasattr(messages, "tolist"):
         messages = messages.tolist()
@@ -81,9 +88,6 @@ def base_path(cfg: dict[str, Any], artifacts: dict[str, str]) -> str:
     if cfg.get("base_source") == "artifact" and "base" in artifacts:
         return artifacts["base"]
     if cfg.get("base_source") == "gguf":
-        from empathy_distill.errors import ConfigError
-        from empathy_distill.training.sources import rebuild_from_record
-
         cache_dir = cfg.get("student_cache_dir") or str(Path(str(cfg["base_model"])).parent)
         try:
             return str(rebuild_from_record(cfg["base_gguf"], cache_dir))
@@ -105,9 +109,6 @@ class StudentChatModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from peft import PeftModel
 
-        from empathy_distill.config import StudentConfig
-        from empathy_distill.training.student import load_student
-
         cfg = dict(context.model_config or {})
         base = base_path(cfg, context.artifacts)
         student = StudentConfig(model=str(base), chat_template=cfg.get("chat_template"), dtype=cfg.get("dtype", "auto"))
@@ -122,8 +123,6 @@ class StudentChatModel(mlflow.pyfunc.PythonModel):
         self._lock = threading.Lock()
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from empathy_distill.config import GenerationSettings
-        from empathy_distill.training.generate import generate
 
         if not isinstance(model_input, pd.DataFrame) or "messages" not in model_input.columns:
             raise bad_request("expected one chat per row in a 'messages' column")
@@ -153,7 +152,6 @@ class StudentChatModel(mlflow.pyfunc.PythonModel):
 
 def check_base_reference(base: str, fingerprint: str | None) -> None:
     """Refuses, in one line, a referenced local base that is gone or is not the model the adapter was trained on."""
-    from empathy_distill.training.fingerprint import is_local_model, model_fingerprint
 
     fix = (
         'point base_model at the registered base (SERVING_MODEL_CONFIG=\'{"base_model": "<folder>"}\' for the '
@@ -184,8 +182,6 @@ def pinned_requirements() -> list[str]:
 def bundle_base(base_model: str, max_mb: int) -> bool:
     """A local base folder up to ``max_mb`` travels inside the registered model; a hub id or a larger folder is a
     fingerprinted reference."""
-    from empathy_distill.training.fingerprint import folder_size, is_local_model
-    from empathy_distill.training.sources import gguf_origin
 
     if gguf_origin(base_model) is not None:  # recorded by its GGUF file, rebuilt at load: never copied
         return False
@@ -208,8 +204,6 @@ def log_student_model(
 
     Returns MLflow's ``ModelInfo`` (``registered_model_version``, ``model_id``, ``model_uri``).
     """
-    from empathy_distill.training.fingerprint import model_fingerprint
-    from empathy_distill.training.sources import gguf_origin
 
     artifacts = {"adapter": adapter_dir}
     if bundle_base:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from empathy_distill.registry.inputs import changed_parts, library_versions
+from empathy_distill.registry.inputs import changed_parts, input_hashes, library_versions
+from empathy_distill.registry.promotion import Promotions
 
 
 def library_changes(recorded: str) -> str:
@@ -38,9 +39,8 @@ def decide(client: Any, model: str, champion: str | None, now: dict[str, str], f
 def retrain_decision(config: Any, tracking_uri: str, force: bool = False) -> tuple[bool, str]:
     """:func:`decide` for ``config`` (a prepared :class:`~empathy_distill.config.DistillConfig`: absolute paths) on
     the registry at ``tracking_uri``: the inputs are hashed now, the champion read now."""
+    # import-time: empathy_distill.data.hashing 0.6 s to import (empathy_distill.registry.retrain alone 0.3 s)
     from empathy_distill.data.hashing import file_fingerprint
-    from empathy_distill.registry.inputs import input_hashes
-    from empathy_distill.registry.promotion import Promotions
 
     p = Promotions.open(tracking_uri, config.registry.history)
     model = config.registry.model_name

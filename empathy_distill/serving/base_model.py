@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from empathy_distill.config import StudentConfig
 from empathy_distill.serving.engine import Engine, Listener, Request
 from empathy_distill.serving.pool import WARM_CHAT, Base, Version, submit_chat
+from empathy_distill.training.sources import resolve_student
+from empathy_distill.training.student import load_student
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +51,6 @@ class BasePool:
         chat_template: str | None = None,
     ):
         import torch
-
-        from empathy_distill.config import StudentConfig
-        from empathy_distill.training.sources import resolve_student
-        from empathy_distill.training.student import load_student
 
         start = time.monotonic()
         folder, self.source = resolve_student(model, cache_dir)

@@ -31,7 +31,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from empathy_distill.config import GenerationSettings
 from empathy_distill.serving.api import ApiError
+from empathy_distill.serving.decoder import PackedDecoder, why_not
 from empathy_distill.training.generate import Reply
 
 logger = logging.getLogger(__name__)
@@ -358,7 +360,6 @@ class Engine:
                 self.counts["failed"] += len(group)
 
     def _prepare(self, request: Request) -> None:
-        from empathy_distill.config import GenerationSettings
 
         request.prompt = list(self.fmt.prompt_ids(self.tokenizer, request.chat))
         settings = {k: v for k, v in request.settings.items() if k in GenerationSettings.model_fields}
@@ -539,8 +540,6 @@ class Engine:
         """Why the packed pass does not serve this engine's model (None: it does)."""
         import torch
 
-        from empathy_distill.serving.decoder import why_not
-
         if self.decoder == "transformers":
             return "decoder: transformers"
         if self.peft and not self.merge:
@@ -567,8 +566,6 @@ class Engine:
             return self.model(**inputs)
         key = (merged, self.merges)
         if self._packed_for != key:
-            from empathy_distill.serving.decoder import PackedDecoder
-
             self._packed = None  # the old copy goes before the new one is made
             try:
                 base = self.model.get_base_model() if self.peft else self.model

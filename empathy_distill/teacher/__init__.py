@@ -11,7 +11,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from empathy_distill.config import TeacherConfig
+from empathy_distill.teacher.batch import BatchTeacher
 from empathy_distill.teacher.cache import ReplyCache
+from empathy_distill.teacher.local import LocalTeacher
+from empathy_distill.teacher.openai_client import OpenAITeacher
 from empathy_distill.teacher.types import ChatRequest, ChatResult, Usage
 
 
@@ -38,14 +41,9 @@ def build_teacher(cfg: TeacherConfig, use_cache: bool = True) -> Teacher:
     """The backend named by ``cfg.backend`` and ``cfg.mode``, with the reply cache."""
     cache = ReplyCache(cfg.cache_path, endpoint_of(cfg)) if use_cache else None
     if cfg.backend == "local":
-        from empathy_distill.teacher.local import LocalTeacher
-
         return LocalTeacher(cfg, cache)
     if cfg.mode == "batch":
-        from empathy_distill.teacher.batch import BatchTeacher
-
         return BatchTeacher(cfg, cache)
-    from empathy_distill.teacher.openai_client import OpenAITeacher
 
     return OpenAITeacher(cfg, cache)
 

@@ -16,10 +16,13 @@ from typing import Any
 
 import pandas as pd
 
-from empathy_distill.config import BootstrapConfig
-from empathy_distill.judging.judges import PairJudge
+from empathy_distill.config import BootstrapConfig, EvaluationConfig, JudgeConfig
+from empathy_distill.judging.judges import PairJudge, build_judges
 from empathy_distill.judging.protocol import judge_both_orders
 from empathy_distill.judging.stats import combine_orders, win_rate_ci
+from empathy_distill.teacher import build_teacher
+from empathy_distill.teacher.rewrite import rewrite_with_teacher
+from empathy_distill.teacher.types import TeacherError
 
 
 @dataclass
@@ -30,14 +33,11 @@ class CheckVerdict:
 
     def raise_unless_passed(self) -> None:
         if not self.passed:
-            from empathy_distill.teacher.types import TeacherError
-
             raise TeacherError(self.line + "; the bootstrap was not started (teacher.check: false skips the check)")
 
 
 def run_check(table: pd.DataFrame, bootstrap: BootstrapConfig, teacher_cfg, evaluation) -> tuple[dict, CheckVerdict]:
     """The check with the configured teacher (its cache and budget) and the run's offline judges."""
-    from empathy_distill.teacher import build_teacher
 
     judges = offline_judges(evaluation, table)
     report = check_teacher(table, bootstrap, build_teacher(teacher_cfg), judges, teacher_cfg.check_dialogues)
@@ -53,7 +53,6 @@ def check_teacher(
         The report: the teacher's counts (kept, parse failures with reasons, failed, requests, tokens), the word
         lengths of rewrites and originals, and per judge the rewrite's wins, ties, losses, win rate and interval.
     """
-    from empathy_distill.teacher.rewrite import rewrite_with_teacher
 
     cfg = bootstrap.model_copy(update={"sft_dialogues": sample, "dpo_dialogues": 0})
     log, rewrite = rewrite_with_teacher(table, cfg, teacher)
@@ -96,8 +95,6 @@ def check_teacher(
 def offline_judges(evaluation, table: pd.DataFrame) -> list[PairJudge]:
     """The run's offline judges (scorer, reference) as its evaluation configures them; both when it names neither
     (an LLM judge is left out: the check must not spend a second endpoint's budget)."""
-    from empathy_distill.config import EvaluationConfig, JudgeConfig
-    from empathy_distill.judging.judges import build_judges
 
     evaluation = evaluation or EvaluationConfig()
     offline = [j for j in evaluation.judges if j.kind in ("scorer", "reference")] or [

@@ -22,11 +22,14 @@ from typing import Any
 
 import pandas as pd
 
-from empathy_distill.config import BootstrapConfig
+from empathy_distill.config import BootstrapConfig, TraceSettings
 from empathy_distill.data.training_sets import REWRITE_LOG_COLUMNS, contexts
 from empathy_distill.prompts import INITIAL, SYSTEM, load_template, render, strategy_turns
+from empathy_distill.teacher import endpoint_of
+from empathy_distill.teacher.estimate import plan
 from empathy_distill.teacher.openai_client import BUDGET_ERROR
 from empathy_distill.teacher.parse import instruction_ngrams, parse_reply
+from empathy_distill.tracing import trace_requests
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +80,6 @@ def trace_stage(
     teacher, name: str, requests, results, outcomes: list[str], prompts: dict[str, str], start: int
 ) -> None:
     """The stage's MLflow trace (inside a tracked run): its counts, and a span per sampled request."""
-    from empathy_distill.config import TraceSettings
-    from empathy_distill.teacher import endpoint_of
-    from empathy_distill.tracing import trace_requests
 
     cfg = getattr(teacher, "cfg", None)  # a teacher without a config (a test's scripted one) traces with defaults
     trace_requests(
@@ -134,8 +134,6 @@ async def _improve(
         todo = [s for s in state.values() if s["status"] == "pending"]
         requests = [teacher.request(build(s), tag=name) for s in todo]
         if not planned:  # the first turn's requests are known exactly: the plan, before any is sent
-            from empathy_distill.teacher.estimate import plan
-
             planned = True
             announce(plan(requests, len(turns) + (cfg.method == "improve_llm"), cfg.target_words, teacher))
         start = time.time_ns()

@@ -22,7 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from empathy_distill.config import StudentConfig, TrainingConfig
+from empathy_distill.training.dpo import train_dpo
 from empathy_distill.training.resume import StageResult
+from empathy_distill.training.sft import train_sft
 
 
 def train_stage(
@@ -81,10 +83,7 @@ def train_stage(
 
 def _run(stage, base_model, table, cfg, student, sft_adapter, announce=None) -> StageResult:
     if stage == "sft":
-        from empathy_distill.training.sft import train_sft
-
         return train_sft(base_model, table, cfg, student, announce=announce)
-    from empathy_distill.training.dpo import train_dpo
 
     return train_dpo(base_model, table, cfg, student, sft_adapter, announce=announce)
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from empathy_distill.data.training_sets import user_turn
+
 _SPACE = re.compile(r"\s+")
 MIN_SUBSTRING_WORDS = 4
 TOP_RATING = 3
@@ -158,7 +160,6 @@ def build_warmup_corpus(
         include_replies: include recorded model replies rated below the top rating (``student.tiny.warmup_replies``);
             False: situations and speaker turns only.
     """
-    from empathy_distill.data.training_sets import user_turn
 
     train = dialogues[dialogues["split"] == "train"]
     contexts = train.drop_duplicates("dialogue_id")
