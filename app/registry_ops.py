@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app.leases import reap
-from app.stack import mlflow_tracking_uri
+from app.stack import stack_tracking_uri
 from empathy_distill.config import DistillConfig
 from empathy_distill.errors import ConfigError
 from empathy_distill.registry.aliases import version_label
@@ -28,7 +28,7 @@ from empathy_distill.registry.verify import verify_lines
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` when set (as for MLflow's own CLI), else the active ZenML stack's tracker."""
 
-    return os.environ.get("MLFLOW_TRACKING_URI") or mlflow_tracking_uri()
+    return os.environ.get("MLFLOW_TRACKING_URI") or stack_tracking_uri()
 
 
 def mlflow_client():

@@ -2,6 +2,7 @@
 
 import logging
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from empathy_distill.config import DistillConfig
@@ -116,6 +117,57 @@ def teacher_part(run, boot: dict) -> str:
         sent, cost = int(boot.get("teacher_requests", 0)), float((boot.get("teacher_usage") or {}).get("cost_usd", 0))
         return f"teacher: 0 sent (step reused: its first run sent {sent:,} for ${cost:.2f})"
     return spent(boot)
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """What a run's data steps reported, read from their artifacts in one place (the summary's first lines)."""
+
+    dialogues_kept: int
+    train_dialogues: int
+    test_dialogues: int
+    rows_kept: int
+    rows_quarantined: int
+    data_hash: str
+    strategy: str
+    sft_rows: int
+    dpo_pairs: int
+    sets_quarantined: int
+    test_leakage: int
+    teacher: str
+    """``teacher: N sent ...`` (:func:`teacher_part`)."""
+    budget_exhausted: str | None
+
+    def lines(self, method: str) -> list[str]:
+        budget = f", budget stop: {self.budget_exhausted}" if self.budget_exhausted else ""
+        return [
+            f"dialogues: {self.dialogues_kept} kept ({self.train_dialogues} train / {self.test_dialogues} test), "
+            f"rows kept {self.rows_kept}, quarantined {self.rows_quarantined}, data hash {self.data_hash[:19]}",
+            f"training sets ({method}/{self.strategy}): {self.sft_rows} SFT rows, {self.dpo_pairs} DPO pairs, "
+            f"{self.sets_quarantined} quarantined, test leakage {self.test_leakage}; {self.teacher}{budget}",
+        ]
+
+
+def data_summary(run) -> DataSummary:
+    """The ingest, bootstrap and training-set reports of a finished distill or bootstrap run."""
+    ingest = run.steps["validate_dialogues"].outputs["ingest_report"][0].load()
+    sets = run.steps["validate_training_sets"].outputs["training_report"][0].load()
+    boot = run.steps["bootstrap_responses"].outputs["bootstrap_report"][0].load()
+    return DataSummary(
+        dialogues_kept=ingest["dialogues_kept"],
+        train_dialogues=ingest["train_dialogues"],
+        test_dialogues=ingest["test_dialogues"],
+        rows_kept=ingest["rows_kept"],
+        rows_quarantined=ingest["rows_quarantined"],
+        data_hash=ingest["data_hash"],
+        strategy=boot.get("strategy", "none"),
+        sft_rows=sets["sft_rows"],
+        dpo_pairs=sets["dpo_pairs"],
+        sets_quarantined=sets["rows_quarantined"],
+        test_leakage=sets["test_leakage"],
+        teacher=teacher_part(run, boot),
+        budget_exhausted=boot.get("budget_exhausted") or None,
+    )
 
 
 def step_counts(run) -> str:

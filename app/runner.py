@@ -11,16 +11,16 @@ from app.prepare import git_commit, prepared, resolved_config, sections
 from app.registry_ops import tracking_uri
 from app.report import (
     dashboard_hint,
+    data_summary,
     find_mlflow_run,
     mlflow_run_line,
     registry_lines,
     root_cause,
     step_counts,
-    teacher_part,
     training_lines,
 )
 from app.scheduling import attach_schedule, schedule_retrain
-from app.stack import mlflow_tracking_uri, run_configuration
+from app.stack import run_configuration, stack_tracking_uri
 from empathy_distill.config import DistillConfig
 from empathy_distill.data.hashing import file_fingerprint
 from empathy_distill.judging.ablation import cells
@@ -40,7 +40,6 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
         InputError: the data file is missing (checked before ZenML starts).
         ConfigError: the active stack has no experiment tracker, or cannot run the configured schedule.
     """
-    from zenml import Model
     from zenml.client import Client
 
     # import-time: pipelines.bootstrap 3.2 s to import (app.runner alone 0.9 s)
@@ -56,18 +55,63 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
         if schedule is not None:
             return schedule_retrain(config, schedule)
     run_config = run_configuration(config.stack)
-    tracking_uri = mlflow_tracking_uri()
+    tracking_uri = stack_tracking_uri()
     run_name = f"{name}-{config.name}-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
     settings = dict(run_config.settings)
     if config.tracking.experiment:
         settings["experiment_tracker"] = {"experiment_name": config.tracking.experiment}
+    options: dict = {"step_configurations": run_config.steps} if run_config.steps else {}
+    params = _pipeline_params(name, config, tracking_uri, options)
+    fn = {"distill": distill, "bootstrap": bootstrap}[name]
+
+    reap(tracking_uri)  # runs of this store whose process died are marked failed before a new one starts
+    with leased(run_name), root_cause(run_name):
+        run = fn.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings, **options)(**params)
+    run = Client().get_pipeline_run(run.id)
+    if (
+        not run.status.is_finished
+    ):  # an orchestrator that returns once the run is submitted (Kubeflow with synchronous: false)
+        return [
+            f"pipeline run: {run.name} submitted ({run.status.value}) to orchestrator "
+            f"'{Client().active_stack_model.name}'",
+            f"  follow it: {dashboard_hint(run, '', Path(sys.executable).parent)}",
+            "  it registers and gates its adapter in its last steps; then: empathy-distill lineage "
+            f"models:/{config.registry.model_name}@champion",
+        ]
+    mlflow_run_id = find_mlflow_run(tracking_uri, run.name)
+    if mlflow_run_id:
+        import mlflow
+
+        # the fully resolved config, once per run (secrets redacted; keys are only ever named, never stored)
+        mlflow.MlflowClient(tracking_uri=tracking_uri).log_dict(
+            mlflow_run_id, resolved_config(config), "config/resolved.json"
+        )
+    bin_dir = Path(sys.executable).parent
+    env = f"ZENML_CONFIG_PATH={os.environ['ZENML_CONFIG_PATH']} " if os.environ.get("ZENML_CONFIG_PATH") else ""
+    lines = [
+        f"pipeline run: {run.name} ({run.status.value}); {step_counts(run)}",
+        *data_summary(run).lines(config.bootstrap.method),
+        *training_lines(run),
+        mlflow_run_line(run, mlflow_run_id, tracking_uri),
+        "Where to look:",
+        f"  MLflow UI:  {bin_dir / 'mlflow'} ui --backend-store-uri {tracking_uri}",
+        f"  ZenML CLI:  {env}{bin_dir / 'zenml'} pipeline runs list --name {run.name}",
+        f"  ZenML dashboard: {dashboard_hint(run, env, bin_dir)}",
+        *registry_lines(run, config, tracking_uri, bin_dir, env),
+    ]
+    return lines
+
+
+def _pipeline_params(name: str, config: DistillConfig, tracking_uri: str, options: dict) -> dict:
+    """The pipeline's parameters (config sections, the input hashes, the champion it is judged against); for
+    ``distill`` ``options`` gets the ZenML model version the run creates."""
+    from zenml import Model
+
     params = {
         **sections(config, "data", "validation", "bootstrap", "teacher"),
         "source_fingerprint": file_fingerprint(config.data.path),
         "prompt_hash": method_prompt_hash(config.bootstrap.method, config.bootstrap.strategy),
     }
-    options: dict = {"step_configurations": run_config.steps} if run_config.steps else {}
-    champion = None
     if name == "bootstrap" and config.teacher.check:  # the check's offline judges as the run's evaluation sets them
         params["evaluation"] = config.evaluation
     if name == "distill":
@@ -85,55 +129,7 @@ def run_pipeline(name: str, config: DistillConfig, enable_cache: bool = True, sc
             description="LoRA adapters of the empathy student, one version per distill run",
             tags=[config.name],
         )
-    fn = {"distill": distill, "bootstrap": bootstrap}[name]
-
-    reap(tracking_uri)  # runs of this store whose process died are marked failed before a new one starts
-    with leased(run_name), root_cause(run_name):
-        run = fn.with_options(enable_cache=enable_cache, run_name=run_name, settings=settings, **options)(**params)
-    run = Client().get_pipeline_run(run.id)
-    if (
-        not run.status.is_finished
-    ):  # an orchestrator that returns once the run is submitted (Kubeflow with synchronous: false)
-        return [
-            f"pipeline run: {run.name} submitted ({run.status.value}) to orchestrator "
-            f"'{Client().active_stack_model.name}'",
-            f"  follow it: {dashboard_hint(run, '', Path(sys.executable).parent)}",
-            "  it registers and gates its adapter in its last steps; then: empathy-distill lineage "
-            f"models:/{config.registry.model_name}@champion",
-        ]
-    ingest = run.steps["validate_dialogues"].outputs["ingest_report"][0].load()
-    training = run.steps["validate_training_sets"].outputs["training_report"][0].load()
-    boot = run.steps["bootstrap_responses"].outputs["bootstrap_report"][0].load()
-    mlflow_run_id = find_mlflow_run(tracking_uri, run.name)
-    if mlflow_run_id:
-        import mlflow
-
-        # the fully resolved config, once per run (secrets redacted; keys are only ever named, never stored)
-        mlflow.MlflowClient(tracking_uri=tracking_uri).log_dict(
-            mlflow_run_id, resolved_config(config), "config/resolved.json"
-        )
-    bin_dir = Path(sys.executable).parent
-    env = f"ZENML_CONFIG_PATH={os.environ['ZENML_CONFIG_PATH']} " if os.environ.get("ZENML_CONFIG_PATH") else ""
-    lines = [
-        f"pipeline run: {run.name} ({run.status.value}); {step_counts(run)}",
-        f"dialogues: {ingest['dialogues_kept']} kept ({ingest['train_dialogues']} train / {ingest['test_dialogues']} "
-        "test), "
-        f"rows kept {ingest['rows_kept']}, quarantined {ingest['rows_quarantined']}, data hash "
-        f"{ingest['data_hash'][:19]}",
-        f"training sets ({config.bootstrap.method}/{boot.get('strategy', 'none')}): {training['sft_rows']} SFT rows, "
-        f"{training['dpo_pairs']} DPO pairs, "
-        f"{training['rows_quarantined']} quarantined, test leakage {training['test_leakage']}; "
-        + teacher_part(run, boot)
-        + (f", budget stop: {boot['budget_exhausted']}" if boot.get("budget_exhausted") else ""),
-        *training_lines(run),
-        mlflow_run_line(run, mlflow_run_id, tracking_uri),
-        "Where to look:",
-        f"  MLflow UI:  {bin_dir / 'mlflow'} ui --backend-store-uri {tracking_uri}",
-        f"  ZenML CLI:  {env}{bin_dir / 'zenml'} pipeline runs list --name {run.name}",
-        f"  ZenML dashboard: {dashboard_hint(run, env, bin_dir)}",
-        *registry_lines(run, config, tracking_uri, bin_dir, env),
-    ]
-    return lines
+    return params
 
 
 def run_ablation(config: DistillConfig, enable_cache: bool = True) -> list[str]:
@@ -146,7 +142,7 @@ def run_ablation(config: DistillConfig, enable_cache: bool = True) -> list[str]:
     grid = config.ablation
     config = prepared(config, needs_teacher=any(m != "direct" for m in grid.methods))
     hashes = {f"{m}__{s}": method_prompt_hash(m, s) for m, s in cells(grid.methods, grid.strategies)}
-    tracking_uri = mlflow_tracking_uri()
+    tracking_uri = stack_tracking_uri()
     run_name = f"ablation-{config.name}-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
     # one nested MLflow run per step: cells log the same param names with different values
     settings = {
@@ -176,7 +172,7 @@ def run_evaluation_pipeline(config: DistillConfig, generations_version: str | No
     # import-time: pipelines.evaluate 3.2 s to import (app.runner alone 0.9 s)
     from pipelines.evaluate import evaluate
 
-    tracking_uri = mlflow_tracking_uri()
+    tracking_uri = stack_tracking_uri()
     run_name = f"evaluate-{config.name}-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
     evaluation = config.evaluation.model_copy(
         update={"cache_dir": str(Path(config.evaluation.cache_dir).resolve())}

@@ -162,10 +162,31 @@ def ensure_local_stack(
         lines.append(f"ZenML repository: created at {root}")
     else:
         lines.append(f"ZenML repository: found at {found_root}")
-
     client = Client()
     tracker_config, secret_lines = tracker_configuration(tracking_uri)
     lines += secret_lines
+    lines += _mlflow_components(client, tracker_name, registry_name, tracking_uri, tracker_config)
+    wanted = {
+        StackComponentType.ORCHESTRATOR: "default",
+        StackComponentType.ARTIFACT_STORE: "default",
+        StackComponentType.EXPERIMENT_TRACKER: tracker_name,
+        StackComponentType.MODEL_REGISTRY: registry_name,
+    }
+    if spec is not None:
+        lines += _file_components(client, spec, stack_file, wanted)
+    lines += _activate_stack(client, stack_name, wanted)
+    lines.append(f"MLflow tracking URI: {stack_tracking_uri()}")
+    return lines
+
+
+def _mlflow_components(
+    client, tracker_name: str, registry_name: str, tracking_uri: str | None, tracker_config: dict
+) -> list[str]:
+    """The MLflow experiment tracker and model registry: found (the tracker re-pointed when the URI changed) or
+    registered."""
+    from zenml.enums import StackComponentType
+
+    lines = []
     for name, ctype, flavor, config in (
         (tracker_name, StackComponentType.EXPERIMENT_TRACKER, "mlflow", tracker_config),
         (registry_name, StackComponentType.MODEL_REGISTRY, "mlflow", {}),
@@ -186,14 +207,19 @@ def ensure_local_stack(
             lines.append(
                 f"{label} '{name}': registered (flavor {flavor}" + (f", {tracking_uri})" if tracking_uri else ")")
             )
+    return lines
 
-    wanted = {
-        StackComponentType.ORCHESTRATOR: "default",
-        StackComponentType.ARTIFACT_STORE: "default",
-        StackComponentType.EXPERIMENT_TRACKER: tracker_name,
-        StackComponentType.MODEL_REGISTRY: registry_name,
-    }
-    for kind, component in spec.components.items() if spec else ():
+
+def _file_components(client, spec: StackFile, stack_file, wanted: dict) -> list[str]:
+    """A stack file's components, found (their configuration updated) or registered; ``wanted`` gets their names.
+
+    Raises:
+        ConfigError: a component registered under that name with another flavor.
+    """
+    from zenml.enums import StackComponentType
+
+    lines = []
+    for kind, component in spec.components.items():
         ctype = StackComponentType(kind)
         wanted[ctype] = component.name
         label = ctype.value.replace("_", " ")
@@ -218,7 +244,12 @@ def ensure_local_stack(
                 configuration=component.configuration,
             )
             lines.append(f"{label} '{component.name}': registered (flavor {component.flavor})")
+    return lines
 
+
+def _activate_stack(client, stack_name: str, wanted: dict) -> list[str]:
+    """The stack with the ``wanted`` components (registered or updated), made the active one."""
+    lines = []
     try:
         stack = client.get_stack(stack_name, allow_name_prefix_match=False)
         components = {t: [c.name for c in cs] for t, cs in stack.components.items()}
@@ -236,7 +267,6 @@ def ensure_local_stack(
     else:
         client.activate_stack(stack_name)
         lines.append(f"active stack: set to '{stack_name}'")
-    lines.append(f"MLflow tracking URI: {mlflow_tracking_uri()}")
     return lines
 
 
@@ -260,8 +290,9 @@ def run_configuration(stack_file: str | Path | None) -> RunSection:
     return spec.run
 
 
-def mlflow_tracking_uri() -> str:
-    """The tracking URI of the active stack's MLflow tracker.
+def stack_tracking_uri() -> str:
+    """The tracking URI of the active stack's MLflow tracker, where pipeline runs log (``MLFLOW_TRACKING_URI`` is not
+    read here: :func:`app.registry_ops.tracking_uri` honours it for the registry commands).
 
     Raises:
         ConfigError: the active stack has no experiment tracker.

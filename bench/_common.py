@@ -13,11 +13,11 @@ def sample_sets():
     """(table, training sets) of data/sample, as the demo builds them (``direct``)."""
     from empathy_distill.config import BootstrapConfig, DataConfig, ValidationConfig
     from empathy_distill.data.ingest import ingest
-    from empathy_distill.stages import build_training_sets
+    from empathy_distill.stages import bootstrap_training_sets
 
     path = ROOT / "data" / "sample" / "dialogues.csv"
     table = ingest(path, DataConfig(path=str(path)), ValidationConfig()).table
-    return table, build_training_sets(table, BootstrapConfig())
+    return table, bootstrap_training_sets(table, BootstrapConfig())
 
 
 def sample_world(cache_dir: Path, hidden: int = 64, layers: int = 2):

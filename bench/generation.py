@@ -37,13 +37,13 @@ def main() -> None:
     from empathy_distill.data.training_sets import user_turn
     from empathy_distill.prompts import load_template
     from empathy_distill.training.generate import generate
-    from empathy_distill.training.sft import train_sft
+    from empathy_distill.training.sft import fit_sft
     from empathy_distill.training.student import load_student
 
     torch.manual_seed(0)
     work = Path(tempfile.mkdtemp(prefix="bench-gen-"))
     table, sets, student, base = sample_world(work / "students")
-    sft = train_sft(
+    sft = fit_sft(
         base,
         sets.sft,
         TrainingConfig(

@@ -121,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     t = lap("student", t)
 
-    from empathy_distill.training.dpo import train_dpo
-    from empathy_distill.training.sft import train_sft
+    from empathy_distill.training.dpo import fit_dpo
+    from empathy_distill.training.sft import fit_sft
 
-    sft_result = train_sft(base, sft, config.training, config.student)
+    sft_result = fit_sft(base, sft, config.training, config.student)
     print(f"SFT: {sft_result.global_step} steps, last loss {last(sft_result.history, 'loss')}")
     t = lap("sft", t)
-    dpo_result = train_dpo(base, dpo, config.training, config.student, sft_result.adapter_dir)
+    dpo_result = fit_dpo(base, dpo, config.training, config.student, sft_result.adapter_dir)
     print(
         f"DPO: {dpo_result.global_step} steps, last loss {last(dpo_result.history, 'loss')}, reward accuracy on "
         f"training pairs {dpo_result.eval_metrics.get('rewards/accuracies', float('nan')):.2f}"

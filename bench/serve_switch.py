@@ -49,9 +49,9 @@ def register(work: Path, uri: str) -> tuple[list[str], str, object]:
     mlflow.set_tracking_uri(uri)
     for seed in (0, 1):
         torch.manual_seed(seed)
-        from empathy_distill.training.sft import train_sft
+        from empathy_distill.training.sft import fit_sft
 
-        sft = train_sft(
+        sft = fit_sft(
             base,
             sets.sft,
             TrainingConfig(

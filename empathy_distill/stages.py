@@ -121,7 +121,7 @@ class TrainingSets:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def build_training_sets(dialogues: pd.DataFrame, bootstrap: BootstrapConfig, teacher=None) -> TrainingSets:
+def bootstrap_training_sets(dialogues: pd.DataFrame, bootstrap: BootstrapConfig, teacher=None) -> TrainingSets:
     """:func:`rewrite_stage` then :func:`training_sets_stage`, unvalidated (tests and benchmarks)."""
     log, report = rewrite_stage(dialogues, bootstrap, teacher)
     sft, dpo = training_sets_stage(dialogues, log, bootstrap)

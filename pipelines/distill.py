@@ -1,4 +1,4 @@
-"""The end-to-end distillation pipeline (grows stage by stage).
+"""The end-to-end distillation pipeline: data, teacher, training sets, SFT, DPO, judging, registry, gate, serving.
 
 empathy-distill distill --config configs/demo.yaml
 """

@@ -1,4 +1,4 @@
-"""ZenML steps: one per file, thin wrappers around ``empathy_distill``."""
+"""ZenML steps: one per file; each calls one function of ``empathy_distill`` (or ``deploy``) and names its outputs."""
 
 from steps._zenml_speedups import cache_package_lookup
 from steps.bootstrap_responses import bootstrap_responses

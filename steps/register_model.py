@@ -11,17 +11,6 @@ from empathy_distill.training.adapter import Adapter
 from steps.console import stage_done
 
 
-def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"sft": {"learning_rate": 1e-3}}`` -> ``{"sft.learning_rate": 1e-3}``."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 @step(experiment_tracker=True)
 def register_model(
     adapter: Adapter | None,
@@ -69,7 +58,7 @@ def register_model(
         registry=registry,
         student=student,
         generation=generation,
-        training=flat(training.model_dump(exclude={"output_dir"})),
+        training=training,
         teacher_model=teacher_model,
         inputs=inputs,
         git_commit=git_commit,

@@ -88,39 +88,13 @@ def evaluate(
         # a missing recorded reply is no comparison; a generated reply is always compared, empty or not
         recorded = column.startswith("ref_")
         rows = frame[frame[column].notna() & (frame[column].str.strip() != "")] if recorded else frame
-        cand_reasons = degenerate.reasons_for(list(rows[candidate]), finished_column(rows, candidate))
-        opp_reasons = degenerate.reasons_for(list(rows[column]), finished_column(rows, column))
         by_judge = {}
         for judge in judges:
-            errors_before = getattr(judge, "request_errors", 0)
             started = now_ns()
-            pairs = judge_both_orders(judge, rows, candidate, column)
-            judged = [combine_orders(a, b) for a, b in pairs]
-            outcomes, ruled = degenerate.apply_to_outcomes(judged, cand_reasons, opp_reasons)
-            length_diff = [len(str(c).split()) - len(str(o).split()) for c, o in zip(rows[candidate], rows[column])]
-            stats = win_rate_ci(outcomes)
-            entry = {
-                "opponent": label,
-                "judge": judge.name,
-                **stats.as_dict(),
-                "request_errors": getattr(judge, "request_errors", 0) - errors_before,
-                "position_consistency": position_consistency(pairs),
-                "length_controlled_win_rate": length_controlled_win_rate(outcomes, length_diff),
-                "mean_length_diff_words": float(sum(length_diff) / len(length_diff)) if length_diff else 0.0,
-                "degenerate": {
-                    "candidate": degenerate.summarize(list(rows[candidate]), cand_reasons),
-                    "opponent": degenerate.summarize(list(rows[column]), opp_reasons),
-                    "verdicts_overruled": ruled,
-                    "opponent_truncated_ties": degenerate.opponent_truncated(cand_reasons, opp_reasons),
-                },
-            }
+            entry, outcomes = _compare(judge, rows, label, candidate, column, verdicts)
             results["comparisons"].append(entry)
             spans.append(judging_span(judge.name, label, started, entry))
             by_judge[judge.name] = outcomes
-            if verdicts is not None:
-                verdicts.extend(
-                    verdict_rows(rows, judge.name, label, candidate, column, pairs, outcomes, cand_reasons, opp_reasons)
-                )
         names = list(by_judge)
         for i in range(len(names)):
             for j in range(i + 1, len(names)):
@@ -139,6 +113,40 @@ def evaluate(
     results["max_degenerate_fraction"] = max_degenerate_fraction
     results["skipped_opponents"] = list(skipped_opponents)
     return mark_validity(results, max_invalid_fraction, skipped_opponents, max_degenerate_fraction)
+
+
+def _compare(
+    judge: PairJudge, rows: pd.DataFrame, label: str, candidate: str, column: str, verdicts: list[dict[str, Any]] | None
+) -> tuple[dict[str, Any], list]:
+    """One judge on the candidate against one opponent column, in both orders: the report entry and the outcomes
+    (the degenerate rule applied); the verdict rows are appended to ``verdicts`` when it is given."""
+    cand_reasons = degenerate.reasons_for(list(rows[candidate]), finished_column(rows, candidate))
+    opp_reasons = degenerate.reasons_for(list(rows[column]), finished_column(rows, column))
+    errors_before = getattr(judge, "request_errors", 0)
+    pairs = judge_both_orders(judge, rows, candidate, column)
+    judged = [combine_orders(a, b) for a, b in pairs]
+    outcomes, ruled = degenerate.apply_to_outcomes(judged, cand_reasons, opp_reasons)
+    length_diff = [len(str(c).split()) - len(str(o).split()) for c, o in zip(rows[candidate], rows[column])]
+    entry = {
+        "opponent": label,
+        "judge": judge.name,
+        **win_rate_ci(outcomes).as_dict(),
+        "request_errors": getattr(judge, "request_errors", 0) - errors_before,
+        "position_consistency": position_consistency(pairs),
+        "length_controlled_win_rate": length_controlled_win_rate(outcomes, length_diff),
+        "mean_length_diff_words": float(sum(length_diff) / len(length_diff)) if length_diff else 0.0,
+        "degenerate": {
+            "candidate": degenerate.summarize(list(rows[candidate]), cand_reasons),
+            "opponent": degenerate.summarize(list(rows[column]), opp_reasons),
+            "verdicts_overruled": ruled,
+            "opponent_truncated_ties": degenerate.opponent_truncated(cand_reasons, opp_reasons),
+        },
+    }
+    if verdicts is not None:
+        verdicts.extend(
+            verdict_rows(rows, judge.name, label, candidate, column, pairs, outcomes, cand_reasons, opp_reasons)
+        )
+    return entry, outcomes
 
 
 def judging_span(judge: str, opponent: str, started: int, entry: dict[str, Any]) -> SpanRecord:

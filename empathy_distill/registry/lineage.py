@@ -147,6 +147,17 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     return match.group(1), match.group(3), match.group(2)
 
 
+RUN_REPORTS = (
+    ("config", "config/resolved.json"),
+    ("ingest", "ingest/report.json"),
+    ("bootstrap", "bootstrap/report.json"),
+    ("training_sets", "training_sets/report.json"),
+    ("evaluation", "evaluation/evaluation.json"),
+    ("promotion", "promotion/decision.json"),
+)
+"""The run's artifacts an audit reads: (key in the chain, path in the run)."""
+
+
 def audit(client: Any, history: Any, uri: str) -> dict[str, Any]:
     """The whole chain for one version or alias (see the module docstring).
 
@@ -162,111 +173,127 @@ def audit(client: Any, history: Any, uri: str) -> dict[str, Any]:
         raise ValueError(f"{uri}: not found in the registry ({exc.message.splitlines()[0]})") from None
     tags = dict(mv.tags)
     missing = [f"version tag lineage.{t}" for t in LINEAGE_TAGS if f"lineage.{t}" not in tags]
-    aliases = list(getattr(mv, "aliases", []) or [])
-    out: dict[str, Any] = {
-        "uri": uri,
-        "version": {
-            "name": name,
-            "version": str(mv.version),
-            "aliases": aliases,
-            "created": mv.creation_timestamp,
-            "source": mv.source,
-            "run_id": mv.run_id,
-            "status": mv.status,
-        },
-    }
+    out: dict[str, Any] = {"uri": uri, "version": _version_record(name, mv)}
+    run = _find_run(client, mv.run_id, missing)
     reports: dict[str, Any] = {}
-    run = None
-    if not mv.run_id:
-        missing.append("the MLflow run (the version names none)")
-    else:
-        try:
-            run = client.get_run(mv.run_id)
-        except MlflowException:
-            missing.append(f"MLflow run {mv.run_id} (deleted?)")
     if run is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            for key, path in (
-                ("config", "config/resolved.json"),
-                ("ingest", "ingest/report.json"),
-                ("bootstrap", "bootstrap/report.json"),
-                ("training_sets", "training_sets/report.json"),
-                ("evaluation", "evaluation/evaluation.json"),
-                ("promotion", "promotion/decision.json"),
-            ):
-                try:
-                    reports[key] = json.loads(Path(client.download_artifacts(run.info.run_id, path, tmp)).read_text())
-                except Exception:
-                    missing.append(f"run artifact {path}")
-        out["mlflow_run"] = {
-            "run_id": run.info.run_id,
-            "run_name": run.info.run_name,
-            "experiment_id": run.info.experiment_id,
-            "status": run.info.status,
-            "datasets": [
-                {
-                    "name": d.dataset.name,
-                    "digest": d.dataset.digest,
-                    "source": d.dataset.source,
-                    "context": next((t.value for t in d.tags if t.key == "mlflow.data.context"), None),
-                }
-                for d in run.inputs.dataset_inputs
-            ],
-        }
-    config = reports.get("config", {})
-    ingest = reports.get("ingest", {})
-    boot = reports.get("bootstrap", {})
-    usage = boot.get("teacher_usage") or {}
-    evaluation = reports.get("evaluation", {})
-    params = run.data.params if run is not None else {}
-    zen = ("pipeline_run_id", "run_id"), ("pipeline_run_name", "run_name"), ("model_version_id", "model_version_id")
-    out["zenml"] = {key: tags.get(f"lineage.zenml_{tag}") for key, tag in (*zen, ("model_version", "model_version"))}
-    counts = ("format", "rows_kept", "rows_quarantined", "quarantine_reasons", "train_dialogues", "test_dialogues")
-    out["data"] = {
-        "path": tags.get("lineage.data_path", ingest.get("data_path")),
-        "hash": tags.get("lineage.data_hash", ingest.get("data_hash")),
-        **{key: ingest.get(key) for key in counts},
-    }
-    out["prompts"] = {
-        "hash": tags.get("lineage.prompt_hash"),
-        "method": tags.get("lineage.method"),
-        "strategy": tags.get("lineage.strategy"),
-        "all_templates_hash": tags.get("inputs.prompts"),
-        "registry": [r.uri for r in recorded_refs(tags) or []],
-    }
-    out["teacher"] = {
-        "model": tags.get("lineage.teacher_model"),
-        "requests": usage.get("requests", tags.get("lineage.teacher_requests")),
-        "cost_usd": usage.get("cost_usd", tags.get("lineage.teacher_cost_usd")),
-        "prompt_tokens": usage.get("prompt_tokens"),
-        "completion_tokens": usage.get("completion_tokens"),
-    }
-    out["training"] = {
-        "adapter_hash": tags.get("lineage.adapter_hash"),
-        "base_model": tags.get("lineage.base_model"),
-        "config": config.get("training"),
-        "student": config.get("student"),
-        "sets": reports.get("training_sets"),
-        "stages": {k: v for k, v in params.items() if k.startswith(("sft.", "dpo."))},
-    }
-    out["evaluation"] = {
-        "judges": tags.get("lineage.judges", "").split(",") if tags.get("lineage.judges") else [],
-        "valid": evaluation.get("valid", tags.get("lineage.eval_valid")),
-        "invalid_reasons": evaluation.get("invalid_reasons"),
-        "ci_method": evaluation.get("ci_method"),
-        "champion_judged_against": tags.get("lineage.champion_judged_against"),
-        "comparisons": [
-            {k: c[k] for k in ("opponent", "judge", *WIN_RATE_FIELDS)} for c in evaluation.get("comparisons", [])
-        ],
-    }
-    out["code"] = {"git_commit": tags.get("lineage.git_commit")}
-    out["inputs"] = {p: tags.get(f"inputs.{p}") for p in (*PARTS, "all")}
-    promotions = history.entries(name, str(mv.version)) if history is not None else []
-    out["promotions"] = promotions
+        reports = _run_reports(client, run.info.run_id, missing)
+        out["mlflow_run"] = _run_record(run)
+    out.update(_chain_sections(tags, reports, run.data.params if run is not None else {}))
+    out["promotions"] = history.entries(name, str(mv.version)) if history is not None else []
     if history is None:
         missing.append("the promotion history (not reachable)")
     out["missing"] = missing
     return out
+
+
+def _version_record(name: str, mv: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "version": str(mv.version),
+        "aliases": list(getattr(mv, "aliases", []) or []),
+        "created": mv.creation_timestamp,
+        "source": mv.source,
+        "run_id": mv.run_id,
+        "status": mv.status,
+    }
+
+
+def _find_run(client: Any, run_id: str | None, missing: list[str]) -> Any:
+    """The version's MLflow run, or None with what is missing said."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        missing.append("the MLflow run (the version names none)")
+        return None
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        missing.append(f"MLflow run {run_id} (deleted?)")
+        return None
+
+
+def _run_reports(client: Any, run_id: str, missing: list[str]) -> dict[str, Any]:
+    """The run's reports (:data:`RUN_REPORTS`) that are there; each one absent is said in ``missing``."""
+    reports = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, path in RUN_REPORTS:
+            try:
+                reports[key] = json.loads(Path(client.download_artifacts(run_id, path, tmp)).read_text())
+            except Exception:
+                missing.append(f"run artifact {path}")
+    return reports
+
+
+def _run_record(run: Any) -> dict[str, Any]:
+    return {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "experiment_id": run.info.experiment_id,
+        "status": run.info.status,
+        "datasets": [
+            {
+                "name": d.dataset.name,
+                "digest": d.dataset.digest,
+                "source": d.dataset.source,
+                "context": next((t.value for t in d.tags if t.key == "mlflow.data.context"), None),
+            }
+            for d in run.inputs.dataset_inputs
+        ],
+    }
+
+
+def _chain_sections(tags: dict[str, str], reports: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+    """The chain's sections from the version's tags, the run's reports and its params: ZenML, data, prompts,
+    teacher, training, evaluation, code, inputs."""
+    config = reports.get("config", {})
+    ingest = reports.get("ingest", {})
+    usage = reports.get("bootstrap", {}).get("teacher_usage") or {}
+    evaluation = reports.get("evaluation", {})
+    zen = ("pipeline_run_id", "run_id"), ("pipeline_run_name", "run_name"), ("model_version_id", "model_version_id")
+    counts = ("format", "rows_kept", "rows_quarantined", "quarantine_reasons", "train_dialogues", "test_dialogues")
+    return {
+        "zenml": {key: tags.get(f"lineage.zenml_{tag}") for key, tag in (*zen, ("model_version", "model_version"))},
+        "data": {
+            "path": tags.get("lineage.data_path", ingest.get("data_path")),
+            "hash": tags.get("lineage.data_hash", ingest.get("data_hash")),
+            **{key: ingest.get(key) for key in counts},
+        },
+        "prompts": {
+            "hash": tags.get("lineage.prompt_hash"),
+            "method": tags.get("lineage.method"),
+            "strategy": tags.get("lineage.strategy"),
+            "all_templates_hash": tags.get("inputs.prompts"),
+            "registry": [r.uri for r in recorded_refs(tags) or []],
+        },
+        "teacher": {
+            "model": tags.get("lineage.teacher_model"),
+            "requests": usage.get("requests", tags.get("lineage.teacher_requests")),
+            "cost_usd": usage.get("cost_usd", tags.get("lineage.teacher_cost_usd")),
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+        },
+        "training": {
+            "adapter_hash": tags.get("lineage.adapter_hash"),
+            "base_model": tags.get("lineage.base_model"),
+            "config": config.get("training"),
+            "student": config.get("student"),
+            "sets": reports.get("training_sets"),
+            "stages": {k: v for k, v in params.items() if k.startswith(("sft.", "dpo."))},
+        },
+        "evaluation": {
+            "judges": tags.get("lineage.judges", "").split(",") if tags.get("lineage.judges") else [],
+            "valid": evaluation.get("valid", tags.get("lineage.eval_valid")),
+            "invalid_reasons": evaluation.get("invalid_reasons"),
+            "ci_method": evaluation.get("ci_method"),
+            "champion_judged_against": tags.get("lineage.champion_judged_against"),
+            "comparisons": [
+                {k: c[k] for k in ("opponent", "judge", *WIN_RATE_FIELDS)} for c in evaluation.get("comparisons", [])
+            ],
+        },
+        "code": {"git_commit": tags.get("lineage.git_commit")},
+        "inputs": {p: tags.get(f"inputs.{p}") for p in (*PARTS, "all")},
+    }
 
 
 def audit_lines(chain: dict[str, Any]) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import mlflow
 
+from empathy_distill.config import TrainingConfig
 from empathy_distill.prompts import STUDENT_SYSTEM, load_template
 from empathy_distill.registry.aliases import CHALLENGER
 from empathy_distill.registry.lineage import version_description, version_tags
@@ -54,7 +55,7 @@ def register_student(
     registry: Any,
     student: Any,
     generation: Any,
-    training: dict[str, Any],
+    training: TrainingConfig,
     teacher_model: str | None,
     inputs: dict[str, str],
     git_commit: str,
@@ -68,7 +69,7 @@ def register_student(
         reports: ``ingest``, ``bootstrap`` and ``training_sets`` reports of the run.
         evaluation: the judged figures.
         registry, student, generation: the run's ``RegistryConfig``, ``StudentConfig`` and ``GenerationSettings``.
-        training: the training settings to record on the logged model (flat, e.g. ``sft.learning_rate``).
+        training: the training settings, recorded on the logged model as flat params (``sft.learning_rate``).
         teacher_model: the teacher's model, or None for ``direct``.
         inputs: the retrain gate's input hashes.
         git_commit: the code version.
@@ -90,33 +91,18 @@ def register_student(
     )
     client = mlflow.MlflowClient()
     every = sync_prompts(client, alias=registry.model_name)
-    used = [
-        every[t]
-        for t in used_templates(
-            boot.get("method", "direct"), boot.get("strategy", "none"), bool(evaluation.get("judge_admission"))
-        )
-    ]
+    used = [every[t] for t in _templates_used(boot, evaluation)]
     tags[LINEAGE_TAG] = lineage_value(used)
-    info = log_student_model(
-        adapter_path,
-        student_base,
-        bundle_base=bundle_base(student_base, registry.bundle_base_max_mb),
-        chat_template=student.chat_template,
-        dtype=student.dtype,
-        generation=generation.model_dump(include={"max_new_tokens", "temperature", "top_p", "no_repeat_ngram_size"}),
-        system_prompt=load_template(STUDENT_SYSTEM),
-        model_name=registry.model_name,
-        tags={"adapter_hash": adapter_hash},
-    )
+    info = _log_model(adapter_path, adapter_hash, student_base, registry, student, generation)
     version = str(info.registered_model_version)
     link_prompts(client, used, run_id=run_id, model_id=info.model_id)
-    log_model_figures(info.model_id, evaluation, model_params(boot, student_base, training), reports["ingest"])
-    for key, value in tags.items():
-        client.set_model_version_tag(registry.model_name, version, key, value)
-    client.update_model_version(
-        registry.model_name, version, description=version_description(registry.model_name, version, tags)
+    log_model_figures(
+        info.model_id,
+        evaluation,
+        model_params(boot, student_base, flat(training.model_dump(exclude={"output_dir"}))),
+        reports["ingest"],
     )
-    client.set_registered_model_alias(registry.model_name, CHALLENGER, version)
+    _tag_version(client, registry.model_name, version, tags)
     registration = Registration(
         model=registry.model_name,
         version=version,
@@ -127,14 +113,23 @@ def register_student(
         champion_judged_against=evaluation.get("champion_version"),
         prompts=[r.uri for r in used],
     )
-    mlflow.set_tags(
-        {
-            "registry.model": registry.model_name,
-            "registry.version": version,
-            "mlflow.note.content": run_description(evaluation, reports, {**registration.as_dict(), **zenml}),
-        }
-    )
+    note = run_description(evaluation, reports, {**registration.as_dict(), **zenml})
+    mlflow.set_tags({"registry.model": registry.model_name, "registry.version": version, "mlflow.note.content": note})
     return registration
+
+
+def _templates_used(bootstrap: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
+    """The prompt templates this run used: its method's and strategy's, the student's, an LLM judge's."""
+    method, strategy = bootstrap.get("method", "direct"), bootstrap.get("strategy", "none")
+    return used_templates(method, strategy, bool(evaluation.get("judge_admission")))
+
+
+def _tag_version(client: Any, model: str, version: str, tags: dict[str, str]) -> None:
+    """The lineage tags and the description on the new version; ``challenger`` moves to it."""
+    for key, value in tags.items():
+        client.set_model_version_tag(model, version, key, value)
+    client.update_model_version(model, version, description=version_description(model, version, tags))
+    client.set_registered_model_alias(model, CHALLENGER, version)
 
 
 def model_params(bootstrap: dict[str, Any], student_base: str, training: dict[str, Any]) -> dict[str, Any]:
@@ -146,3 +141,29 @@ def model_params(bootstrap: dict[str, Any], student_base: str, training: dict[st
         "student.base": student_base,
         **{f"training.{k}": v for k, v in training.items()},
     }
+
+
+def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"sft": {"learning_rate": 1e-3}}`` -> ``{"sft.learning_rate": 1e-3}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _log_model(adapter_path: str, adapter_hash: str, student_base: str, registry: Any, student: Any, generation: Any):
+    """The pyfunc model (the adapter as an artifact, the base by reference or bundled), registered as a new version."""
+    return log_student_model(
+        adapter_path,
+        student_base,
+        bundle_base=bundle_base(student_base, registry.bundle_base_max_mb),
+        chat_template=student.chat_template,
+        dtype=student.dtype,
+        generation=generation.model_dump(include={"max_new_tokens", "temperature", "top_p", "no_repeat_ngram_size"}),
+        system_prompt=load_template(STUDENT_SYSTEM),
+        model_name=registry.model_name,
+        tags={"adapter_hash": adapter_hash},
+    )

@@ -87,7 +87,7 @@ def export_gguf(
         ExportError: an architecture not supported here, or a weight the source file does not hold.
     """
     import numpy as np
-    from gguf import GGML_QUANT_VERSION, GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter, LlamaFileType
+    from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter
     from gguf.quants import quantize
 
     if kind not in KINDS:
@@ -104,21 +104,7 @@ def export_gguf(
     out.parent.mkdir(parents=True, exist_ok=True)
     part = out.with_name(out.name + ".part")
     writer = GGUFWriter(str(part), arch)
-    for field in reader.fields.values():
-        if field.name.startswith("GGUF.") or field.name in SKIPPED_KEYS:
-            continue
-        if field.name == "tokenizer.chat_template" and chat_template:
-            continue
-        vtype = field.types[0]
-        sub = field.types[-1] if vtype == GGUFValueType.ARRAY else None
-        writer.add_key_value(field.name, field.contents(), vtype, sub_type=sub)
-    if name or "general.name" in reader.fields:
-        writer.add_name(name or reader.fields["general.name"].contents())
-    if chat_template:
-        writer.add_chat_template(chat_template)
-    writer.add_file_type(LlamaFileType.MOSTLY_F16 if kind == "f16" else LlamaFileType.MOSTLY_Q8_0)
-    if kind == "q8_0":
-        writer.add_quantization_version(GGML_QUANT_VERSION)
+    _copy_metadata(reader, writer, kind, name, chat_template)
 
     config = model.config
     names = gguf_names(model)
@@ -154,6 +140,27 @@ def export_gguf(
     writer.close()
     part.replace(out)
     return Exported(out, kind, sha256_of(out), out.stat().st_size, written)
+
+
+def _copy_metadata(reader, writer, kind: Kind, name: str | None, chat_template: str | None) -> None:
+    """The source's metadata into the new file (its name and chat template replaced when given), and the file type."""
+    from gguf import GGML_QUANT_VERSION, GGUFValueType, LlamaFileType
+
+    for field in reader.fields.values():
+        if field.name.startswith("GGUF.") or field.name in SKIPPED_KEYS:
+            continue
+        if field.name == "tokenizer.chat_template" and chat_template:
+            continue
+        vtype = field.types[0]
+        sub = field.types[-1] if vtype == GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, field.contents(), vtype, sub_type=sub)
+    if name or "general.name" in reader.fields:
+        writer.add_name(name or reader.fields["general.name"].contents())
+    if chat_template:
+        writer.add_chat_template(chat_template)
+    writer.add_file_type(LlamaFileType.MOSTLY_F16 if kind == "f16" else LlamaFileType.MOSTLY_Q8_0)
+    if kind == "q8_0":
+        writer.add_quantization_version(GGML_QUANT_VERSION)
 
 
 def modelfile(gguf_file: str, fmt, system_prompt: str, generation: dict[str, Any], tokenizer) -> str:

@@ -103,24 +103,7 @@ async def _improve(
     ctx = contexts(table)
     system = load_template(SYSTEM)
     fields = {"target_words": cfg.target_words, "max_words": cfg.max_words}
-    state: dict[str, dict[str, Any]] = {}
-    human = table[table["source"] == "human"].drop_duplicates("dialogue_id").set_index("dialogue_id")["response"]
-    for dialogue_id, role in roles.items():
-        row = ctx.loc[dialogue_id]
-        state[dialogue_id] = {
-            "dialogue_id": dialogue_id,
-            "role": role,
-            "situation": row["situation"],
-            "utterance": row["utterance"],
-            "status": "pending",
-            "reason": None,
-            "turns": 0,
-        }
-        if cfg.method == "improve_human":
-            if dialogue_id in human.index:
-                state[dialogue_id].update(original=human[dialogue_id], original_source="human")
-            else:
-                state[dialogue_id].update(status="skipped", reason="no_human_response")
+    state = _initial_state(table, ctx, roles, cfg)
 
     turns = strategy_turns(cfg.strategy)
     planned = announce is None
@@ -140,21 +123,7 @@ async def _improve(
         results = await teacher.complete_many(requests, desc=f"teacher {name}")
         outcomes = []
         for s, req, res in zip(todo, requests, results):
-            s["turns"] += 1
-            s["messages"] = list(req.messages)
-            if not res.ok:
-                s.update(status="budget" if res.error.startswith(BUDGET_ERROR) else "error", reason=res.error, raw=None)
-                outcomes.append(f"{s['status']}: {res.error}")
-                continue
-            parsed = parse_reply(
-                res.text, cfg.max_words, expect_dimension=name.endswith("identify_lacking"), instructions=echo[name]
-            )
-            s["raw"] = parsed.raw
-            s["last"] = parsed.text
-            s["dimension"] = parsed.dimension
-            if not parsed.valid:
-                s.update(status="invalid", reason=f"{name}:{parsed.reason}")
-            outcomes.append("parsed" if parsed.valid else f"invalid: {parsed.reason}")
+            outcomes.append(_record(s, name, req, res, cfg.max_words, echo[name]))
         trace_stage(teacher, name, requests, results, outcomes, prompts or {}, start)
 
     if cfg.method == "improve_llm":
@@ -190,6 +159,50 @@ async def _improve(
     return pd.DataFrame(
         [{c: s.get(c) for c in REWRITE_LOG_COLUMNS} for s in state.values()], columns=REWRITE_LOG_COLUMNS
     )
+
+
+def _initial_state(
+    table: pd.DataFrame, ctx: pd.DataFrame, roles: dict[str, str], cfg: BootstrapConfig
+) -> dict[str, dict[str, Any]]:
+    """One record per selected dialogue, pending; for ``improve_human`` the human reply it starts from (a dialogue
+    without one is skipped, with the reason)."""
+    state: dict[str, dict[str, Any]] = {}
+    human = table[table["source"] == "human"].drop_duplicates("dialogue_id").set_index("dialogue_id")["response"]
+    for dialogue_id, role in roles.items():
+        row = ctx.loc[dialogue_id]
+        state[dialogue_id] = {
+            "dialogue_id": dialogue_id,
+            "role": role,
+            "situation": row["situation"],
+            "utterance": row["utterance"],
+            "status": "pending",
+            "reason": None,
+            "turns": 0,
+        }
+        if cfg.method == "improve_human":
+            if dialogue_id in human.index:
+                state[dialogue_id].update(original=human[dialogue_id], original_source="human")
+            else:
+                state[dialogue_id].update(status="skipped", reason="no_human_response")
+
+    return state
+
+
+def _record(s: dict[str, Any], name: str, request, result, max_words: int, echo) -> str:
+    """One teacher reply into its dialogue's record (the reply parsed, or the error); returns the outcome for the
+    stage's trace."""
+    s["turns"] += 1
+    s["messages"] = list(request.messages)
+    if not result.ok:
+        s.update(status="budget" if result.error.startswith(BUDGET_ERROR) else "error", reason=result.error, raw=None)
+        return f"{s['status']}: {result.error}"
+    parsed = parse_reply(result.text, max_words, expect_dimension=name.endswith("identify_lacking"), instructions=echo)
+    s["raw"] = parsed.raw
+    s["last"] = parsed.text
+    s["dimension"] = parsed.dimension
+    if not parsed.valid:
+        s.update(status="invalid", reason=f"{name}:{parsed.reason}")
+    return "parsed" if parsed.valid else f"invalid: {parsed.reason}"
 
 
 def rewrite_with_teacher(

@@ -180,6 +180,9 @@ def _render(tokenizer, template: str, chat: list[dict[str, str]], add_generation
     )
 
 
+HINT = "set student.chat_template to a template that renders system, user and assistant turns"
+
+
 def resolve_chat_format(
     tokenizer, generation_config: Any = None, chat_template: str | None = None, model: str = "the student"
 ) -> ChatFormat:
@@ -194,18 +197,7 @@ def resolve_chat_format(
     Raises:
         ChatTemplateError: no usable template; the message names ``student.chat_template``.
     """
-    if chat_template:
-        template, source = chat_template, "config"
-    elif tokenizer.chat_template:
-        template, source = tokenizer.chat_template, "model"
-    else:
-        if tokenizer.eos_token is None:
-            raise ChatTemplateError(
-                f"student.chat_template: {model} has no chat template and no eos token to end turns with; "
-                "set student.chat_template"
-            )
-        template, source = fallback_template(tokenizer)[0], "fallback"
-    hint = "set student.chat_template to a template that renders system, user and assistant turns"
+    template, source = _template_of(tokenizer, chat_template, model)
     native = [
         {"role": "system", "content": _SYSTEM},
         {"role": "user", "content": _USER},
@@ -225,45 +217,26 @@ def resolve_chat_format(
             raise ChatTemplateError(
                 f"student.chat_template: the chat template of {model} fails on a system + user + assistant chat "
                 f"({' '.join(str(native_error).split())[:160]}) and with the system folded into the user turn "
-                f"({' '.join(str(exc).split())[:160]}); {hint}"
+                f"({' '.join(str(exc).split())[:160]}); {HINT}"
             ) from None
     chat = native if system == "native" else folded
     prompt = _render(tokenizer, template, chat[:-1], True)
     if not full.startswith(prompt) or _REPLY not in full[len(prompt) :]:
         raise ChatTemplateError(
             f"student.chat_template: the chat template of {model} does not render the prompt with its generation "
-            f"prompt as the start of the full chat (prompt ends {prompt[-40:]!r}, full chat {full[-80:]!r}); {hint}"
+            f"prompt as the start of the full chat (prompt ends {prompt[-40:]!r}, full chat {full[-80:]!r}); {HINT}"
         )
     completion = full[len(prompt) :]
     if not completion.lstrip().startswith(_REPLY):
         raise ChatTemplateError(
             f"student.chat_template: the chat template of {model} writes {completion[: completion.find(_REPLY)]!r} "
-            f"between the generation prompt and the reply; {hint}"
+            f"between the generation prompt and the reply; {HINT}"
         )
     suffix = completion[completion.find(_REPLY) + len(_REPLY) :]
     stops = model_stop_ids(tokenizer, generation_config)
     if source == "fallback":  # a base model may open the next turn instead of ending its own: that ends it too
         stops.extend(i for i in fallback_template(tokenizer)[1] if i not in stops)
-    special = special_ids(tokenizer)
-    suffix_ids = tokenizer(suffix, add_special_tokens=False)["input_ids"]
-    # the end of turn: the suffix up to its first stop or special token (whatever follows is the template's layout)
-    end = next((k + 1 for k, t in enumerate(suffix_ids) if t in stops or t in special), None)
-    if end is None:  # the template writes no end-of-turn token: the eos ends the reply
-        if tokenizer.eos_token_id is None:
-            raise ChatTemplateError(
-                f"student.chat_template: the chat template of {model} ends an assistant turn with {suffix!r}, no "
-                f"special token, and the tokenizer has no eos token; {hint}"
-            )
-        eot_ids = [int(tokenizer.eos_token_id)]
-    else:
-        eot_ids = suffix_ids[:end]
-        while (
-            eot_ids
-            and eot_ids[0] not in special
-            and eot_ids[0] not in stops
-            and not tokenizer.decode([eot_ids[0]]).strip()
-        ):  # whitespace between the reply and the end-of-turn token (a template's layout, not the reply)
-            eot_ids = eot_ids[1:]
+    eot_ids = _end_of_turn_ids(tokenizer, suffix, stops, model)
     if eot_ids[-1] not in stops:
         stops.append(int(eot_ids[-1]))
     fmt = ChatFormat(
@@ -276,6 +249,42 @@ def resolve_chat_format(
     )
     logger.debug("chat format of %s: %s", model, fmt.describe())
     return fmt
+
+
+def _template_of(tokenizer, chat_template: str | None, model: str) -> tuple[str, str]:
+    """(the template, where it came from): the config's, the model's, or the family fallback for a base model."""
+    if chat_template:
+        return chat_template, "config"
+    if tokenizer.chat_template:
+        return tokenizer.chat_template, "model"
+    if tokenizer.eos_token is None:
+        raise ChatTemplateError(
+            f"student.chat_template: {model} has no chat template and no eos token to end turns with; "
+            "set student.chat_template"
+        )
+    return fallback_template(tokenizer)[0], "fallback"
+
+
+def _end_of_turn_ids(tokenizer, suffix: str, stops: list[int], model: str) -> list[int]:
+    """The tokens that end an assistant turn: the rendered suffix up to its first stop or special token (what
+    follows is the template's layout), without leading whitespace; the eos when the template writes none."""
+    special = special_ids(tokenizer)
+    suffix_ids = tokenizer(suffix, add_special_tokens=False)["input_ids"]
+    # the end of turn: the suffix up to its first stop or special token (whatever follows is the template's layout)
+    end = next((k + 1 for k, t in enumerate(suffix_ids) if t in stops or t in special), None)
+    if end is None:  # the template writes no end-of-turn token: the eos ends the reply
+        if tokenizer.eos_token_id is None:
+            raise ChatTemplateError(
+                f"student.chat_template: the chat template of {model} ends an assistant turn with {suffix!r}, no "
+                f"special token, and the tokenizer has no eos token; {HINT}"
+            )
+        return [int(tokenizer.eos_token_id)]
+    eot_ids = suffix_ids[:end]
+    while (
+        eot_ids and eot_ids[0] not in special and eot_ids[0] not in stops and not tokenizer.decode([eot_ids[0]]).strip()
+    ):  # whitespace between the reply and the end-of-turn token (a template's layout, not the reply)
+        eot_ids = eot_ids[1:]
+    return eot_ids
 
 
 def format_note(fmt: ChatFormat, model: str) -> str | None:

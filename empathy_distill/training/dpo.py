@@ -32,13 +32,41 @@ def dpo_examples(pairs: pd.DataFrame, tokenizer, fmt: ChatFormat) -> list[dict[s
     ]
 
 
+TRL_PRIVATE_API = ("_prepare_dataset", ("self", "dataset", "processing_class", "args", "dataset_name"))
+"""The private ``DPOTrainer`` method :func:`pretokenized_dpo_trainer` overrides, and its parameters as of TRL 0.23 to
+1.16 (checked before every override: a TRL release that renames or reshapes it stops training with one line)."""
+
+
+def check_trl_private_api(base) -> None:
+    """Raises when ``base`` (a ``DPOTrainer`` class) no longer has the private method we override, as we call it.
+
+    Raises:
+        RuntimeError: naming the installed TRL version and what changed.
+    """
+    import inspect
+
+    import trl
+
+    name, expected = TRL_PRIVATE_API
+    method = getattr(base, name, None)
+    found = tuple(inspect.signature(method).parameters) if callable(method) else None
+    if found != expected:
+        raise RuntimeError(
+            f"trl {trl.__version__}: {base.__name__}.{name} is {'gone' if found is None else found}, not {expected}; "
+            "training/dpo.py overrides it to keep pre-tokenized rows as they are: pin trl to a release it was tested "
+            "with (constraints.txt) or port the override"
+        )
+
+
 def pretokenized_dpo_trainer(base):
     """``DPOTrainer`` that takes rows already tokenized (``prompt_ids``, ``chosen_ids``, ``rejected_ids``) as they are.
 
     TRL tokenizes DPO rows itself (SFT rows it takes as they are): through the chat template for conversational
     rows, with a bare eos appended for plain ones, neither of which ends a completion with a family's end-of-turn
-    tokens exactly. Rows whose prompt alone fills ``max_length`` are dropped, as TRL does.
+    tokens exactly. Rows whose prompt alone fills ``max_length`` are dropped, as TRL does. The override is of a
+    private method: :func:`check_trl_private_api` first.
     """
+    check_trl_private_api(base)
 
     class PreTokenizedDPOTrainer(base):
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
@@ -79,7 +107,7 @@ def build_dpo_trainer(
     return trainer, recorder, dataset, tokenizer
 
 
-def train_dpo(
+def fit_dpo(
     base_model: str,
     pairs: pd.DataFrame,
     cfg: TrainingConfig,

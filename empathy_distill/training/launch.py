@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from empathy_distill.config import StudentConfig, TrainingConfig
-from empathy_distill.training.dpo import train_dpo
+from empathy_distill.training.dpo import fit_dpo
 from empathy_distill.training.resume import StageResult
-from empathy_distill.training.sft import train_sft
+from empathy_distill.training.sft import fit_sft
 
 
 def train_stage(
@@ -83,9 +83,9 @@ def train_stage(
 
 def _run(stage, base_model, table, cfg, student, sft_adapter, announce=None) -> StageResult:
     if stage == "sft":
-        return train_sft(base_model, table, cfg, student, announce=announce)
+        return fit_sft(base_model, table, cfg, student, announce=announce)
 
-    return train_dpo(base_model, table, cfg, student, sft_adapter, announce=announce)
+    return fit_dpo(base_model, table, cfg, student, sft_adapter, announce=announce)
 
 
 def main(spec_path: str) -> None:

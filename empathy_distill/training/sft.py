@@ -60,7 +60,7 @@ def build_sft_trainer(
     return trainer, recorder, tokenizer
 
 
-def train_sft(
+def fit_sft(
     base_model: str,
     rows: pd.DataFrame,
     cfg: TrainingConfig,

@@ -20,10 +20,10 @@ STATUS = """
 import json
 import mlflow
 from zenml.client import Client
-from app.stack import mlflow_tracking_uri
+from app.stack import stack_tracking_uri
 run = Client().list_pipeline_runs(size=1, sort_by="desc:created").items[0]
 steps = {n: s.status.value for n, s in Client().get_pipeline_run(run.id).steps.items()}
-client = mlflow.MlflowClient(tracking_uri=mlflow_tracking_uri())
+client = mlflow.MlflowClient(tracking_uri=stack_tracking_uri())
 found = client.search_runs([e.experiment_id for e in client.search_experiments()],
                            filter_string=f"attributes.run_name = '{run.name}'")
 print(json.dumps({"zenml": run.status.value, "reason": run.get_body().status_reason, "steps": steps,

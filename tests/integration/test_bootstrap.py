@@ -16,7 +16,7 @@ import pytest
 from empathy_distill.config import BootstrapConfig, DataConfig, TeacherConfig, ValidationConfig
 from empathy_distill.data.ingest import ingest
 from empathy_distill.data.training_sets import to_conversational
-from empathy_distill.stages import build_training_sets
+from empathy_distill.stages import bootstrap_training_sets
 from empathy_distill.teacher import build_teacher
 from empathy_distill.testing.loopback import LoopbackServer
 from tests.conftest import REPO, SAMPLE_DATA
@@ -34,7 +34,7 @@ def teacher_cfg(server, tmp_path, **kw):
 
 
 def test_direct_counts_follow_the_rating_filter(sample_table):
-    sets = build_training_sets(sample_table, BootstrapConfig(method="direct"))
+    sets = bootstrap_training_sets(sample_table, BootstrapConfig(method="direct"))
     train = sample_table[sample_table.split == "train"]
     llm3 = train[(train.source != "human") & (train.rating == 3)]
     human_low = train[(train.source == "human") & (train.rating < 3)]
@@ -52,7 +52,7 @@ def test_direct_counts_follow_the_rating_filter(sample_table):
 )
 def test_improvement_methods_on_the_sample(sample_table, tmp_path, method, strategy):
     with LoopbackServer() as server:
-        sets = build_training_sets(
+        sets = bootstrap_training_sets(
             sample_table,
             BootstrapConfig(method=method, strategy=strategy),
             build_teacher(teacher_cfg(server, tmp_path)),
@@ -86,7 +86,7 @@ def test_improvement_methods_on_the_sample(sample_table, tmp_path, method, strat
 
 def test_empty_and_failed_replies_become_reasons_not_rows(sample_table, tmp_path):
     with LoopbackServer(faults=["empty"] * 3, fault_rates={}) as server:
-        sets = build_training_sets(
+        sets = bootstrap_training_sets(
             sample_table,
             BootstrapConfig(method="improve_human", strategy="naive"),
             build_teacher(teacher_cfg(server, tmp_path)),
@@ -99,7 +99,9 @@ def test_empty_and_failed_replies_become_reasons_not_rows(sample_table, tmp_path
 def test_budget_stop_gives_a_consistent_partial_result(sample_table, tmp_path):
     with LoopbackServer() as server:
         teacher = build_teacher(teacher_cfg(server, tmp_path, max_requests=60))
-        sets = build_training_sets(sample_table, BootstrapConfig(method="improve_llm", strategy="all_three"), teacher)
+        sets = bootstrap_training_sets(
+            sample_table, BootstrapConfig(method="improve_llm", strategy="all_three"), teacher
+        )
         assert server.received == 60
     report = sets.report
     assert report["budget_exhausted"] == "max_requests=60 reached"
@@ -112,7 +114,7 @@ def test_budget_stop_gives_a_consistent_partial_result(sample_table, tmp_path):
 def test_real_file_improve_llm_all_three(real_data, tmp_path):
     table = ingest(real_data, DataConfig(path=str(real_data)), ValidationConfig()).table
     with LoopbackServer() as server:
-        sets = build_training_sets(
+        sets = bootstrap_training_sets(
             table,
             BootstrapConfig(method="improve_llm", strategy="all_three"),
             build_teacher(teacher_cfg(server, tmp_path)),
@@ -248,7 +250,7 @@ def test_the_teacher_stage_runs_with_the_heap_before_it_frozen_and_unfreezes_aft
 
         teacher.complete_many = recording
         assert gc.get_freeze_count() == 0
-        build_training_sets(sample_table, BootstrapConfig(method="improve_llm", strategy="all_three"), teacher)
+        bootstrap_training_sets(sample_table, BootstrapConfig(method="improve_llm", strategy="all_three"), teacher)
     assert seen and min(seen) > len(sample_table)
     assert gc.get_freeze_count() == 0
     gc.freeze()  # an outer freeze (e.g. a server that froze its heap at start) is left as it was

@@ -247,12 +247,12 @@ def test_a_referenced_base_that_moved_or_changed_is_refused_in_one_line(tmp_path
 
 
 def test_a_different_model_at_the_same_path_retrains(tmp_path):
-    from empathy_distill.training.sft import train_sft
+    from empathy_distill.training.sft import fit_sft
 
     base = str(build_family(FAMILIES[0], tmp_path / "base"))
     cfg, student = training_config(tmp_path), StudentConfig(model=base)
-    first = train_sft(base, ROWS, cfg, student)
-    assert train_sft(base, ROWS, cfg, student).reused  # the same model: the finished stage is reused
+    first = fit_sft(base, ROWS, cfg, student)
+    assert fit_sft(base, ROWS, cfg, student).reused  # the same model: the finished stage is reused
     build_family(FAMILIES[0], tmp_path / "base", seed=3)
-    again = train_sft(base, ROWS, cfg, student)
+    again = fit_sft(base, ROWS, cfg, student)
     assert not again.reused and again.adapter_dir != first.adapter_dir

@@ -105,6 +105,7 @@ def test_with_teacher_check_a_losing_teacher_stops_the_run_before_the_bootstrap(
     teacher = ScriptedTeacher("Improved response: ok.")
     monkeypatch.setattr(teacher_pkg, "build_teacher", lambda cfg, use_cache=True: teacher)
     monkeypatch.setattr(standalone, "build_teacher", lambda cfg, use_cache=True: teacher)
+    monkeypatch.setattr(check, "build_teacher", lambda cfg, use_cache=True: teacher)
     monkeypatch.setattr(check, "offline_judges", lambda evaluation, table: [PrefersPresence()])
     config = load_config(
         None,

@@ -18,11 +18,11 @@ from empathy_distill.config import (
     ValidationConfig,
 )
 from empathy_distill.data.ingest import ingest
-from empathy_distill.stages import build_training_sets, student_stage
+from empathy_distill.stages import bootstrap_training_sets, student_stage
 from empathy_distill.training.checks import AdapterUnchanged
-from empathy_distill.training.dpo import train_dpo
+from empathy_distill.training.dpo import fit_dpo
 from empathy_distill.training.generate import generate_base_and_tuned, prompts_for_test_split
-from empathy_distill.training.sft import train_sft
+from empathy_distill.training.sft import fit_sft
 from empathy_distill.training.student import build_tiny_student
 from tests.conftest import SAMPLE_DATA
 
@@ -31,7 +31,7 @@ from tests.conftest import SAMPLE_DATA
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     table = ingest(SAMPLE_DATA, DataConfig(path=str(SAMPLE_DATA)), ValidationConfig()).table
-    sets = build_training_sets(table, BootstrapConfig())
+    sets = bootstrap_training_sets(table, BootstrapConfig())
     student = StudentConfig(cache_dir=str(root / "students"), tiny=TinyStudentConfig(pretrain_steps=200))
     base, info = student_stage(table, [sets.sft, sets.dpo], student)
     from empathy_distill.training.warmup import build_warmup_corpus
@@ -68,7 +68,7 @@ def test_tiny_student_is_built_once_and_reused(world):
 def test_sft_then_dpo(world):
     cfg = TrainingConfig(output_dir=str(world["root"] / "runs"), sft=stage(30, lr=5e-3), dpo=stage(12))
     said = []
-    sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"], announce=said.append)
+    sft = fit_sft(world["base"], world["sets"].sft, cfg, world["student"], announce=said.append)
     assert sft.global_step == 30
     # the stage's size and speed, once, measured on its first 5 steps
     clock = r"SFT: 30 steps \(batch 4\); [\d.]+ s/step over the first 5: ~\d+ s to go"
@@ -76,12 +76,12 @@ def test_sft_then_dpo(world):
     losses = [h["loss"] for h in sft.history if "loss" in h]
     assert len(losses) == 30 and all(loss > 0 for loss in losses)
     assert sft.hash_before != sft.hash_after
-    dpo = train_dpo(world["base"], world["sets"].dpo, cfg, world["student"], sft.adapter_dir)
+    dpo = fit_dpo(world["base"], world["sets"].dpo, cfg, world["student"], sft.adapter_dir)
     assert dpo.hash_after != sft.hash_after  # DPO moved the SFT adapter
     assert any("rewards/margins" in h for h in dpo.history)
     assert dpo.eval_metrics["rewards/accuracies"] > 0.5  # on its own training pairs, vs the frozen SFT reference
     # a finished stage is reused, not retrained
-    assert train_sft(world["base"], world["sets"].sft, cfg, world["student"]).reused
+    assert fit_sft(world["base"], world["sets"].sft, cfg, world["student"]).reused
 
     prompts = prompts_for_test_split(world["table"])
     out = generate_base_and_tuned(
@@ -101,9 +101,9 @@ def test_resume_from_checkpoint_continues_the_step_count(world):
 
     cfg = TrainingConfig(output_dir=str(world["root"] / "resume"), sft=stage(8, save_steps=4))
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_sft(world["base"], world["sets"].sft, cfg, world["student"], extra_callbacks=[Crash()])
+        fit_sft(world["base"], world["sets"].sft, cfg, world["student"], extra_callbacks=[Crash()])
     said = []
-    result = train_sft(world["base"], world["sets"].sft, cfg, world["student"], announce=said.append)
+    result = fit_sft(world["base"], world["sets"].sft, cfg, world["student"], announce=said.append)
     assert result.resumed_from_step == 4
     assert len(said) == 1 and "SFT: 8 steps (batch" in said[0] and "resumed at step 4); " in said[0]
     assert "over the first 4: " in said[0]  # min(5, the 4 steps left)
@@ -127,9 +127,9 @@ def test_every_logged_step_reaches_mlflow_even_from_a_stage_that_crashed(world, 
         mlflow.set_experiment("crash")
         with mlflow.start_run() as run:
             with pytest.raises(RuntimeError, match="simulated crash"):
-                train_sft(world["base"], world["sets"].sft, cfg, world["student"], extra_callbacks=[Crash()])
+                fit_sft(world["base"], world["sets"].sft, cfg, world["student"], extra_callbacks=[Crash()])
             crashed = [m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, "sft.loss")]
-            train_sft(world["base"], world["sets"].sft, cfg, world["student"])
+            fit_sft(world["base"], world["sets"].sft, cfg, world["student"])
         steps = [m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, "sft.loss")]
     finally:
         mlflow.set_tracking_uri(None)
@@ -147,7 +147,7 @@ def test_a_stage_that_changes_nothing_fails_loudly(world):
 
     cfg = TrainingConfig(output_dir=str(world["root"] / "frozen"), sft=stage(2))
     with pytest.raises(AdapterUnchanged, match="SFT: training changed no adapter weight"):
-        train_sft(world["base"], world["sets"].sft, cfg, world["student"], extra_callbacks=[ZeroLearningRate()])
+        fit_sft(world["base"], world["sets"].sft, cfg, world["student"], extra_callbacks=[ZeroLearningRate()])
 
 
 def test_adapter_materializer_round_trip(world, tmp_path):
@@ -155,7 +155,7 @@ def test_adapter_materializer_round_trip(world, tmp_path):
     from materializers.adapter_folder import AdapterFolderMaterializer
 
     cfg = TrainingConfig(output_dir=str(world["root"] / "runs"), sft=stage(30, lr=5e-3), dpo=stage(12))
-    sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"])
+    sft = fit_sft(world["base"], world["sets"].sft, cfg, world["student"])
     adapter = Adapter(
         path=sft.adapter_dir,
         base_model=world["base"],
@@ -231,7 +231,7 @@ def test_dpo_reference_is_the_frozen_sft_adapter(world, tmp_path):
 
     # float32: the log-probs are compared with a float32 forward pass to 1e-3 (bf16 autocast moves them by ~0.1)
     cfg = TrainingConfig(output_dir=str(tmp_path), sft=stage(8, lr=5e-3), dpo=stage(1), precision="float32")
-    sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"])
+    sft = fit_sft(world["base"], world["sets"].sft, cfg, world["student"])
     trainer, _, _, _ = build_dpo_trainer(
         world["base"], world["sets"].dpo.head(4), cfg, world["student"], sft.adapter_dir, tmp_path / "dpo"
     )
@@ -269,7 +269,7 @@ def test_batched_greedy_generation_equals_one_at_a_time(world):
     from empathy_distill.training.student import load_student
 
     cfg = TrainingConfig(output_dir=str(world["root"] / "runs"), sft=stage(30, lr=5e-3), dpo=stage(12))
-    sft = train_sft(world["base"], world["sets"].sft, cfg, world["student"])
+    sft = fit_sft(world["base"], world["sets"].sft, cfg, world["student"])
     tokenizer, model, _ = load_student(world["base"], world["student"])
     model = PeftModel.from_pretrained(model, sft.adapter_dir)
     prompts = prompts_for_test_split(world["table"])

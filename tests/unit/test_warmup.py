@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from empathy_distill.config import BootstrapConfig, DataConfig, StudentConfig, ValidationConfig
 from empathy_distill.data.ingest import ingest
-from empathy_distill.stages import build_training_sets
+from empathy_distill.stages import bootstrap_training_sets
 from empathy_distill.training import student as student_module
 from empathy_distill.training.warmup import _containing, build_warmup_corpus, normalize
 from tests.conftest import SAMPLE_DATA
@@ -42,7 +42,7 @@ def assert_disjoint(chats: list[str], units: list[str], table: pd.DataFrame, set
 
 def sample_world():
     table = ingest(SAMPLE_DATA, DataConfig(path=str(SAMPLE_DATA)), ValidationConfig()).table
-    return table, build_training_sets(table, BootstrapConfig())
+    return table, bootstrap_training_sets(table, BootstrapConfig())
 
 
 def test_sample_warmup_is_disjoint_from_targets_and_test():
@@ -93,7 +93,7 @@ def test_the_student_factory_warms_up_on_that_corpus_only(monkeypatch, tmp_path)
 @pytest.mark.real_data
 def test_real_file_warmup_is_disjoint(real_data):
     table = ingest(real_data, DataConfig(path=str(real_data)), ValidationConfig()).table
-    sets = build_training_sets(table, BootstrapConfig())
+    sets = bootstrap_training_sets(table, BootstrapConfig())
     corpus = build_warmup_corpus(table, [sets.sft, sets.dpo])
     assert_disjoint(corpus.chats, corpus.units, table, sets)
     assert len(corpus.chats) > 1500  # most of the 1,750 train dialogues still contribute
