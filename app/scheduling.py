@@ -1,5 +1,6 @@
-"""Retraining: ``retrain`` (run ``distill`` only when an input changed since the champion) and ``schedule``
-(a ZenML schedule on an orchestrator that runs them, else a crontab line and a systemd timer)."""
+"""Scheduled retraining: ``schedule.cron`` as a ZenML schedule of the ``retrain`` pipeline on an orchestrator that
+schedules, else a crontab line and a systemd timer (``empathy-distill schedule``). A retrain run by hand is
+:func:`app.runner.run_retrain`."""
 
 from __future__ import annotations
 

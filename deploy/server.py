@@ -1,23 +1,11 @@
-"""The stable address: one process that serves whatever the registry's ``champion`` alias names, and its lifecycle.
+"""The stable address as a process: it serves whatever the registry's ``champion`` alias names and follows it.
 
-``empathy-distill serve`` runs it in the foreground; the pipeline's ``deploy`` step starts it
-detached once and afterwards only waits until it serves the new champion: a promotion or a
-rollback changes what the same URL answers with, and no client learns a second port. The
-switch itself (load the new version beside the old, warm it, swap the route) is in
-:mod:`empathy_distill.serving.router`; this module is the HTTP face:
-
-- ``POST /v1/chat/completions``, ``GET /v1/models``: OpenAI's chat API (``model``: ``champion``,
-  ``challenger`` or a version), errors in OpenAI's shape; ``stream: true`` answers Server-Sent
-  Events of ``chat.completion.chunk`` objects (``stream_options.include_usage`` adds the usage);
-- ``POST /invocations``: MLflow's scoring protocol (``dataframe_records``, ``dataframe_split``,
-  ``instances``, ``inputs``; ``params``), answered by the default route (the champion);
-- ``GET /health`` (and ``/ping``): 200 once the default route is loaded, with the routes and
-  every switch count; ``GET /version``.
-
-Admission: at most ``max_concurrency`` requests are inside at once (running or queued for the
-model, streams until they end or their client goes away); one more gets 429 with ``Retry-After``
-(seconds, from the recent request time) at once. Chats are decoded with continuous batching
-(:mod:`empathy_distill.serving.engine`).
+``empathy-distill serve`` runs it in the foreground; the pipeline's ``deploy_model`` step starts it detached once
+(:mod:`deploy.client`) and afterwards only waits until it serves the new champion: a promotion or a rollback
+changes what the same URL answers with, and no client learns a second port. The switch itself (load the new
+version beside the old, warm it, swap the route) is in :mod:`empathy_distill.serving.router`; the HTTP
+application (OpenAI's chat API, MLflow's ``/invocations``, ``/health``) is :mod:`deploy.app`. Chats are decoded
+with continuous batching (:mod:`empathy_distill.serving.engine`).
 
     python -m deploy.server --model-name empathy-student --port 5005   # MLFLOW_TRACKING_URI from the environment
 """
