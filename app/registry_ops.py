@@ -18,6 +18,7 @@ from app.stack import stack_tracking_uri
 from empathy_distill.config import DistillConfig
 from empathy_distill.errors import ConfigError
 from empathy_distill.registry.aliases import version_label
+from empathy_distill.registry.history import PromotionDecision
 from empathy_distill.registry.lineage import audit, audit_lines
 from empathy_distill.registry.policy import gate, record_decision
 from empathy_distill.registry.promotion import Promotions
@@ -85,19 +86,18 @@ def sync_zenml_stage(p, model: str, version: str | None) -> str:
     return f"ZenML: model version {zen_id} set to production"
 
 
-def decision_lines(entry: dict[str, Any]) -> list[str]:
+def decision_lines(d: PromotionDecision) -> list[str]:
     head = (
-        f"v{entry['version']} PROMOTED to champion (was {version_label(entry['previous'])})"
-        if entry["promoted"]
-        else f"v{entry['version']} not promoted; champion stays {version_label(entry['champion_after'])}"
+        f"v{d.version} PROMOTED to champion (was {version_label(d.previous)})"
+        if d.promoted
+        else f"v{d.version} not promoted; champion stays {version_label(d.champion_after)}"
     )
-    lines = [f"{entry['action']}: {head}; decision #{entry['seq']} recorded"]
-    lines += [f"  reason: {r}" for r in entry["reasons"]]
-    figures = entry.get("figures") or {}
-    if "judges_used" in figures:
-        lines.append(f"  judges counted: {', '.join(figures['judges_used']) or 'none'}")
-        lines += [f"  not counted: {r}" for r in figures.get("judges_refused", {}).values()]
-    lines += [f"  repaired: {r}" for r in entry.get("repaired", [])]
+    lines = [f"{d.action}: {head}; decision #{d.seq} recorded"]
+    lines += [f"  reason: {r}" for r in d.reasons]
+    if "judges_used" in d.figures:
+        lines.append(f"  judges counted: {', '.join(d.figures['judges_used']) or 'none'}")
+        lines += [f"  not counted: {r}" for r in d.figures.get("judges_refused", {}).values()]
+    lines += [f"  repaired: {r}" for r in d.repaired]
     return lines
 
 
@@ -122,10 +122,10 @@ def promote(config: DistillConfig, version: str, force: bool = False, reason: st
         forced_because=reason if force else None,
     )
     lines = decision_lines(entry)
-    if entry["promoted"]:
+    if entry.promoted:
         lines.append(sync_zenml_stage(p, model, version))
         return 0, lines
-    if not force and not result["passed"]:
+    if not force and not result.passed:
         lines.append(
             f"refused by the gate: `empathy-distill promote --version {version} --force --reason '...'` overrides it "
             "(recorded)"
@@ -136,7 +136,7 @@ def promote(config: DistillConfig, version: str, force: bool = False, reason: st
 def rollback(config: DistillConfig, reason: str = "") -> list[str]:
     p = promotions(config)
     entry = p.rollback(config.registry.model_name, actor=f"cli:{_user()}", reason=reason)
-    return [*decision_lines(entry), sync_zenml_stage(p, config.registry.model_name, entry["champion_after"])]
+    return [*decision_lines(entry), sync_zenml_stage(p, config.registry.model_name, entry.champion_after)]
 
 
 def lineage(config: DistillConfig, uri: str, as_json: bool, verify: bool = False) -> tuple[int, list[str]]:

@@ -9,6 +9,7 @@ from empathy_distill.config import DistillConfig
 from empathy_distill.errors import StepFailed
 from empathy_distill.judging.report import degenerate_cell
 from empathy_distill.registry.aliases import version_label
+from empathy_distill.registry.history import PromotionDecision
 from empathy_distill.teacher.estimate import spent
 
 
@@ -217,42 +218,43 @@ def training_lines(run) -> list[str]:
     return lines
 
 
+def decision_summary(d: PromotionDecision) -> list[str]:
+    """The gate's decision in two lines: promoted (and the rules met) or not (and why), and its history entry."""
+    if d.promoted:
+        rules = "; ".join(d.figures.get("rules", []))
+        first = f"promotion: v{d.version} PROMOTED to champion (was {version_label(d.previous)}); rules met: {rules}"
+    else:
+        stays = version_label(d.champion_after)
+        first = f"promotion: v{d.version} not promoted (champion stays {stays}): {'; '.join(d.reasons)}"
+    return [first, f"  decision #{d.seq} recorded in the promotion history"]
+
+
 def registry_lines(run, config: DistillConfig, tracking_uri: str, bin_dir: Path, env: str) -> list[str]:
     """The registered version, the gate's decision, and the commands to serve, audit and roll back."""
     if "register_model" not in run.steps:
         return []
     reg = run.steps["register_model"].outputs["registration"][0].load()
     lines = [
-        f"registered: {reg['uri']} (alias challenger), judged against champion: "
-        f"{version_label(reg.get('champion_judged_against'))}"
+        f"registered: {reg.uri} (alias challenger), judged against champion: "
+        f"{version_label(reg.champion_judged_against)}"
     ]
+    champion_after = None
     if "promote_model" in run.steps:
         d = run.steps["promote_model"].outputs["promotion_decision"][0].load()
-        rules = "; ".join(d["figures"].get("rules", []))
-        if d["promoted"]:
-            lines.append(
-                f"promotion: v{d['version']} PROMOTED to champion (was {version_label(d['previous'])}); "
-                f"rules met: {rules}"
-            )
-        else:
-            lines.append(
-                f"promotion: v{d['version']} not promoted (champion stays {version_label(d['champion_after'])}): "
-                f"{'; '.join(d['reasons'])}"
-            )
-        lines.append(f"  decision #{d['seq']} recorded in the promotion history")
-    champion_after = d["champion_after"] if "promote_model" in run.steps else None
+        lines += decision_summary(d)
+        champion_after = d.champion_after
     if "deploy_model" in run.steps:
         dep = run.steps["deploy_model"].outputs["deployment"][0].load()
         lines.append(
-            f"deployed: v{dep['version']} at {dep['url']} ("
-            + ("server started; " if dep.get("started") else "")
-            + f"serving it {dep['ready_seconds']} s after the decision)"
-            if dep["deployed"]
-            else f"deploy: nothing to do ({dep['reason']})"
+            f"deployed: v{dep.version} at {dep.url} ("
+            + ("server started; " if dep.started else "")
+            + f"serving it {dep.ready_seconds} s after the decision)"
+            if dep.deployed
+            else f"deploy: nothing to do ({dep.reason})"
         )
     cli = f"{env}{bin_dir / 'empathy-distill'}"
     if "promote_model" in run.steps and champion_after is None:
-        version = reg["version"]
+        version = reg.version
         return [
             *lines,
             "Next (no version holds champion, so `serve` refuses to start until one does):",

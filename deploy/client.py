@@ -17,9 +17,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from empathy_distill.config import DeployConfig
 
@@ -179,9 +180,10 @@ def live(state_dir: str | Path) -> dict[str, Any] | None:
         return None
 
 
-@dataclass(frozen=True)
-class Deployment:
-    """What the stable address serves after a run's decision (the ``deployment`` artifact, as a dict)."""
+class Deployment(BaseModel):
+    """What the stable address serves after a run's decision (the ``deployment`` artifact of a run)."""
+
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
 
     deployed: bool
     """Whether this call made the address switch (False: nothing to serve, or it served the target already)."""
@@ -198,9 +200,10 @@ class Deployment:
     ready_seconds: float = 0.0
     log: str = ""
 
-    def record(self) -> dict[str, Any]:
-        """The fields that apply, as the step's artifact and the run report read them."""
-        return {k: v for k, v in asdict(self).items() if v not in (None, "") or k in ("deployed", "url")}
+    def metadata(self) -> dict[str, str]:
+        """What ZenML shows of it beside the step (the fields that apply)."""
+        keep = ("deployed", "url", "version", "model_uri", "reason")
+        return {k: str(v) for k, v in self.model_dump(include=set(keep)).items() if v not in (None, "")}
 
 
 def serve_champion(model_name: str, target: str | None, tracking_uri: str, cfg: DeployConfig) -> Deployment:
@@ -213,10 +216,20 @@ def serve_champion(model_name: str, target: str | None, tracking_uri: str, cfg: 
     """
     url = f"http://{cfg.host}:{cfg.port}"
     if target is None:
-        return Deployment(False, url, reason="no champion to serve")
+        return Deployment(deployed=False, url=url, reason="no champion to serve")
     current = serving(url)
     if current is not None and current.get("routes", {}).get("champion") == str(target):
-        return Deployment(False, url, reason=f"v{target} is already served at {url}", version=str(target))
+        return Deployment(
+            deployed=False,
+            url=url,
+            reason=f"v{target} is already served at {url}",
+            version=str(target),
+            model=model_name,
+            model_uri=f"models:/{model_name}@champion",
+            host=cfg.host,
+            port=cfg.port,
+            pid=(live(cfg.state_dir) or {}).get("pid"),
+        )
     started = False
     if current is None or current.get("model") != model_name:
         if current is not None or not port_free(cfg.host, cfg.port):
@@ -230,8 +243,8 @@ def serve_champion(model_name: str, target: str | None, tracking_uri: str, cfg: 
         started = True
     switched = wait_serving(url, str(target), cfg.ready_timeout_s)
     return Deployment(
-        True,
-        url,
+        deployed=True,
+        url=url,
         version=str(target),
         model=model_name,
         model_uri=f"models:/{model_name}@champion",

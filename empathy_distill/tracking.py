@@ -106,7 +106,7 @@ def log_rows(rows: Any, artifact_file: str) -> None:
 TEACHER_TABLE_COLUMNS = ("dialogue_id", "role", "status", "reason", "original", "raw")
 
 
-def run_description(evaluation: dict[str, Any], reports: dict[str, Any], registration: dict[str, Any]) -> str:
+def run_description(evaluation: dict[str, Any], reports: dict[str, Any], model: str, version: str) -> str:
     """One paragraph for the top of the MLflow run page: what was trained on what, what it scored, what was
     registered."""
     ingest, boot, sets = reports["ingest"], reports["bootstrap"], reports["training_sets"]
@@ -123,8 +123,8 @@ def run_description(evaluation: dict[str, Any], reports: dict[str, Any], registr
         f"Evaluation on {evaluation.get('test_dialogues', '?')} test dialogues is "
         f"{'valid' if evaluation.get('valid') else 'NOT valid'} "
         f"(win rates of the tuned student, 95% {evaluation.get('ci_method', 'wilson')} intervals): {figures}. "
-        f"Registered as `{registration['model']}` version {registration['version']} (alias challenger); "
-        f"audit with `empathy-distill lineage models:/{registration['model']}/{registration['version']}`."
+        f"Registered as `{model}` version {version} (alias challenger); "
+        f"audit with `empathy-distill lineage models:/{model}/{version}`."
     )
 
 
@@ -356,3 +356,17 @@ def log_evaluation(report: dict[str, Any], files: dict[str, Any], prefix: str = 
     folder = "evaluation" if prefix == "eval" else f"evaluation/{prefix.split('.', 1)[-1]}"
     for path in files.values():
         mlflow.log_artifact(str(path), folder)
+
+
+def log_promotion(entry: dict[str, Any]) -> None:
+    """A gate's decision in the active run: the history entry as a file, its outcome as tags."""
+    import mlflow
+
+    mlflow.log_dict(entry, "promotion/decision.json")
+    mlflow.set_tags(
+        {
+            "promotion.decision": entry["decision"],
+            "promotion.champion_after": str(entry["champion_after"]),
+            "promotion.reasons": ("; ".join(entry["reasons"]) or "all rules met")[:5000],
+        }
+    )

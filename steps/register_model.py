@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from zenml import get_step_context, log_metadata, step
 
 from empathy_distill.config import GenerationSettings, RegistryConfig, StudentConfig, TrainingConfig
-from empathy_distill.registry.registration import register_student
+from empathy_distill.registry.registration import Registration, register_student
 from empathy_distill.training.adapter import Adapter
 from steps.console import stage_done
 
@@ -26,7 +26,7 @@ def register_model(
     teacher_model: str | None,
     inputs: dict[str, str],
     git_commit: str,
-) -> Annotated[dict[str, Any], "registration"]:
+) -> Annotated[Registration, "registration"]:
     """Logs the pyfunc model (adapter as an artifact, base reference in model_config), registers it, tags the
     version and links the prompt versions it used.
 
@@ -75,4 +75,4 @@ def register_model(
             infer_model=True,
         )
     stage_done(f"registered {registration.uri} (alias challenger); prompts {', '.join(registration.prompts)}")
-    return {**registration.as_dict(), **zenml}
+    return registration

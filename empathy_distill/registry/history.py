@@ -15,12 +15,44 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
+from pydantic import BaseModel, ConfigDict
+
 from empathy_distill.errors import ConfigError
 from empathy_distill.registry.aliases import holder_label, version_label
 from empathy_distill.tracking import masked_url
 
 GATE_HEADING = "**Promotion decisions**"
 """The heading in a version's description under which every decision about it is appended."""
+
+
+class PromotionDecision(BaseModel):
+    """One entry of the history as a value: what a gate, a promotion or a rollback decided (the ``promotion_decision``
+    artifact of a run)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    seq: int
+    model: str
+    version: str | None
+    action: str
+    """gate, manual, forced, rollback or reconcile."""
+    promoted: bool
+    decision: str
+    previous: str | None
+    """The champion before the decision."""
+    champion_after: str | None
+    reasons: list[str] = []
+    """Why not (or, when forced, why the gate was overridden)."""
+    figures: dict[str, Any] = {}
+    """The gate's checks, its rules in force and the judges it counted or refused."""
+    actor: str = ""
+    time: str = ""
+    status: str = "done"
+    repaired: list[str] = []
+
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any]) -> PromotionDecision:
+        return cls.model_validate(entry)
 
 
 class PromotionHistory(Protocol):

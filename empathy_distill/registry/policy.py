@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import math
 import operator
+from dataclasses import dataclass
 from typing import Any
 
 from empathy_distill.config import GateRule, PromotionPolicy
+from empathy_distill.registry.history import PromotionDecision
 
 _OPS = {">": operator.gt, ">=": operator.ge}
 
@@ -27,8 +29,35 @@ def rules_in_force(policy: PromotionPolicy, champion_version: str | None) -> lis
     return [r for r in policy.rules if r.opponent != "champion"]
 
 
-def gate(report: dict[str, Any], policy: PromotionPolicy, champion_version: str | None) -> dict[str, Any]:
-    """Checks every rule for every judge; returns ``passed``, ``reasons`` (why not) and ``checks`` (the figures).
+@dataclass(frozen=True)
+class GateResult:
+    """The gate's decision on one evaluation report, with the figures it was made on."""
+
+    passed: bool
+    reasons: list[str]
+    """Why it did not pass (empty when it did)."""
+    checks: list[dict[str, Any]]
+    """One per (rule, judge): the rule, the judge, the value checked, the valid comparisons, passed or not."""
+    rules: list[str]
+    """The rules in force (a champion rule only when there is a champion)."""
+    champion_version: str | None
+    judged_against: str | None
+    judges_used: list[str]
+    judges_refused: dict[str, str]
+    """Judge name -> why the gate does not count it (no calibration on record, or too little agreement)."""
+
+    def figures(self) -> dict[str, Any]:
+        """What the promotion history keeps of it beside the decision."""
+        return {
+            "checks": self.checks,
+            "rules": self.rules,
+            "judges_used": self.judges_used,
+            "judges_refused": self.judges_refused,
+        }
+
+
+def gate(report: dict[str, Any], policy: PromotionPolicy, champion_version: str | None) -> GateResult:
+    """Checks every rule for every judge: passed, the reasons why not, and the checks (the figures).
 
     Args:
         report: an evaluation report (``valid``, ``comparisons``, ``champion_version``).
@@ -89,16 +118,16 @@ def gate(report: dict[str, Any], policy: PromotionPolicy, champion_version: str 
                 )
             elif not passed:
                 reasons.append(f"{rule.describe()} not met by judge {c['judge']}: {rule.bound} = {value:.3f}")
-    return {
-        "passed": not reasons,
-        "reasons": reasons,
-        "checks": checks,
-        "rules": [r.describe() for r in rules],
-        "champion_version": champion_version,
-        "judged_against": judged_against,
-        "judges_used": sorted({c["judge"] for c in comparisons}),
-        "judges_refused": refused,
-    }
+    return GateResult(
+        passed=not reasons,
+        reasons=reasons,
+        checks=checks,
+        rules=[r.describe() for r in rules],
+        champion_version=champion_version,
+        judged_against=judged_against,
+        judges_used=sorted({c["judge"] for c in comparisons}),
+        judges_refused=refused,
+    )
 
 
 def record_decision(
@@ -106,28 +135,23 @@ def record_decision(
     model: str,
     version: str,
     expected: str | None,
-    result: dict[str, Any],
+    result: GateResult,
     action: str,
     actor: str,
     forced_because: str | None = None,
-) -> dict[str, Any]:
+) -> PromotionDecision:
     """Moves the champion to ``version`` when the gate ``result`` passed (or ``forced_because`` says why it is
     overridden) and writes the decision to the history; see :meth:`Promotions.move_champion`."""
-    reasons = result["reasons"]
+    reasons = result.reasons
     if forced_because is not None:
         reasons = [f"forced: {forced_because}"] + [f"the gate said: {r}" for r in reasons]
     return promotions.move_champion(
         model,
         version,
         expected=expected,
-        promote=forced_because is not None or result["passed"],
+        promote=forced_because is not None or result.passed,
         action=action,
         reasons=reasons,
-        figures={
-            "checks": result["checks"],
-            "rules": result["rules"],
-            "judges_used": result.get("judges_used", []),
-            "judges_refused": result.get("judges_refused", {}),
-        },
+        figures=result.figures(),
         actor=actor,
     )

@@ -28,10 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from empathy_distill.config import RegistryConfig
 from empathy_distill.errors import ConfigError
 from empathy_distill.registry.aliases import CHAMPION, holder_label
 from empathy_distill.registry.history import (
     PostgresHistory,
+    PromotionDecision,
     PromotionHistory,
     SQLiteHistory,
     default_history_path,
@@ -39,6 +41,8 @@ from empathy_distill.registry.history import (
     with_decision,
 )
 from empathy_distill.registry.locks import FileLock, PostgresLock, PromotionLock
+from empathy_distill.registry.policy import GateResult, gate, record_decision
+from empathy_distill.tracking import log_promotion
 
 # A test hook: set to a stage name to die there (kill -9 style) and leave the state a crash leaves.
 CRASH_ENV = "EMPATHY_DISTILL_CRASH_AT"
@@ -85,7 +89,7 @@ class Promotions:
         figures: dict[str, Any] | None = None,
         actor: str = "",
         repaired: list[str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> PromotionDecision:
         """Records one decision and, when ``promote``, moves ``champion`` to ``version`` if ``expected`` still holds it.
 
         Args:
@@ -139,9 +143,9 @@ class Promotions:
                 self.history.set_status(entry["seq"], "done")
                 entry["status"] = "done"
         self._mirror(entry)
-        return entry
+        return PromotionDecision.from_entry(entry)
 
-    def rollback(self, model: str, actor: str = "", reason: str = "") -> dict[str, Any]:
+    def rollback(self, model: str, actor: str = "", reason: str = "") -> PromotionDecision:
         """``champion`` back to the version that held it before the current one (recorded like any move).
 
         Raises:
@@ -235,3 +239,22 @@ class Promotions:
 def _crash_point(name: str) -> None:
     if os.environ.get(CRASH_ENV) == name:
         os._exit(137)
+
+
+def promote_if_it_wins(
+    tracking_uri: str,
+    registry: RegistryConfig,
+    version: str,
+    evaluation: dict[str, Any],
+    champion_version: str | None,
+    actor: str,
+) -> tuple[GateResult, PromotionDecision]:
+    """The pipeline's gate: ``registry.policy`` on this run's evaluation; ``champion`` moves to ``version`` when it
+    passes and ``champion_version`` still holds it (compare-and-set). The decision is in the history whatever it is,
+    and in the active MLflow run.
+    """
+    result = gate(evaluation, registry.policy, champion_version)
+    promotions = Promotions.open(tracking_uri, registry.history)
+    decision = record_decision(promotions, registry.model_name, version, champion_version, result, "gate", actor)
+    log_promotion(decision.model_dump())
+    return result, decision

@@ -8,10 +8,10 @@ logged model's own metrics and params, so that the version page shows what it wa
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import mlflow
+from pydantic import BaseModel, ConfigDict
 
 from empathy_distill.config import TrainingConfig
 from empathy_distill.prompts import STUDENT_SYSTEM, load_template
@@ -28,9 +28,11 @@ from empathy_distill.registry.pyfunc import bundle_base, log_student_model
 from empathy_distill.tracking import log_model_figures, run_description
 
 
-@dataclass(frozen=True)
-class Registration:
-    """What a registration made: the version, where it came from, the prompt versions it used."""
+class Registration(BaseModel):
+    """What a registration made: the version, where it came from, the prompt versions it used (the ``registration``
+    artifact of a run)."""
+
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
 
     model: str
     version: str
@@ -40,9 +42,8 @@ class Registration:
     adapter_hash: str
     champion_judged_against: str | None
     prompts: list[str]
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    zenml: dict[str, str] = {}
+    """The ZenML run (and model version) that registered it."""
 
 
 def register_student(
@@ -112,8 +113,9 @@ def register_student(
         adapter_hash=adapter_hash,
         champion_judged_against=evaluation.get("champion_version"),
         prompts=[r.uri for r in used],
+        zenml=zenml,
     )
-    note = run_description(evaluation, reports, {**registration.as_dict(), **zenml})
+    note = run_description(evaluation, reports, registration.model, version)
     mlflow.set_tags({"registry.model": registry.model_name, "registry.version": version, "mlflow.note.content": note})
     return registration
 

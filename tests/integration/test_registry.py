@@ -80,18 +80,18 @@ def registry(request, tmp_path):
 def test_promotion_moves_champion_and_records_every_decision(registry):
     p, model = registry.p, registry.model
     first = p.move_champion(model, "1", expected=None, promote=True, action="gate")
-    assert first["promoted"] and first["previous"] is None and p.alias(model) == "1"
+    assert first.promoted and first.previous is None and p.alias(model) == "1"
     refused = p.move_champion(
         model, "2", expected="1", promote=False, action="gate", reasons=["vs base: ci_low > 0.5 not met"]
     )
-    assert not refused["promoted"] and refused["champion_after"] == "1" and p.alias(model) == "1"
+    assert not refused.promoted and refused.champion_after == "1" and p.alias(model) == "1"
     tags = p.client.get_model_version(model, "2").tags
     assert (
         tags["promotion.last_decision"] == "not promoted"
         and tags["promotion.last_reasons"] == "vs base: ci_low > 0.5 not met"
     )
     second = p.move_champion(model, "3", expected="1", promote=True, action="manual")
-    assert second["previous"] == "1" and p.alias(model) == "3"
+    assert second.previous == "1" and p.alias(model) == "3"
     entries = p.history.entries(model)
     assert [(e["version"], e["decision"]) for e in entries] == [
         ("1", "promoted"),
@@ -107,8 +107,8 @@ def test_compare_and_set_refuses_a_decision_made_against_another_champion(regist
     p.move_champion(model, "2", expected="1", promote=True, action="gate")
     # a run that started while v1 was champion and judged against it must not overwrite v2
     stale = p.move_champion(model, "3", expected="1", promote=True, action="gate")
-    assert not stale["promoted"] and p.alias(model) == "2"
-    assert stale["reasons"] == ["stale: champion moved from v1 to v2 since this decision was made; nothing changed"]
+    assert not stale.promoted and p.alias(model) == "2"
+    assert stale.reasons == ["stale: champion moved from v1 to v2 since this decision was made; nothing changed"]
 
 
 def test_rollback_walks_back_through_the_holders(registry):
@@ -119,8 +119,8 @@ def test_rollback_walks_back_through_the_holders(registry):
         p.rollback(model)
     for version, expected in (("1", None), ("2", "1"), ("3", "2")):
         p.move_champion(model, version, expected=expected, promote=True, action="gate")
-    assert p.rollback(model, reason="complaints")["champion_after"] == "2" and p.alias(model) == "2"
-    assert p.rollback(model)["champion_after"] == "1" and p.alias(model) == "1"  # a second rollback goes further back
+    assert p.rollback(model, reason="complaints").champion_after == "2" and p.alias(model) == "2"
+    assert p.rollback(model).champion_after == "1" and p.alias(model) == "1"  # a second rollback goes further back
     with pytest.raises(ConfigError, match="no earlier champion"):
         p.rollback(model)
     entries = p.history.entries(model)
@@ -155,7 +155,7 @@ def test_a_crash_mid_promotion_is_repaired_by_the_next_one(registry, stage, alia
     assert p.history.entries(model)[-1]["status"] == "pending"
     assert check_chain(p.history.entries(model), p.alias(model)) != []  # the crash left it inconsistent
     nxt = p.move_champion(model, "3", expected=alias_after, promote=True, action="gate")
-    assert nxt["repaired"] and nxt["promoted"]
+    assert nxt.repaired and nxt.promoted
     entries = p.history.entries(model)
     assert entries[1]["status"] == status
     assert check_chain(entries, p.alias(model)) == []
@@ -167,7 +167,7 @@ def test_a_rollback_after_a_crash_between_alias_and_history_repairs_then_rolls_b
     proc = promote_v2_and_crash(registry, "after_alias")
     assert proc.returncode == 137 and p.alias(model) == "2"  # the alias moved, the history still says pending
     back = p.rollback(model, reason="the crash")
-    assert back["repaired"] and back["promoted"] and p.alias(model) == "1"
+    assert back.repaired and back.promoted and p.alias(model) == "1"
     entries = p.history.entries(model)
     assert [e["status"] for e in entries] == ["done", "done", "done"]
     assert check_chain(entries, p.alias(model)) == []
@@ -178,8 +178,8 @@ def test_an_alias_moved_outside_the_tool_is_recorded_not_overwritten(registry):
     p.move_champion(model, "1", expected=None, promote=True, action="gate")
     p.client.set_registered_model_alias(model, "champion", "4")  # someone used the MLflow UI
     entry = p.move_champion(model, "2", expected="1", promote=True, action="gate")
-    assert not entry["promoted"] and p.alias(model) == "4"
-    assert entry["repaired"] == ["alias moved outside the tool: v1 -> v4 recorded"]
+    assert not entry.promoted and p.alias(model) == "4"
+    assert entry.repaired == ["alias moved outside the tool: v1 -> v4 recorded"]
     assert check_chain(p.history.entries(model), "4") == []
 
 
@@ -195,7 +195,7 @@ for i in range(int(n)):
     target = str(rng.randint(1, 5))
     # ... then check-and-set
     e = p.move_champion(model, target, expected=seen, promote=True, action="manual", actor=f"racer{seed}")
-    moved += e["promoted"]
+    moved += e.promoted
 print(moved)
 """
 
@@ -401,17 +401,17 @@ def test_deploy_keeps_one_address_and_follows_the_alias(champion_model, tmp_path
     port = free_port()
     state = tmp_path / "deploy"
     cfg = DeployConfig(port=port, state_dir=str(state), poll_s=0.5)
-    first = serve_champion(MODEL, "1", champion_model, cfg).record()
+    first = serve_champion(MODEL, "1", champion_model, cfg)
     try:
-        assert first["version"] == "1" and first["started"] and live(state)["pid"] == first["pid"]
+        assert first.version == "1" and first.started and live(state)["pid"] == first.pid
         Promotions.open(champion_model).move_champion(MODEL, "2", expected="1", promote=True, action="manual")
-        second = serve_champion(MODEL, "2", champion_model, cfg).record()
-        assert second["url"] == first["url"] and second["pid"] == first["pid"] and not second["started"]
+        second = serve_champion(MODEL, "2", champion_model, cfg)
+        assert second.url == first.url and second.pid == first.pid and not second.started
         assert live(state)["version"] == "2" and live(state)["routes"]["champion"] == "2"
-        _, body = post(first["url"] + "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi."}]})
+        _, body = post(first.url + "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi."}]})
         assert body["model"] == f"{MODEL}/2"
     finally:
-        stop(first["pid"])
+        stop(first.pid)
 
 
 def test_lineage_of_a_version_registered_by_hand_says_what_is_missing(registry):

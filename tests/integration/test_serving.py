@@ -269,7 +269,7 @@ def test_replies_follow_the_champion_through_promote_rollback_promote_with_no_fa
         loop.mark(v2)
         loop.wait_for(v2, SWITCH_BOUND_S + 5)
         time.sleep(2)
-        assert p.rollback(MODEL, actor="test", reason="switch test")["champion_after"] == v1
+        assert p.rollback(MODEL, actor="test", reason="switch test").champion_after == v1
         loop.mark(v1)
         loop.wait_for(v1, SWITCH_BOUND_S + 5)
         time.sleep(2)

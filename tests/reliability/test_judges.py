@@ -54,8 +54,8 @@ def test_bad_verdicts_are_invalid_not_losses_and_too_many_never_promote(tmp_path
         rules=[GateRule(opponent="base", bound="ci_low", op=">", threshold=0.5)], min_valid_comparisons=10
     )
     decision = gate(report, policy, champion_version=None)
-    assert not decision["passed"] and decision["reasons"][0].startswith("evaluation not valid: base/llm: 12 of 60")
+    assert not decision.passed and decision.reasons[0].startswith("evaluation not valid: base/llm: 12 of 60")
     # the same verdicts (from the judge's reply cache) under a threshold they clear: the gate passes, so the
     # refusal above was the invalid share and nothing else
     lenient = evaluate(candidates(), [judge], {"base": "base_response"}, max_invalid_fraction=0.25)
-    assert gate(lenient, policy, champion_version=None)["passed"]
+    assert gate(lenient, policy, champion_version=None).passed

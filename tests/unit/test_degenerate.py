@@ -56,7 +56,7 @@ def test_a_run_on_or_repeated_reply_is_a_loss_whatever_the_judge_says():
     assert c["degenerate"]["verdicts_overruled"] == 20
     # half the replies degenerate, far above 5%: not valid, and the gate refuses whatever the figures
     assert not report["valid"] and "20 of 40 tuned_response replies degenerate" in report["invalid_reasons"][0]
-    assert not gate(report, PromotionPolicy(min_valid_comparisons=10), None)["passed"]
+    assert not gate(report, PromotionPolicy(min_valid_comparisons=10), None).passed
 
 
 def test_an_empty_reply_is_compared_and_lost_not_dropped():
@@ -90,4 +90,4 @@ def test_truncation_alone_wins_nothing():
     assert (c["wins"], c["ties"], c["losses"]) == (0, n, 0) and c["win_rate"] == 0.5
     assert c["degenerate"]["opponent"]["no_end_of_turn"] == 24
     assert c["degenerate"]["opponent_truncated_ties"] == 24 and c["degenerate"]["verdicts_overruled"] == 24
-    assert not gate(report, PromotionPolicy(min_valid_comparisons=10), None)["passed"]
+    assert not gate(report, PromotionPolicy(min_valid_comparisons=10), None).passed

@@ -30,10 +30,10 @@ POLICY = PromotionPolicy(min_valid_comparisons=30)
 def test_a_clear_winner_passes_and_the_figures_are_recorded():
     r = report(comparison("base", 30, 4, 6), comparison("champion", 22, 8, 10), champion="3")
     result = gate(r, POLICY, champion_version="3")
-    assert result["passed"], result["reasons"]
-    base = next(c for c in result["checks"] if c["rule"].startswith("vs base"))
+    assert result.passed, result.reasons
+    base = next(c for c in result.checks if c["rule"].startswith("vs base"))
     assert base["value"] > 0.5 and base["value"] == r["comparisons"][0]["ci_low"]
-    assert {c["rule"] for c in result["checks"]} == {"vs base: ci_low > 0.5", "vs champion: ci_low >= 0.45"}
+    assert {c["rule"] for c in result.checks} == {"vs base: ci_low > 0.5", "vs champion: ci_low >= 0.45"}
 
 
 def test_a_point_estimate_above_half_is_not_enough():
@@ -41,8 +41,8 @@ def test_a_point_estimate_above_half_is_not_enough():
     r = report(comparison("base", 24, 0, 16))
     result = gate(r, POLICY, champion_version=None)
     assert r["comparisons"][0]["win_rate"] == 0.6 and r["comparisons"][0]["ci_low"] < 0.5
-    assert not result["passed"]
-    assert result["reasons"] == [
+    assert not result.passed
+    assert result.reasons == [
         f"vs base: ci_low > 0.5 not met by judge scorer: ci_low = {r['comparisons'][0]['ci_low']:.3f}"
     ]
 
@@ -50,43 +50,43 @@ def test_a_point_estimate_above_half_is_not_enough():
 def test_a_loser_fails_on_the_champion_rule():
     r = report(comparison("base", 35, 0, 5), comparison("champion", 10, 5, 25), champion="2")
     result = gate(r, POLICY, champion_version="2")
-    assert not result["passed"]
-    assert len(result["reasons"]) == 1 and result["reasons"][0].startswith("vs champion: ci_low >= 0.45 not met")
+    assert not result.passed
+    assert len(result.reasons) == 1 and result.reasons[0].startswith("vs champion: ci_low >= 0.45 not met")
 
 
 def test_an_invalid_evaluation_never_passes_even_with_winning_figures():
     r = report(comparison("base", 38, 0, 2), valid=False)
     result = gate(r, POLICY, champion_version=None)
-    assert not result["passed"]
-    assert result["reasons"][0].startswith("evaluation not valid: base/scorer: 9 of 40")
+    assert not result.passed
+    assert result.reasons[0].startswith("evaluation not valid: base/scorer: 9 of 40")
 
 
 def test_too_few_valid_comparisons_never_pass():
     r = report(comparison("base", 12, 0, 0, invalid=1))  # 12/12 wins: lower bound 0.76, but only 12 valid
     result = gate(r, POLICY, champion_version=None)
-    assert not result["passed"]
-    assert result["reasons"] == ["vs base/scorer: 12 valid comparisons, fewer than 30"]
+    assert not result.passed
+    assert result.reasons == ["vs base/scorer: 12 valid comparisons, fewer than 30"]
 
 
 def test_every_judge_must_pass():
     r = report(comparison("base", 35, 0, 5, judge="scorer"), comparison("base", 20, 0, 20, judge="gpt"))
     result = gate(r, POLICY, champion_version=None)
-    assert not result["passed"] and [c["passed"] for c in result["checks"]] == [True, False]
+    assert not result.passed and [c["passed"] for c in result.checks] == [True, False]
 
 
 def test_a_ruled_opponent_that_was_not_judged_fails():
     r = report(comparison("base", 35, 0, 5))
     result = gate(r, POLICY, champion_version="4")  # a champion exists, but nobody judged against it
-    assert not result["passed"]
-    assert "judged against champion (none), but v4 holds champion now: re-evaluate against it" in result["reasons"]
-    assert "vs champion: ci_low >= 0.45: not judged" in result["reasons"]
+    assert not result.passed
+    assert "judged against champion (none), but v4 holds champion now: re-evaluate against it" in result.reasons
+    assert "vs champion: ci_low >= 0.45: not judged" in result.reasons
 
 
 def test_figures_against_another_champion_are_stale():
     r = report(comparison("base", 35, 0, 5), comparison("champion", 30, 5, 5), champion="4")
     result = gate(r, POLICY, champion_version="5")
-    assert not result["passed"]
-    assert result["reasons"] == ["judged against champion v4, but v5 holds champion now: re-evaluate against it"]
+    assert not result.passed
+    assert result.reasons == ["judged against champion v4, but v5 holds champion now: re-evaluate against it"]
 
 
 def test_a_first_champion_clears_the_production_rules():
@@ -94,14 +94,14 @@ def test_a_first_champion_clears_the_production_rules():
     for a looser first rule no longer exists."""
     r = report(comparison("base", 4, 0, 11))
     result = gate(r, PromotionPolicy(min_valid_comparisons=10), champion_version=None)
-    assert not result["passed"] and result["rules"] == ["vs base: ci_low > 0.5"]
+    assert not result.passed and result.rules == ["vs base: ci_low > 0.5"]
     with pytest.raises(ValueError, match="first_champion_rules"):
         PromotionPolicy(first_champion_rules=[])
 
 
 def test_default_first_champion_rules_drop_only_the_champion_rule():
     result = gate(report(comparison("base", 35, 0, 5)), POLICY, champion_version=None)
-    assert result["passed"] and result["rules"] == ["vs base: ci_low > 0.5"]
+    assert result.passed and result.rules == ["vs base: ci_low > 0.5"]
 
 
 def test_an_llm_judge_not_admitted_is_reported_but_not_counted():
@@ -119,15 +119,15 @@ def test_an_llm_judge_not_admitted_is_reported_but_not_counted():
     r = report(comparison("base", 40, 0, 0, judge="llm"), comparison("base", 20, 0, 20, judge="scorer"))
     r["judge_admission"] = {"llm": {"identity": identity, **refused}}
     result = gate(r, POLICY, champion_version=None)
-    assert not result["passed"] and result["judges_used"] == ["scorer"]
-    assert result["judges_refused"] == {"llm": refused["reason"]}
+    assert not result.passed and result.judges_used == ["scorer"]
+    assert result.judges_refused == {"llm": refused["reason"]}
     assert "no calibration on record" in refused["reason"]
     alone = report(comparison("base", 40, 0, 0, judge="llm"))
     alone["judge_admission"] = r["judge_admission"]
-    assert gate(alone, POLICY, None)["reasons"] == ["vs base: ci_low > 0.5: judged by no admitted judge"]
+    assert gate(alone, POLICY, None).reasons == ["vs base: ci_low > 0.5: judged by no admitted judge"]
     admitted = decide(identity, [{"agreement": 0.61, "pairs": 240, "parse_rate": 0.97, "position_bias": 0.55}], 0.55)
     alone["judge_admission"] = {"llm": {"identity": identity, **admitted}}
-    assert admitted["admitted"] and gate(alone, POLICY, None)["passed"]
+    assert admitted["admitted"] and gate(alone, POLICY, None).passed
 
 
 def test_a_calibration_below_the_bar_or_on_too_few_pairs_admits_nothing():
