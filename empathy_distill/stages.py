@@ -14,12 +14,13 @@ from typing import Any
 
 import pandas as pd
 
-from empathy_distill.config import BootstrapConfig, StudentConfig, TeacherConfig, ValidationConfig
+from empathy_distill.config import BootstrapConfig, GenerationSettings, StudentConfig, TeacherConfig, ValidationConfig
 from empathy_distill.data.hashing import table_digest
 from empathy_distill.data.training_sets import REWRITE_LOG_COLUMNS, sets_for_method
 from empathy_distill.prompts import method_prompt_hash
 from empathy_distill.teacher.rewrite import rewrite_with_teacher
 from empathy_distill.teacher.types import TeacherError
+from empathy_distill.training.generate import champion_replies, generate_base_and_tuned, prompts_for_test_split
 from empathy_distill.training.sources import resolve_student
 from empathy_distill.training.student import prepare_tiny_student
 from empathy_distill.validation import validate_training_set
@@ -109,6 +110,68 @@ def student_stage(
 
     folder, info = prepare_tiny_student(dialogues, training_sets, student)
     return str(Path(folder).resolve()), info
+
+
+@dataclass(frozen=True)
+class Generations:
+    """The test prompts answered: one row per dialogue (prompt, base, tuned and champion replies, the recorded
+    responses), and the counts the summary says."""
+
+    table: pd.DataFrame
+    tuned_empty: int
+    tuned_no_end_of_turn: int
+    base_no_end_of_turn: int
+    with_champion: bool
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "generation.prompts": float(len(self.table)),
+            "generation.tuned_empty": float(self.tuned_empty),
+            "generation.tuned_no_end_of_turn": float(self.tuned_no_end_of_turn),
+            "generation.base_no_end_of_turn": float(self.base_no_end_of_turn),
+        }
+
+    def summary(self) -> str:
+        who = "base, tuned and champion" if self.with_champion else "base and tuned"
+        return (
+            f"{len(self.table)} test prompts answered by {who}; tuned: {self.tuned_empty} empty, "
+            f"{self.tuned_no_end_of_turn} ran to max_new_tokens; base: {self.base_no_end_of_turn} ran to max_new_tokens"
+        )
+
+
+def generation_stage(
+    dialogues: pd.DataFrame,
+    student_base: str,
+    adapter_path: str | None,
+    student: StudentConfig,
+    generation: GenerationSettings,
+    champion_uri: str | None = None,
+) -> Generations:
+    """Base and tuned students answer the test prompts; the champion (``models:/NAME/VERSION``, loaded as it is
+    served) answers the same prompts with the same settings; the recorded responses ride along."""
+    prompts = prompts_for_test_split(dialogues, generation.max_prompts)
+    out = generate_base_and_tuned(student_base, adapter_path, prompts, student, generation)
+    if champion_uri:
+        served = champion_replies(champion_uri, prompts, generation)
+        out["champion_response"] = served["response"].astype(str).to_numpy()
+        out["champion_finished"] = (served["finish_reason"] == "stop").map({True: "true", False: "false"}).to_numpy()
+        out["champion_version"] = champion_uri.rsplit("/", 1)[-1]
+    recorded = dialogues[dialogues["split"] == "test"].pivot_table(
+        index="dialogue_id", columns="source", values="response", aggfunc="first"
+    )
+    recorded.columns = [f"ref_{c}" for c in recorded.columns]
+    table = (
+        prompts.merge(out, on="dialogue_id")
+        .merge(recorded, left_on="dialogue_id", right_index=True, how="left")
+        .astype("string")
+    )
+    return Generations(
+        table=table,
+        tuned_empty=int((table["tuned_response"].str.strip() == "").sum()),
+        tuned_no_end_of_turn=int((table["tuned_finished"] == "false").sum()),
+        base_no_end_of_turn=int((table["base_finished"] == "false").sum()),
+        with_champion=bool(champion_uri),
+    )
 
 
 @dataclass
