@@ -174,6 +174,27 @@ def generation_stage(
     )
 
 
+def student_summary(model: str, info: dict[str, Any]) -> str:
+    """The one line the student stage ends with: what the base is, where it came from, how it was built."""
+    if info.get("source") == "gguf":
+        g = info["gguf"]
+        origin = f"{g['package']}=={g['package_version']} " if g.get("package") else ""
+        # the run's preflight check usually builds the folder before the pipeline starts: say when it was built
+        built = f"dequantised once in {info.get('build_seconds', 0):.0f} s" + (
+            ", the cache reused" if info.get("reused") else ""
+        )
+        return (
+            f"student {model}: {info.get('architecture')}, {info.get('parameters', 0) / 1e6:.1f}M parameters, "
+            f"from {origin}{g['file']} sha256 {g['sha256'][:12]} ({built})"
+        )
+    if model != "tiny":
+        return f"student {model}"
+    built = (
+        "reused" if info.get("reused") else f"built, pretrain loss {info.get('pretrain_loss_last', float('nan')):.2f}"
+    )
+    return f"tiny student ({info.get('parameters', 0) / 1e6:.2f}M parameters, vocab {info.get('vocab_size')}) {built}"
+
+
 @dataclass
 class TrainingSets:
     """Both training sets with the rewrite log and the report, for callers that want the first stages in one call."""

@@ -370,3 +370,18 @@ def log_promotion(entry: dict[str, Any]) -> None:
             "promotion.reasons": ("; ".join(entry["reasons"]) or "all rules met")[:5000],
         }
     )
+
+
+STUDENT_PARAMS = ("model", "vocab_size", "parameters", "key", "architecture")
+STUDENT_METRICS = ("pretrain_loss_last", "build_seconds", "warmup_chats", "warmup_units_dropped")
+
+
+def log_student(info: dict[str, Any]) -> None:
+    """The student's base in the active run: its model, size and source as params, how it was built as metrics."""
+    import mlflow
+
+    mlflow.log_params({f"student.{k}": info[k] for k in STUDENT_PARAMS if info.get(k) is not None})
+    mlflow.log_metrics({f"student.{k}": float(info[k]) for k in STUDENT_METRICS if info.get(k) is not None})
+    if info.get("source") == "gguf":
+        mlflow.log_params({f"student.gguf.{k}": v for k, v in info["gguf"].items() if k != "path" and v is not None})
+        mlflow.log_params({f"student.converter.{k}": v for k, v in info.get("converter", {}).items()})

@@ -11,7 +11,7 @@ from zenml.types import MarkdownString
 from empathy_distill.config import EvaluationConfig
 from empathy_distill.judging.protocol import run_evaluation
 from empathy_distill.judging.registered import register_judges
-from empathy_distill.judging.report import report_markdown, save_report
+from empathy_distill.judging.report import report_line, report_markdown, report_metadata, save_report
 from empathy_distill.tracking import log_evaluation, log_verdicts
 from steps.console import stage_done
 
@@ -31,21 +31,6 @@ def evaluate_responses(
     run = mlflow.active_run()
     if run is not None:  # the judge definitions, reusable across runs (where MLflow can hold them)
         report["registered_judges"] = register_judges(evaluation.judges, run.info.experiment_id)
-    metadata: dict[str, Any] = {
-        "valid": bool(report["valid"]),
-        "invalid_reasons": "; ".join(report["invalid_reasons"]) or "none",
-        "ci_method": report["ci_method"],
-    }
-    # NaN is not JSON: a win rate with nothing valid behind it is written as text, never dropped
-    metadata.update(
-        {
-            f"{c['opponent']}.{c['judge']}.win_rate": c["win_rate"]
-            if c["win_rate"] == c["win_rate"]
-            else "NaN (no valid comparisons)"
-            for c in report["comparisons"]
-        }
-    )
-    log_metadata(metadata)
-    rates = ", ".join(f"vs {c['opponent']} {c['win_rate']:.2f}" for c in report["comparisons"])
-    stage_done(f"{report['test_dialogues']} dialogues judged in both orders: {rates}; valid {report['valid']}")
+    log_metadata(report_metadata(report))
+    stage_done(report_line(report))
     return report, MarkdownString(report_markdown(report))

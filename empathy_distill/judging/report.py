@@ -100,3 +100,29 @@ def save_report(report: dict[str, Any], folder: str | Path) -> dict[str, Path]:
     paths["markdown"].write_text(report_markdown(report))
     report_plot(report, paths["plot"])
     return paths
+
+
+def report_metadata(report: dict[str, Any]) -> dict[str, Any]:
+    """What the evaluation step shows in ZenML: validity, its reasons, the interval method, each win rate (a win rate
+    with nothing valid behind it written as text: NaN is not JSON, and it is never dropped)."""
+    metadata: dict[str, Any] = {
+        "valid": bool(report["valid"]),
+        "invalid_reasons": "; ".join(report["invalid_reasons"]) or "none",
+        "ci_method": report["ci_method"],
+    }
+    # NaN is not JSON: a win rate with nothing valid behind it is written as text, never dropped
+    metadata.update(
+        {
+            f"{c['opponent']}.{c['judge']}.win_rate": c["win_rate"]
+            if c["win_rate"] == c["win_rate"]
+            else "NaN (no valid comparisons)"
+            for c in report["comparisons"]
+        }
+    )
+    return metadata
+
+
+def report_line(report: dict[str, Any]) -> str:
+    """The evaluation stage's one line: dialogues judged, the win rate against each opponent, validity."""
+    rates = ", ".join(f"vs {c['opponent']} {c['win_rate']:.2f}" for c in report["comparisons"])
+    return f"{report['test_dialogues']} dialogues judged in both orders: {rates}; valid {report['valid']}"
