@@ -155,8 +155,8 @@ def main() -> None:
             (v1, lambda: p.rollback(MODEL, actor="bench", reason="bench: rollback")),
             (v2, lambda: p.move_champion(MODEL, v2, expected=v1, promote=True, action="manual")),
         ):
+            loop.mark(target)  # before the move: the router may switch while its registry writes still run
             move()
-            loop.mark(target)
             loop.wait_for(target, bound + 30)
             time.sleep(3)
         loop.stop()

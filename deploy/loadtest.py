@@ -80,7 +80,9 @@ class LoadLoop:
         return self
 
     def mark(self, version: str) -> None:
-        """The alias now names ``version`` (call right after moving it)."""
+        """The alias is about to name ``version``: call right before moving it. A reply from the old version until the
+        new one answers is expected (``stale``); marking after the move would count replies the router already
+        switched for, while the move's own registry writes were still running, in the previous move's window."""
         self.moves.append((time.time(), str(version)))
 
     def wait_for(self, version: str, timeout_s: float) -> float:

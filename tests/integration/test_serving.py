@@ -265,16 +265,16 @@ def test_replies_follow_the_champion_through_promote_rollback_promote_with_no_fa
     loop = LoadLoop(url, clients=MAX_CONCURRENCY, max_tokens=6).start()
     try:
         time.sleep(2)
+        loop.mark(v2)  # before the move: the router may switch while the move's registry writes still run
         p.move_champion(MODEL, v2, expected=v1, promote=True, action="manual")  # what `promote` does past the gate
-        loop.mark(v2)
         loop.wait_for(v2, SWITCH_BOUND_S + 5)
         time.sleep(2)
-        assert p.rollback(MODEL, actor="test", reason="switch test").champion_after == v1
         loop.mark(v1)
+        assert p.rollback(MODEL, actor="test", reason="switch test").champion_after == v1
         loop.wait_for(v1, SWITCH_BOUND_S + 5)
         time.sleep(2)
-        p.move_champion(MODEL, v2, expected=v1, promote=True, action="manual")
         loop.mark(v2)
+        p.move_champion(MODEL, v2, expected=v1, promote=True, action="manual")
         loop.wait_for(v2, SWITCH_BOUND_S + 5)
         time.sleep(2)
     finally:
