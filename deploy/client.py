@@ -219,17 +219,7 @@ def serve_champion(model_name: str, target: str | None, tracking_uri: str, cfg: 
         return Deployment(deployed=False, url=url, reason="no champion to serve")
     current = serving(url)
     if current is not None and current.get("routes", {}).get("champion") == str(target):
-        return Deployment(
-            deployed=False,
-            url=url,
-            reason=f"v{target} is already served at {url}",
-            version=str(target),
-            model=model_name,
-            model_uri=f"models:/{model_name}@champion",
-            host=cfg.host,
-            port=cfg.port,
-            pid=(live(cfg.state_dir) or {}).get("pid"),
-        )
+        return _serving(model_name, str(target), cfg, deployed=False, reason=f"v{target} is already served at {url}")
     started = False
     if current is None or current.get("model") != model_name:
         if current is not None or not port_free(cfg.host, cfg.port):
@@ -242,16 +232,19 @@ def serve_champion(model_name: str, target: str | None, tracking_uri: str, cfg: 
             raise
         started = True
     switched = wait_serving(url, str(target), cfg.ready_timeout_s)
+    return _serving(model_name, str(target), cfg, deployed=True, started=started, ready_seconds=round(switched, 2))
+
+
+def _serving(model_name: str, version: str, cfg: DeployConfig, **outcome: Any) -> Deployment:
+    """The address serving ``version`` as champion, with what this call did (``outcome``)."""
     return Deployment(
-        deployed=True,
-        url=url,
-        version=str(target),
+        url=f"http://{cfg.host}:{cfg.port}",
+        version=version,
         model=model_name,
         model_uri=f"models:/{model_name}@champion",
         host=cfg.host,
         port=cfg.port,
         pid=(live(cfg.state_dir) or {}).get("pid"),
-        started=started,
-        ready_seconds=round(switched, 2),
         log=str(Path(cfg.state_dir) / "server.log"),
+        **outcome,
     )
