@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pandas as pd
@@ -59,6 +59,8 @@ class LLMJudge:
     name: str = "llm"
     on_error: str = "fail"
     request_errors: int = 0
+    prompt_uris: dict[str, str | None] = field(default_factory=dict, repr=False)
+    """MLflow run id -> the judge template's ``prompts:/`` URI: the registry is asked once per run, not per pass."""
 
     def verdicts(self, situations, utterances, first, second):
         system = load_template("judge_system")
@@ -104,9 +106,21 @@ class LLMJudge:
             outcomes,
             settings=self.client.cfg.tracing,
             endpoint=endpoint_of(self.client.cfg),
-            prompt=run_prompt_uris(["judge"]).get("judge"),
+            prompt=self.prompt_uri(),
             stage_start_ns=start,
         )
+
+
+    def prompt_uri(self) -> str | None:
+        """The judge template's version in the prompt registry, for the active run (synced on its first pass)."""
+        import mlflow
+
+        run = mlflow.active_run()
+        if run is None:
+            return None
+        if run.info.run_id not in self.prompt_uris:
+            self.prompt_uris[run.info.run_id] = run_prompt_uris(["judge"]).get("judge")
+        return self.prompt_uris[run.info.run_id]
 
 
 def build_judges(cfg, dialogues: pd.DataFrame) -> list[PairJudge]:

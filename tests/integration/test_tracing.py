@@ -117,3 +117,24 @@ def test_an_llm_judge_traces_its_requests_with_the_verdicts(tmp_path, tracked):
     expected = sorted(f"verdict: {v}" if v else "unparsed" for v in verdicts)
     assert said == expected
     assert all(s.attributes["prompt"] == "prompts:/empathy-distill.judge/1" for s in spans)
+
+
+def test_an_llm_judge_asks_the_prompt_registry_once_per_run(tmp_path, tracked, monkeypatch):
+    """The protocol calls a judge once per opponent and order; the judge template's version is synced with the
+    prompt registry on the first pass of a run, not on every pass (each sync is a round trip per template)."""
+    import empathy_distill.judging.judges as judges_module
+    from empathy_distill.config import JudgeEndpointConfig
+
+    asked = []
+    real = judges_module.run_prompt_uris
+    monkeypatch.setattr(judges_module, "run_prompt_uris", lambda names: asked.append(names) or real(names))
+    mlflow = tracked
+    with LoopbackServer() as server:
+        cfg = JudgeEndpointConfig(base_url=server.base_url, model="loop", cache_path=str(tmp_path / "j.sqlite"))
+        judge = judges_module.LLMJudge(build_teacher(cfg), name="loopjudge")
+        for _ in range(2):
+            with mlflow.start_run() as run:
+                for _ in range(3):
+                    judge.verdicts(["A storm."], ["I am scared."], ["a"], ["x"])
+            assert all(len(t.data.spans) == 2 for t in traces(mlflow, run))  # each pass traced, with its prompt
+    assert asked == [["judge"], ["judge"]]  # once per run
