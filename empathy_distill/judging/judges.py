@@ -110,7 +110,6 @@ class LLMJudge:
             stage_start_ns=start,
         )
 
-
     def prompt_uri(self) -> str | None:
         """The judge template's version in the prompt registry, for the active run (synced on its first pass)."""
         import mlflow
