@@ -9,20 +9,6 @@ import sys
 import warnings
 
 
-def _environment(verbose: bool) -> None:
-    quiet = {
-        "ZENML_ANALYTICS_OPT_IN": "false",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "GX_ANALYTICS_ENABLED": "false",
-        # one bar per artifact download: noise in every registry command
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    }
-    if not verbose:  # ZenML's INFO lines (step starts, "Reloading configuration file"), datasets' and transformers'
-        quiet.update(ZENML_LOGGING_VERBOSITY="WARN", DATASETS_VERBOSITY="error", TRANSFORMERS_VERBOSITY="error")
-    for key, value in quiet.items():
-        os.environ.setdefault(key, value)
-
-
 def _zenml_logs_to_stderr() -> None:
     """ZenML writes its log lines to stdout; stdout is the command's result (``--json`` must parse), so they go to
     stderr. Importing ``zenml.logger`` installs that handler; every verb but a few imports ZenML anyway."""
@@ -81,7 +67,17 @@ def one_line(text: str) -> str:
 def quiet_environment(verbose: bool) -> None:
     """Before anything heavy is imported: telemetry off, the dependencies' INFO lines and deprecation notices off
     (``-v`` keeps their INFO lines)."""
-    _environment(verbose)
+    quiet = {
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "GX_ANALYTICS_ENABLED": "false",
+        # one bar per artifact download: noise in every registry command
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+    if not verbose:  # ZenML's INFO lines (step starts, "Reloading configuration file"), datasets' and transformers'
+        quiet.update(ZENML_LOGGING_VERBOSITY="WARN", DATASETS_VERBOSITY="error", TRANSFORMERS_VERBOSITY="error")
+    for key, value in quiet.items():
+        os.environ.setdefault(key, value)
     for module in ("transformers", "trl", "peft", "torch"):  # deprecation notices of dependencies, not ours
         warnings.filterwarnings("ignore", category=FutureWarning, module=module)
     # google-api-core (pulled in by kfp for the Kubeflow extra) announces its Python support policy on import
