@@ -11,12 +11,14 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+
+from pydantic import ValidationError
 
 from app.leases import reap
 from app.stack import stack_tracking_uri
 from empathy_distill.config import DistillConfig
 from empathy_distill.errors import ConfigError
+from empathy_distill.judging.results import EvaluationReport
 from empathy_distill.registry.aliases import version_label
 from empathy_distill.registry.history import PromotionDecision
 from empathy_distill.registry.lineage import audit, audit_lines
@@ -53,16 +55,21 @@ def _version(p, model: str, version: str):
         raise ConfigError(f"model '{model}' has no version {version}") from None
 
 
-def _evaluation_of(p, mv) -> dict[str, Any]:
+def _evaluation_of(p, mv) -> EvaluationReport:
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            return json.loads(
-                Path(p.client.download_artifacts(mv.run_id, "evaluation/evaluation.json", tmp)).read_text()
-            )
+            text = Path(p.client.download_artifacts(mv.run_id, "evaluation/evaluation.json", tmp)).read_text()
         except Exception:
             raise ConfigError(
                 f"version {mv.version} has no evaluation report in its MLflow run {mv.run_id}: it cannot be gated"
             ) from None
+    try:
+        return EvaluationReport.read(text)
+    except ValidationError as e:
+        raise ConfigError(
+            f"version {mv.version}: evaluation/evaluation.json in run {mv.run_id} is not an evaluation report "
+            f"({e.error_count()} errors, first: {e.errors()[0]['loc']} {e.errors()[0]['msg']}): it cannot be gated"
+        ) from None
 
 
 def sync_zenml_stage(p, model: str, version: str | None) -> str:

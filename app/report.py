@@ -190,18 +190,16 @@ def training_lines(run) -> list[str]:
             lines += [f"  warning: {w}" for w in adapter.warnings]
     if "evaluate_responses" in run.steps:
         report = run.steps["evaluate_responses"].outputs["evaluation_report"][0].load()
-        validity = "valid" if report.get("valid") else "NOT VALID: " + "; ".join(report.get("invalid_reasons", []))
+        validity = "valid" if report.valid else "NOT VALID: " + report.invalid_text()
         lines.append(
             f"evaluation ({validity}; tuned student vs opponent; ties count half; invalid verdicts are not losses; "
-            f"95% {report.get('ci_method', 'wilson')} intervals):"
+            f"95% {report.ci_method} intervals):"
         )
-        for c in report["comparisons"]:
+        for c in report.comparisons:
             lines.append(
-                f"  vs {c['opponent']:<8} judge {c['judge']}: win rate {c['win_rate']:.3f} [{c['ci_low']:.3f}, "
-                f"{c['ci_high']:.3f}], "
-                f"W/T/L {c['wins']}/{c['ties']}/{c['losses']}, invalid {c['invalid']}, consistency "
-                f"{c['position_consistency']:.2f}, "
-                f"LC win rate {c['length_controlled_win_rate']:.3f}, degenerate {degenerate_cell(c)}"
+                f"  vs {c.opponent:<8} judge {c.judge}: win rate {c.win_rate:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}], "
+                f"W/T/L {c.wins}/{c.ties}/{c.losses}, invalid {c.invalid}, consistency {c.position_consistency:.2f}, "
+                f"LC win rate {c.length_controlled_win_rate:.3f}, degenerate {degenerate_cell(c)}"
             )
     if "generate_responses" in run.steps:
         table = run.steps["generate_responses"].outputs["generations"][0].load()

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             max_invalid_fraction=ev.max_invalid_fraction,
             max_degenerate_fraction=ev.max_degenerate_fraction,
         )
-        reports.append({**report, "candidate": label, "opponent": opponent})
+        reports.append((label, opponent, report))
     t = lap("judging", t)
 
     lines = [
@@ -167,22 +167,34 @@ def main(argv: list[str] | None = None) -> int:
         "opponent) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for report in reports:
-        for c in report["comparisons"]:
+    for label, opponent, report in reports:
+        for c in report.comparisons:
             lines.append(
-                f"| {report['candidate']} | {report['opponent']} | {c['judge']} | {c['win_rate']:.3f} "
-                f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}] | {c['wins']}/{c['ties']}/{c['losses']} | "
-                f"{c['length_controlled_win_rate']:.3f} | {degenerate_cell(c)} |"
+                f"| {label} | {opponent} | {c.judge} | {c.win_rate:.3f} "
+                f"[{c.ci_low:.3f}, {c.ci_high:.3f}] | {c.wins}/{c.ties}/{c.losses} | "
+                f"{c.length_controlled_win_rate:.3f} | {degenerate_cell(c)} |"
             )
-    decision = gate(reports[0], config.registry.policy, champion_version=None)
-    verdict = "PROMOTE" if decision["passed"] else "REFUSE: " + "; ".join(decision["reasons"])
+    decision = gate(reports[0][2], config.registry.policy, champion_version=None)
+    verdict = "PROMOTE" if decision.passed else "REFUSE: " + "; ".join(decision.reasons)
     total = time.perf_counter() - start
     lines += ["", f"production gate on SFT+DPO vs base: {verdict}", f"wall time {total / 60:.1f} min"]
     text = "\n".join(lines)
     print(text)
     (out / "table.md").write_text(text + "\n")
     (out / "report.json").write_text(
-        json.dumps({"reports": reports, "gate": decision, "timings_s": timings, "student": info}, indent=2, default=str)
+        json.dumps(
+            {
+                "reports": [
+                    {**report.model_dump(), "candidate": label, "opponent": opponent}
+                    for label, opponent, report in reports
+                ],
+                "gate": {"passed": decision.passed, "reasons": decision.reasons, **decision.figures()},
+                "timings_s": timings,
+                "student": info,
+            },
+            indent=2,
+            default=str,
+        )
     )
     return 0
 

@@ -325,7 +325,7 @@ def one_size(
         "sft_rows": len(sft),
         "dpo_pairs": len(dpo),
         "warmup_chats": len(corpora["main"].chats),
-        "judged": sum(judged["comparisons"][0][k] for k in ("wins", "ties", "losses")),
+        "judged": judged.comparisons[0].judged,
         "test_leakage": sets_report.get("test_leakage"),
         "cache_entries": len(cache),
         "cache_mb": cache_path.stat().st_size / 2**20,

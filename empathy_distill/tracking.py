@@ -12,6 +12,8 @@ import re
 from typing import Any
 from urllib.parse import urlparse
 
+from empathy_distill.judging.degenerate import REASONS as DEGENERATE_REASONS
+from empathy_distill.judging.results import EvaluationReport
 from empathy_distill.judging.stats import WIN_RATE_FIELDS
 from empathy_distill.training.plots import loss_curve_png
 
@@ -106,13 +108,13 @@ def log_rows(rows: Any, artifact_file: str) -> None:
 TEACHER_TABLE_COLUMNS = ("dialogue_id", "role", "status", "reason", "original", "raw")
 
 
-def run_description(evaluation: dict[str, Any], reports: dict[str, Any], model: str, version: str) -> str:
+def run_description(evaluation: EvaluationReport, reports: dict[str, Any], model: str, version: str) -> str:
     """One paragraph for the top of the MLflow run page: what was trained on what, what it scored, what was
     registered."""
     ingest, boot, sets = reports["ingest"], reports["bootstrap"], reports["training_sets"]
     figures = "; ".join(
-        f"vs {c['opponent']} ({c['judge']}) {c['win_rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
-        for c in evaluation["comparisons"]
+        f"vs {c.opponent} ({c.judge}) {c.win_rate:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]"
+        for c in evaluation.comparisons
     )
     return (
         f"Distilled on {ingest['dialogues_kept']} dialogues from `{ingest['data_path']}` (data hash "
@@ -120,9 +122,9 @@ def run_description(evaluation: dict[str, Any], reports: dict[str, Any], model: 
         f"{ingest['rows_quarantined']} rows quarantined) with method "
         f"{boot.get('method')}/{boot.get('strategy', 'none')}: "
         f"{sets['sft_rows']} SFT rows, {sets['dpo_pairs']} DPO pairs. "
-        f"Evaluation on {evaluation.get('test_dialogues', '?')} test dialogues is "
-        f"{'valid' if evaluation.get('valid') else 'NOT valid'} "
-        f"(win rates of the tuned student, 95% {evaluation.get('ci_method', 'wilson')} intervals): {figures}. "
+        f"Evaluation on {evaluation.test_dialogues} test dialogues is "
+        f"{'valid' if evaluation.valid else 'NOT valid'} "
+        f"(win rates of the tuned student, 95% {evaluation.ci_method} intervals): {figures}. "
         f"Registered as `{model}` version {version} (alias challenger); "
         f"audit with `empathy-distill lineage models:/{model}/{version}`."
     )
@@ -279,28 +281,24 @@ def log_training_stage(result: Any, params: dict[str, Any], curve_keys: tuple[st
     mlflow.log_artifacts(result.adapter_dir, f"adapters/{stage}")
 
 
-from empathy_distill.judging.degenerate import REASONS as DEGENERATE_REASONS  # noqa: E402 - no heavy import
-
-
-def evaluation_metrics(report: dict[str, Any], prefix: str = "eval") -> dict[str, float]:
+def evaluation_metrics(report: EvaluationReport, prefix: str = "eval") -> dict[str, float]:
     """Win rates, intervals, counts, consistency, LC win rates, degenerate counts and kappas, by metric name."""
-    metrics = {f"{prefix}.valid": float(bool(report.get("valid")))}
-    for c in report["comparisons"]:
-        name = f"{prefix}.{c['opponent']}.{c['judge']}"
+    metrics = {f"{prefix}.valid": float(report.valid)}
+    for c in report.comparisons:
+        name = f"{prefix}.{c.opponent}.{c.judge}"
         for key in (*WIN_RATE_FIELDS, "request_errors", "position_consistency", "length_controlled_win_rate"):
-            if key in c:
-                metrics[f"{name}.{key}"] = float(c[key])
-        for side, counts in c.get("degenerate", {}).items():
-            if isinstance(counts, dict):  # candidate / opponent: counts per reason (examples are in evaluation.json)
-                for reason in (*DEGENERATE_REASONS, "total"):
-                    metrics[f"{name}.degenerate.{side}.{reason}"] = float(counts.get(reason, 0))
-    for a in report.get("agreement", []):
-        metrics[f"{prefix}.{a['opponent']}.kappa.{'_'.join(a['judges'])}"] = float(a["kappa"])
+            metrics[f"{name}.{key}"] = float(getattr(c, key))
+        # candidate / opponent: counts per reason (examples are in evaluation.json)
+        for side, counts in (("candidate", c.degenerate.candidate), ("opponent", c.degenerate.opponent)):
+            for reason in (*DEGENERATE_REASONS, "total"):
+                metrics[f"{name}.degenerate.{side}.{reason}"] = float(getattr(counts, reason))
+    for a in report.agreement:
+        metrics[f"{prefix}.{a.opponent}.kappa.{'_'.join(a.judges)}"] = float(a.kappa)
     return metrics
 
 
 def log_model_figures(
-    model_id: str, evaluation: dict[str, Any], params: dict[str, Any], ingest: dict[str, Any]
+    model_id: str, evaluation: EvaluationReport, params: dict[str, Any], ingest: dict[str, Any]
 ) -> None:
     """The logged model behind a registered version carries what it was judged at (the evaluation's metrics,
     linked to the dialogues dataset the run lists), and what it was trained with (params): the version page
@@ -334,7 +332,7 @@ def log_verdicts(rows: list[dict[str, Any]], label: str = "") -> None:
         log_rows(judged, f"{folder}/verdicts_{judge}.json")
 
 
-def log_evaluation(report: dict[str, Any], files: dict[str, Any], prefix: str = "eval") -> None:
+def log_evaluation(report: EvaluationReport, files: dict[str, Any], prefix: str = "eval") -> None:
     """Win rates, intervals, counts, consistency and LC win rates as metrics; JSON, table and plot as artifacts.
 
     A NaN (nothing valid to score) is logged as NaN, never skipped, and ``<prefix>.valid``
@@ -348,9 +346,9 @@ def log_evaluation(report: dict[str, Any], files: dict[str, Any], prefix: str = 
     mlflow.log_metrics(metrics)
     mlflow.set_tags(
         {
-            f"{prefix}.valid": str(bool(report.get("valid"))).lower(),
-            f"{prefix}.ci_method": report.get("ci_method", ""),
-            f"{prefix}.invalid_reasons": "; ".join(report.get("invalid_reasons", []))[:5000] or "none",
+            f"{prefix}.valid": str(report.valid).lower(),
+            f"{prefix}.ci_method": report.ci_method,
+            f"{prefix}.invalid_reasons": report.invalid_text()[:5000] or "none",
         }
     )
     folder = "evaluation" if prefix == "eval" else f"evaluation/{prefix.split('.', 1)[-1]}"

@@ -1,12 +1,13 @@
 """Step: the promotion gate (never cached): the policy decides, ``champion`` moves under lock with compare-and-set."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import mlflow
 from zenml import get_step_context, log_metadata, step
 from zenml.enums import ModelStages
 
 from empathy_distill.config import RegistryConfig
+from empathy_distill.judging.results import EvaluationReport
 from empathy_distill.registry.history import PromotionDecision
 from empathy_distill.registry.promotion import promote_if_it_wins
 from empathy_distill.registry.registration import Registration
@@ -16,7 +17,7 @@ from steps.console import stage_done
 @step(experiment_tracker=True, enable_cache=False)
 def promote_model(
     registration: Registration,
-    evaluation_report: dict[str, Any],
+    evaluation_report: EvaluationReport,
     registry: RegistryConfig,
     champion_version: str | None = None,
 ) -> Annotated[PromotionDecision, "promotion_decision"]:

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from zenml import get_step_context, log_metadata, step
 
 from empathy_distill.config import GenerationSettings, RegistryConfig, StudentConfig, TrainingConfig
+from empathy_distill.judging.results import EvaluationReport
 from empathy_distill.registry.registration import Registration, register_student
 from empathy_distill.training.adapter import Adapter
 from steps.console import stage_done
@@ -15,7 +16,7 @@ from steps.console import stage_done
 def register_model(
     adapter: Adapter | None,
     student_base: str,
-    evaluation_report: dict[str, Any],
+    evaluation_report: EvaluationReport,
     ingest_report: dict[str, Any],
     bootstrap_report: dict[str, Any],
     training_report: dict[str, Any],

@@ -2,7 +2,7 @@
 
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import mlflow
 from zenml import get_step_context, step
@@ -10,12 +10,13 @@ from zenml.client import Client
 from zenml.types import MarkdownString
 
 from empathy_distill.judging.ablation import ablation_markdown, ablation_plot, ablation_table
+from empathy_distill.judging.results import EvaluationReport
 from steps.console import stage_done
 
 
 @step(experiment_tracker=True, enable_cache=False)
 def summarize_ablation() -> tuple[
-    Annotated[list[dict[str, Any]], "ablation_reports"], Annotated[MarkdownString, "ablation_table"]
+    Annotated[list[EvaluationReport], "ablation_reports"], Annotated[MarkdownString, "ablation_table"]
 ]:
     """Reads the evaluation report of every cell of the current run (run it after them)."""
     run = Client().get_pipeline_run(get_step_context().pipeline_run.id)

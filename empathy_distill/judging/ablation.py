@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
+
+from empathy_distill.judging.results import EvaluationReport
 
 
 def cells(methods: list[str], strategies: list[str]) -> list[tuple[str, str]]:
@@ -19,22 +20,22 @@ def cell_label(method: str, strategy: str, stages: str) -> str:
     return f"{method}__{strategy}__{stages.replace('+', '_')}"
 
 
-def ablation_table(reports: list[dict[str, Any]]) -> pd.DataFrame:
+def ablation_table(reports: list[EvaluationReport]) -> pd.DataFrame:
     """Paper-style: rows = cells, columns = win rate [CI] per (opponent, judge)."""
     rows = []
     for report in reports:
-        method, strategy, stages = report["label"].split("__")
+        method, strategy, stages = report.label.split("__")
         row = {
             "method": method,
             "strategy": strategy,
             "stages": stages.replace("_", "+"),
-            "valid": "yes" if report.get("valid") else "NO",
-            "_reasons": "; ".join(report.get("invalid_reasons") or []),
+            "valid": "yes" if report.valid else "NO",
+            "_reasons": report.invalid_text(),
         }
-        for c in report["comparisons"]:
-            key = f"vs {c['opponent']} ({c['judge']})"
-            row[key] = f"{c['win_rate']:.3f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]"
-            row[f"_{key}"] = c["win_rate"]
+        for c in report.comparisons:
+            key = f"vs {c.opponent} ({c.judge})"
+            row[key] = f"{c.win_rate:.3f} [{c.ci_low:.2f}, {c.ci_high:.2f}]"
+            row[f"_{key}"] = c.win_rate
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["method", "strategy", "stages"]).reset_index(drop=True)
 
@@ -57,7 +58,7 @@ def ablation_markdown(table: pd.DataFrame) -> str:
     )
 
 
-def ablation_plot(reports: list[dict[str, Any]], path: str | Path) -> Path:
+def ablation_plot(reports: list[EvaluationReport], path: str | Path) -> Path:
     """Grouped bars: one group per cell, one bar per (opponent, judge), CI error bars."""
     import matplotlib
 
@@ -65,20 +66,14 @@ def ablation_plot(reports: list[dict[str, Any]], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    labels = [r["label"].replace("__", "\n") for r in reports]
-    series = sorted({(c["opponent"], c["judge"]) for r in reports for c in r["comparisons"]})
+    labels = [r.label.replace("__", "\n") for r in reports]
+    series = sorted({(c.opponent, c.judge) for r in reports for c in r.comparisons})
     width = 0.8 / max(len(series), 1)
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(reports)), 3.8))
     for i, (opponent, judge) in enumerate(series):
-        found = [
-            next((c for c in r["comparisons"] if c["opponent"] == opponent and c["judge"] == judge), None)
-            for r in reports
-        ]
-        rates = [c["win_rate"] if c else np.nan for c in found]
-        err = [
-            [c["win_rate"] - c["ci_low"] if c else 0 for c in found],
-            [c["ci_high"] - c["win_rate"] if c else 0 for c in found],
-        ]
+        found = [next((c for c in r.comparisons if c.opponent == opponent and c.judge == judge), None) for r in reports]
+        rates = [c.win_rate if c else np.nan for c in found]
+        err = [[c.win_rate - c.ci_low if c else 0 for c in found], [c.ci_high - c.win_rate if c else 0 for c in found]]
         ax.bar(np.arange(len(reports)) + i * width, rates, width, yerr=err, capsize=3, label=f"vs {opponent} ({judge})")
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
     ax.set_xticks(np.arange(len(reports)) + width * (len(series) - 1) / 2, labels, fontsize=7)

@@ -27,6 +27,14 @@ import pandas as pd
 from empathy_distill.judging import degenerate
 from empathy_distill.judging.admission import admissions
 from empathy_distill.judging.judges import PairJudge, build_judges
+from empathy_distill.judging.results import (
+    Admission,
+    Agreement,
+    Comparison,
+    Degenerate,
+    DegenerateCounts,
+    EvaluationReport,
+)
 from empathy_distill.judging.stats import (
     CI_METHOD,
     cohen_kappa,
@@ -66,7 +74,7 @@ def evaluate(
     skipped_opponents: Sequence[str] = (),
     max_degenerate_fraction: float = 0.05,
     verdicts: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
+) -> EvaluationReport:
     """The full report for ``candidate`` against each opponent column, by each judge.
 
     Args:
@@ -81,7 +89,13 @@ def evaluate(
         verdicts: when given, one row per (judge, opponent, dialogue) is appended: both replies, each order's
             verdict, the counted outcome and the degenerate flags (:func:`verdict_rows`).
     """
-    results: dict[str, Any] = {"candidate": candidate, "ci_method": CI_METHOD, "comparisons": []}
+    report = EvaluationReport(
+        candidate=candidate,
+        ci_method=CI_METHOD,
+        max_invalid_fraction=max_invalid_fraction,
+        max_degenerate_fraction=max_degenerate_fraction,
+        skipped_opponents=list(skipped_opponents),
+    )
     spans: list[SpanRecord] = []
     begun = now_ns()
     for label, column in opponents.items():
@@ -92,32 +106,29 @@ def evaluate(
         for judge in judges:
             started = now_ns()
             entry, outcomes = _compare(judge, rows, label, candidate, column, verdicts)
-            results["comparisons"].append(entry)
+            report.comparisons.append(entry)
             spans.append(judging_span(judge.name, label, started, entry))
             by_judge[judge.name] = outcomes
         names = list(by_judge)
         for i in range(len(names)):
             for j in range(i + 1, len(names)):
-                results.setdefault("agreement", []).append(
-                    {
-                        "opponent": label,
-                        "judges": [names[i], names[j]],
-                        "kappa": cohen_kappa(by_judge[names[i]], by_judge[names[j]]),
-                    }
+                report.agreement.append(
+                    Agreement(
+                        opponent=label,
+                        judges=[names[i], names[j]],
+                        kappa=cohen_kappa(by_judge[names[i]], by_judge[names[j]]),
+                    )
                 )
     record_trace(
         SpanRecord("evaluation", "CHAIN", begun, now_ns(), inputs={"dialogues": len(frame), "candidate": candidate}),
         spans,
     )
-    results["max_invalid_fraction"] = max_invalid_fraction
-    results["max_degenerate_fraction"] = max_degenerate_fraction
-    results["skipped_opponents"] = list(skipped_opponents)
-    return mark_validity(results, max_invalid_fraction, skipped_opponents, max_degenerate_fraction)
+    return mark_validity(report)
 
 
 def _compare(
     judge: PairJudge, rows: pd.DataFrame, label: str, candidate: str, column: str, verdicts: list[dict[str, Any]] | None
-) -> tuple[dict[str, Any], list]:
+) -> tuple[Comparison, list]:
     """One judge on the candidate against one opponent column, in both orders: the report entry and the outcomes
     (the degenerate rule applied); the verdict rows are appended to ``verdicts`` when it is given."""
     cand_reasons = degenerate.reasons_for(list(rows[candidate]), finished_column(rows, candidate))
@@ -127,21 +138,21 @@ def _compare(
     judged = [combine_orders(a, b) for a, b in pairs]
     outcomes, ruled = degenerate.apply_to_outcomes(judged, cand_reasons, opp_reasons)
     length_diff = [len(str(c).split()) - len(str(o).split()) for c, o in zip(rows[candidate], rows[column])]
-    entry = {
-        "opponent": label,
-        "judge": judge.name,
-        **win_rate_ci(outcomes).as_dict(),
-        "request_errors": getattr(judge, "request_errors", 0) - errors_before,
-        "position_consistency": position_consistency(pairs),
-        "length_controlled_win_rate": length_controlled_win_rate(outcomes, length_diff),
-        "mean_length_diff_words": float(sum(length_diff) / len(length_diff)) if length_diff else 0.0,
-        "degenerate": {
-            "candidate": degenerate.summarize(list(rows[candidate]), cand_reasons),
-            "opponent": degenerate.summarize(list(rows[column]), opp_reasons),
-            "verdicts_overruled": ruled,
-            "opponent_truncated_ties": degenerate.opponent_truncated(cand_reasons, opp_reasons),
-        },
-    }
+    entry = Comparison.of(
+        label,
+        judge.name,
+        win_rate_ci(outcomes),
+        request_errors=getattr(judge, "request_errors", 0) - errors_before,
+        position_consistency=position_consistency(pairs),
+        length_controlled_win_rate=length_controlled_win_rate(outcomes, length_diff),
+        mean_length_diff_words=float(sum(length_diff) / len(length_diff)) if length_diff else 0.0,
+        degenerate=Degenerate(
+            candidate=DegenerateCounts(**degenerate.summarize(list(rows[candidate]), cand_reasons)),
+            opponent=DegenerateCounts(**degenerate.summarize(list(rows[column]), opp_reasons)),
+            verdicts_overruled=ruled,
+            opponent_truncated_ties=degenerate.opponent_truncated(cand_reasons, opp_reasons),
+        ),
+    )
     if verdicts is not None:
         verdicts.extend(
             verdict_rows(rows, judge.name, label, candidate, column, pairs, outcomes, cand_reasons, opp_reasons)
@@ -149,16 +160,16 @@ def _compare(
     return entry, outcomes
 
 
-def judging_span(judge: str, opponent: str, started: int, entry: dict[str, Any]) -> SpanRecord:
+def judging_span(judge: str, opponent: str, started: int, entry: Comparison) -> SpanRecord:
     """One judge's pass over one opponent (both orders) as a span of the evaluation's trace."""
     return SpanRecord(
         name=f"judge {judge} vs {opponent}",
         span_type="EVALUATOR",
         start_ns=started,
         end_ns=now_ns(),
-        inputs={"judge": judge, "opponent": opponent, "pairs": entry["n"]},
-        outputs={k: entry[k] for k in ("win_rate", "ci_low", "ci_high", "wins", "ties", "losses", "invalid")},
-        attributes={"position_consistency": entry["position_consistency"]},
+        inputs={"judge": judge, "opponent": opponent, "pairs": entry.n},
+        outputs={k: v for k, v in entry.figures().items() if k != "n"},
+        attributes={"position_consistency": entry.position_consistency},
     )
 
 
@@ -208,36 +219,31 @@ def verdict_rows(
     ]
 
 
-def mark_validity(
-    report: dict[str, Any],
-    max_invalid_fraction: float,
-    skipped_opponents: Sequence[str] = (),
-    max_degenerate_fraction: float = 0.05,
-) -> dict[str, Any]:
-    """Sets ``valid`` and ``invalid_reasons``: what would make these win rates unfit to promote on."""
-    reasons = [f"opponent '{o}': no responses in this data" for o in skipped_opponents]
-    for c in report["comparisons"]:
-        where = f"{c['opponent']}/{c['judge']}"
-        bad = c.get("degenerate", {}).get("candidate", {})
-        if bad.get("n") and bad["total"] / bad["n"] > max_degenerate_fraction:
-            kinds = ", ".join(f"{bad[r]} {r.replace('_', ' ')}" for r in degenerate.REASONS if bad.get(r))
+def mark_validity(report: EvaluationReport) -> EvaluationReport:
+    """Sets ``valid`` and ``invalid_reasons`` (by the report's own thresholds): what would make these win rates
+    unfit to promote on."""
+    reasons = [f"opponent '{o}': no responses in this data" for o in report.skipped_opponents]
+    most_invalid, most_degenerate = report.max_invalid_fraction, report.max_degenerate_fraction
+    for c in report.comparisons:
+        where = f"{c.opponent}/{c.judge}"
+        bad = c.degenerate.candidate
+        if bad.n and bad.share > most_degenerate:
             reasons.append(
-                f"{where}: {bad['total']} of {bad['n']} {report['candidate']} replies degenerate ({kinds}; "
-                f"{bad['total'] / bad['n']:.0%} > {max_degenerate_fraction:.0%})"
+                f"{where}: {bad.total} of {bad.n} {report.candidate} replies degenerate ({bad.kinds()}; "
+                f"{bad.share:.0%} > {most_degenerate:.0%})"
             )
-        if c["n"] == 0:
+        if c.n == 0:
             reasons.append(f"{where}: no comparisons")
-        elif c["invalid"] / c["n"] > max_invalid_fraction:
+        elif c.invalid / c.n > most_invalid:
             reasons.append(
-                f"{where}: {c['invalid']} of {c['n']} comparisons invalid ({c['invalid'] / c['n']:.0%} > "
-                f"{max_invalid_fraction:.0%})"
+                f"{where}: {c.invalid} of {c.n} comparisons invalid ({c.invalid / c.n:.0%} > {most_invalid:.0%})"
             )
-        if c.get("request_errors"):
-            reasons.append(f"{where}: {c['request_errors']} judge requests failed")
-    if not report["comparisons"]:
+        if c.request_errors:
+            reasons.append(f"{where}: {c.request_errors} judge requests failed")
+    if not report.comparisons:
         reasons.append("no comparisons at all")
-    report["valid"] = not reasons
-    report["invalid_reasons"] = reasons
+    report.valid = not reasons
+    report.invalid_reasons = reasons
     return report
 
 
@@ -274,9 +280,8 @@ def run_evaluation(
         max_degenerate_fraction=cfg.max_degenerate_fraction,
         verdicts=verdicts,
     )
-    report["test_dialogues"] = len(frame)
-
-    report["judge_admission"] = admissions(cfg)
+    report.test_dialogues = len(frame)
+    report.judge_admission = {name: Admission(**a) for name, a in admissions(cfg).items()}
     champion = frame["champion_version"].dropna().unique() if "champion_version" in frame.columns else []
-    report["champion_version"] = str(champion[0]) if len(champion) else None
+    report.champion_version = str(champion[0]) if len(champion) else None
     return report

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from empathy_distill.judging.stats import WIN_RATE_FIELDS
+from empathy_distill.judging.results import EvaluationReport
 from empathy_distill.registry.aliases import version_label
 from empathy_distill.registry.history import GATE_HEADING
 from empathy_distill.registry.inputs import PARTS, library_versions
@@ -61,7 +61,7 @@ def version_tags(
     ingest: dict[str, Any],
     bootstrap: dict[str, Any],
     teacher_model: str | None,
-    evaluation: dict[str, Any],
+    evaluation: EvaluationReport,
     adapter_hash: str,
     base_model: str,
     git_commit: str,
@@ -80,8 +80,8 @@ def version_tags(
         "lineage.teacher_model": teacher_model or "none (method direct)",
         "lineage.teacher_requests": str(usage.get("requests", bootstrap.get("teacher_requests", 0))),
         "lineage.teacher_cost_usd": f"{float(usage.get('cost_usd', 0.0)):.4f}",
-        "lineage.judges": ",".join(sorted({c["judge"] for c in evaluation["comparisons"]})),
-        "lineage.eval_valid": str(bool(evaluation.get("valid"))).lower(),
+        "lineage.judges": ",".join(evaluation.judges),
+        "lineage.eval_valid": str(evaluation.valid).lower(),
         "lineage.adapter_hash": adapter_hash,
         "lineage.base_model": base_label(base_model),
         "lineage.git_commit": git_commit,
@@ -90,7 +90,7 @@ def version_tags(
         "lineage.zenml_model_version_id": zenml.get("model_version_id", ""),
         "lineage.zenml_model_version": zenml.get("model_version", ""),
         "lineage.mlflow_run_id": mlflow_run_id,
-        "lineage.champion_judged_against": evaluation.get("champion_version") or "none",
+        "lineage.champion_judged_against": evaluation.champion_version or "none",
         "lineage.libraries": json.dumps(library_versions(), sort_keys=True),
     }
     origin = gguf_origin(base_model)
@@ -98,9 +98,9 @@ def version_tags(
         tags["lineage.base_gguf"] = json.dumps(
             {k: origin.get(k) for k in ("preset", "package", "package_version", "file", "sha256")}, sort_keys=True
         )
-    for c in evaluation["comparisons"]:
-        tags[f"eval.{c['opponent']}.{c['judge']}"] = (
-            f"{c['win_rate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}] n={c['n']} invalid={c['invalid']}"
+    for c in evaluation.comparisons:
+        tags[f"eval.{c.opponent}.{c.judge}"] = (
+            f"{c.win_rate:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}] n={c.n} invalid={c.invalid}"
         )
     tags.update({f"inputs.{k}": v for k, v in inputs.items()})
     return tags
@@ -219,7 +219,8 @@ def _run_reports(client: Any, run_id: str, missing: list[str]) -> dict[str, Any]
     with tempfile.TemporaryDirectory() as tmp:
         for key, path in RUN_REPORTS:
             try:
-                reports[key] = json.loads(Path(client.download_artifacts(run_id, path, tmp)).read_text())
+                text = Path(client.download_artifacts(run_id, path, tmp)).read_text()
+                reports[key] = EvaluationReport.read(text) if key == "evaluation" else json.loads(text)
             except Exception:
                 missing.append(f"run artifact {path}")
     return reports
@@ -249,7 +250,7 @@ def _chain_sections(tags: dict[str, str], reports: dict[str, Any], params: dict[
     config = reports.get("config", {})
     ingest = reports.get("ingest", {})
     usage = reports.get("bootstrap", {}).get("teacher_usage") or {}
-    evaluation = reports.get("evaluation", {})
+    evaluation: EvaluationReport | None = reports.get("evaluation")
     zen = ("pipeline_run_id", "run_id"), ("pipeline_run_name", "run_name"), ("model_version_id", "model_version_id")
     counts = ("format", "rows_kept", "rows_quarantined", "quarantine_reasons", "train_dialogues", "test_dialogues")
     return {
@@ -283,12 +284,13 @@ def _chain_sections(tags: dict[str, str], reports: dict[str, Any], params: dict[
         },
         "evaluation": {
             "judges": tags.get("lineage.judges", "").split(",") if tags.get("lineage.judges") else [],
-            "valid": evaluation.get("valid", tags.get("lineage.eval_valid")),
-            "invalid_reasons": evaluation.get("invalid_reasons"),
-            "ci_method": evaluation.get("ci_method"),
+            "valid": evaluation.valid if evaluation else tags.get("lineage.eval_valid"),
+            "invalid_reasons": evaluation.invalid_reasons if evaluation else None,
+            "ci_method": evaluation.ci_method if evaluation else None,
             "champion_judged_against": tags.get("lineage.champion_judged_against"),
             "comparisons": [
-                {k: c[k] for k in ("opponent", "judge", *WIN_RATE_FIELDS)} for c in evaluation.get("comparisons", [])
+                {"opponent": c.opponent, "judge": c.judge, **c.figures()}
+                for c in (evaluation.comparisons if evaluation else [])
             ],
         },
         "code": {"git_commit": tags.get("lineage.git_commit")},

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from empathy_distill.config import GateRule, PromotionPolicy
+from empathy_distill.judging.results import EvaluationReport
 from empathy_distill.registry.history import PromotionDecision
 
 _OPS = {">": operator.gt, ">=": operator.ge}
@@ -56,7 +57,7 @@ class GateResult:
         }
 
 
-def gate(report: dict[str, Any], policy: PromotionPolicy, champion_version: str | None) -> GateResult:
+def gate(report: EvaluationReport, policy: PromotionPolicy, champion_version: str | None) -> GateResult:
     """Checks every rule for every judge: passed, the reasons why not, and the checks (the figures).
 
     Args:
@@ -66,14 +67,12 @@ def gate(report: dict[str, Any], policy: PromotionPolicy, champion_version: str 
     """
     reasons: list[str] = []
     checks: list[dict[str, Any]] = []
-    if not report.get("valid"):
-        reasons.append(
-            "evaluation not valid: " + ("; ".join(report.get("invalid_reasons", [])) or "no validity recorded")
-        )
+    if not report.valid:
+        reasons.append("evaluation not valid: " + (report.invalid_text() or "no validity recorded"))
     rules = rules_in_force(policy, champion_version)
     if not rules:
         reasons.append("the policy has no rule in force: nothing to clear")
-    judged_against = report.get("champion_version")
+    judged_against = report.champion_version
     if (
         champion_version is not None
         and any(r.opponent == "champion" for r in rules)
@@ -83,18 +82,17 @@ def gate(report: dict[str, Any], policy: PromotionPolicy, champion_version: str 
             f"judged against champion {'v' + judged_against if judged_against else '(none)'}, "
             f"but v{champion_version} holds champion now: re-evaluate against it"
         )
-    admission = report.get("judge_admission") or {}
-    refused = {name: a["reason"] for name, a in admission.items() if not a.get("admitted")}
-    comparisons = [c for c in report.get("comparisons", []) if c["judge"] not in refused]
+    refused = report.refused_judges
+    comparisons = [c for c in report.comparisons if c.judge not in refused]
     for rule in rules:
-        matching = [c for c in comparisons if c["opponent"] == rule.opponent]
+        matching = [c for c in comparisons if c.opponent == rule.opponent]
         if not matching:
-            judged = any(c["opponent"] == rule.opponent for c in report.get("comparisons", []))
+            judged = bool(report.against(rule.opponent))
             reasons.append(f"{rule.describe()}: " + ("judged by no admitted judge" if judged else "not judged"))
             continue
         for c in matching:
-            valid_n = int(c["n"]) - int(c["invalid"])
-            value = float(c[rule.bound])
+            valid_n = c.valid_n
+            value = float(getattr(c, rule.bound))
             passed = (
                 not math.isnan(value)
                 and _OPS[rule.op](value, rule.threshold)
@@ -103,21 +101,21 @@ def gate(report: dict[str, Any], policy: PromotionPolicy, champion_version: str 
             checks.append(
                 {
                     "rule": rule.describe(),
-                    "judge": c["judge"],
+                    "judge": c.judge,
                     "value": value,
                     "valid_comparisons": valid_n,
-                    "win_rate": c["win_rate"],
-                    "ci": [c["ci_low"], c["ci_high"]],
+                    "win_rate": c.win_rate,
+                    "ci": [c.ci_low, c.ci_high],
                     "passed": passed,
                 }
             )
             if valid_n < policy.min_valid_comparisons:
                 reasons.append(
-                    f"vs {rule.opponent}/{c['judge']}: {valid_n} valid comparisons, fewer than "
+                    f"vs {rule.opponent}/{c.judge}: {valid_n} valid comparisons, fewer than "
                     f"{policy.min_valid_comparisons}"
                 )
             elif not passed:
-                reasons.append(f"{rule.describe()} not met by judge {c['judge']}: {rule.bound} = {value:.3f}")
+                reasons.append(f"{rule.describe()} not met by judge {c.judge}: {rule.bound} = {value:.3f}")
     return GateResult(
         passed=not reasons,
         reasons=reasons,
@@ -125,7 +123,7 @@ def gate(report: dict[str, Any], policy: PromotionPolicy, champion_version: str 
         rules=[r.describe() for r in rules],
         champion_version=champion_version,
         judged_against=judged_against,
-        judges_used=sorted({c["judge"] for c in comparisons}),
+        judges_used=sorted({c.judge for c in comparisons}),
         judges_refused=refused,
     )
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from empathy_distill.config import RegistryConfig
 from empathy_distill.errors import ConfigError
+from empathy_distill.judging.results import EvaluationReport
 from empathy_distill.registry.aliases import CHAMPION, holder_label
 from empathy_distill.registry.history import (
     PostgresHistory,
@@ -245,7 +246,7 @@ def promote_if_it_wins(
     tracking_uri: str,
     registry: RegistryConfig,
     version: str,
-    evaluation: dict[str, Any],
+    evaluation: EvaluationReport,
     champion_version: str | None,
     actor: str,
 ) -> tuple[GateResult, PromotionDecision]:

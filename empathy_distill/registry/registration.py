@@ -14,6 +14,7 @@ import mlflow
 from pydantic import BaseModel, ConfigDict
 
 from empathy_distill.config import TrainingConfig
+from empathy_distill.judging.results import EvaluationReport
 from empathy_distill.prompts import STUDENT_SYSTEM, load_template
 from empathy_distill.registry.aliases import CHALLENGER
 from empathy_distill.registry.lineage import version_description, version_tags
@@ -52,7 +53,7 @@ def register_student(
     adapter_hash: str,
     student_base: str,
     reports: dict[str, dict[str, Any]],
-    evaluation: dict[str, Any],
+    evaluation: EvaluationReport,
     registry: Any,
     student: Any,
     generation: Any,
@@ -111,7 +112,7 @@ def register_student(
         model_id=info.model_id,
         mlflow_run_id=run_id,
         adapter_hash=adapter_hash,
-        champion_judged_against=evaluation.get("champion_version"),
+        champion_judged_against=evaluation.champion_version,
         prompts=[r.uri for r in used],
         zenml=zenml,
     )
@@ -120,10 +121,10 @@ def register_student(
     return registration
 
 
-def _templates_used(bootstrap: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
+def _templates_used(bootstrap: dict[str, Any], evaluation: EvaluationReport) -> list[str]:
     """The prompt templates this run used: its method's and strategy's, the student's, an LLM judge's."""
     method, strategy = bootstrap.get("method", "direct"), bootstrap.get("strategy", "none")
-    return used_templates(method, strategy, bool(evaluation.get("judge_admission")))
+    return used_templates(method, strategy, bool(evaluation.judge_admission))
 
 
 def _tag_version(client: Any, model: str, version: str, tags: dict[str, str]) -> None:

@@ -12,6 +12,8 @@ from empathy_distill.data.ingest import ingest
 from empathy_distill.judging.judges import LLMJudge
 from empathy_distill.judging.protocol import evaluate
 from empathy_distill.judging.report import report_markdown, save_report
+from empathy_distill.judging.results import Comparison, EvaluationReport
+from empathy_distill.judging.stats import win_rate_ci
 from empathy_distill.teacher import build_teacher
 from empathy_distill.testing.loopback import LoopbackServer
 from tests.conftest import SAMPLE_DATA
@@ -56,34 +58,44 @@ def test_scripted_judge_through_the_whole_path(tmp_path, script, rate, consisten
         )
         report = evaluate(frame(), [LLMJudge(client, name="loop")], {"base": "base_response", "human": "ref_human"})
         assert server.received == 2 * 2 * 40  # two opponents, both orders
-    for comp in report["comparisons"]:
-        assert comp["invalid"] == invalid and comp["n"] == 40
+    for comp in report.comparisons:
+        assert comp.invalid == invalid and comp.n == 40
         if rate is not None:
-            assert comp["win_rate"] == rate and comp["position_consistency"] == consistency
+            assert comp.win_rate == rate and comp.position_consistency == consistency
         else:  # nothing valid: the win rate stays NaN, it is not dropped or turned into a loss
-            assert comp["win_rate"] != comp["win_rate"]
-    assert report["valid"] is (invalid == 0)
+            assert comp.win_rate != comp.win_rate
+    assert report.valid is (invalid == 0)
     if invalid:
-        assert report["invalid_reasons"] == [
+        assert report.invalid_reasons == [
             "base/loop: 40 of 40 comparisons invalid (100% > 10%)",
             "human/loop: 40 of 40 comparisons invalid (100% > 10%)",
         ]
     paths = save_report(report, tmp_path / "report")
     assert paths["plot"].stat().st_size > 1000
+    # what MLflow keeps reads back as it was: a NaN win rate stays NaN (written as NaN, not null)
+    again = EvaluationReport.read(paths["json"].read_text())
+    assert again.model_dump_json() == report.model_dump_json() and again.valid is report.valid
+    assert [c.win_rate != c.win_rate for c in again.comparisons] == [rate is None] * 2
     assert "| base | loop |" in report_markdown(report)
 
 
 def test_the_invalid_threshold_is_per_judge_and_opponent(tmp_path):
     from empathy_distill.judging.protocol import mark_validity
 
-    def report(invalid: int, n: int = 40) -> dict:
-        return {"comparisons": [{"opponent": "base", "judge": "j", "invalid": invalid, "n": n, "request_errors": 0}]}
+    def report(invalid: int, most: float = 0.1, skipped: tuple[str, ...] = ()) -> EvaluationReport:
+        counts = win_rate_ci([1.0] * (40 - invalid) + [None] * invalid)
+        return EvaluationReport(
+            candidate="tuned_response",
+            comparisons=[Comparison.of("base", "j", counts)],
+            max_invalid_fraction=most,
+            skipped_opponents=list(skipped),
+        )
 
-    assert mark_validity(report(4), 0.1)["valid"]  # 10% is allowed
-    assert not mark_validity(report(5), 0.1)["valid"]  # 12.5% is not
-    assert mark_validity(report(5), 0.2)["valid"]
-    skipped = mark_validity(report(0), 0.1, skipped_opponents=["llm"])
-    assert not skipped["valid"] and skipped["invalid_reasons"] == ["opponent 'llm': no responses in this data"]
+    assert mark_validity(report(4)).valid  # 10% is allowed
+    assert not mark_validity(report(5)).valid  # 12.5% is not
+    assert mark_validity(report(5, most=0.2)).valid
+    skipped = mark_validity(report(0, skipped=("llm",)))
+    assert not skipped.valid and skipped.invalid_reasons == ["opponent 'llm': no responses in this data"]
 
 
 def dead_endpoint(tmp_path) -> JudgeEndpointConfig:
@@ -111,9 +123,9 @@ def test_a_judge_that_is_down_fails_loudly_or_makes_the_report_invalid(tmp_path)
         evaluate(frame(10), [judge], {"base": "base_response"})
     kept_going = LLMJudge(build_teacher(dead_endpoint(tmp_path)), name="down", on_error="continue")
     report = evaluate(frame(10), [kept_going], {"base": "base_response"})
-    comp = report["comparisons"][0]
-    assert comp["invalid"] == 10 and comp["request_errors"] == 20 and comp["win_rate"] != comp["win_rate"]
-    assert not report["valid"] and "base/down: 20 judge requests failed" in report["invalid_reasons"]
+    comp = report.comparisons[0]
+    assert comp.invalid == 10 and comp.request_errors == 20 and comp.win_rate != comp.win_rate
+    assert not report.valid and "base/down: 20 judge requests failed" in report.invalid_reasons
     assert "Valid: NO (" in report_markdown(report)
 
 
@@ -145,8 +157,8 @@ def test_two_judges_report_kappa(tmp_path):
             name="biased",
         )
         report = evaluate(frame(20), [j1, j2], {"base": "base_response"})
-    assert report["agreement"][0]["judges"] == ["fair", "biased"]
-    assert report["agreement"][0]["kappa"] == pytest.approx(0.0)  # one judge says win, the other tie, every time
+    assert report.agreement[0].judges == ["fair", "biased"]
+    assert report.agreement[0].kappa == pytest.approx(0.0)  # one judge says win, the other tie, every time
 
 
 def test_offline_scorer_prefers_higher_rated_replies_on_held_out_sample_dialogues(tmp_path):

@@ -45,11 +45,11 @@ def test_bad_verdicts_are_invalid_not_losses_and_too_many_never_promote(tmp_path
             build_teacher(TeacherConfig(base_url=server.base_url, model="judge", cache_path=str(tmp_path / "j.sqlite")))
         )
         report = evaluate(candidates(), [judge], {"base": "base_response"}, max_invalid_fraction=0.1)
-    comparison = report["comparisons"][0]
+    comparison = report.comparisons[0]
     # 12 of 60 dialogues got no usable verdict: invalid; the other 48 are all wins, none turned into a loss
-    assert (comparison["invalid"], comparison["wins"], comparison["losses"], comparison["ties"]) == (12, 48, 0, 0)
-    assert comparison["win_rate"] == 1.0 and comparison["ci_low"] > 0.9
-    assert not report["valid"] and report["invalid_reasons"] == ["base/llm: 12 of 60 comparisons invalid (20% > 10%)"]
+    assert (comparison.invalid, comparison.wins, comparison.losses, comparison.ties) == (12, 48, 0, 0)
+    assert comparison.win_rate == 1.0 and comparison.ci_low > 0.9
+    assert not report.valid and report.invalid_reasons == ["base/llm: 12 of 60 comparisons invalid (20% > 10%)"]
     policy = PromotionPolicy(
         rules=[GateRule(opponent="base", bound="ci_low", op=">", threshold=0.5)], min_valid_comparisons=10
     )

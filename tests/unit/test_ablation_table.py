@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from empathy_distill.judging.ablation import ablation_markdown, ablation_table
+from empathy_distill.judging.results import Comparison, EvaluationReport
+from empathy_distill.judging.stats import win_rate_ci
 
 
-def report(label: str, valid: bool, reasons: list[str]) -> dict:
-    comparison = {"opponent": "base", "judge": "scorer", "win_rate": 0.8, "ci_low": 0.55, "ci_high": 0.93}
-    return {"label": label, "valid": valid, "invalid_reasons": reasons, "comparisons": [comparison]}
+def report(label: str, valid: bool, reasons: list[str]) -> EvaluationReport:
+    comparison = Comparison.of("base", "scorer", win_rate_ci([1.0] * 12 + [0.5] * 2 + [0.0] * 2))
+    return EvaluationReport(
+        candidate="tuned_response", label=label, valid=valid, invalid_reasons=reasons, comparisons=[comparison]
+    )
 
 
 def test_an_invalid_cell_is_marked_and_its_reasons_printed():

@@ -47,15 +47,15 @@ def test_a_run_on_or_repeated_reply_is_a_loss_whatever_the_judge_says():
     tuned = [long_run_on] * 10 + ["so sad so sad so sad so sad so sad so sad"] * 10 + ["A kind, longer reply."] * 20
     finished = ["false"] * 10 + ["true"] * 30
     report = evaluate(frame(n, tuned, finished), [LongerWins()], {"base": "base_response"})
-    (c,) = report["comparisons"]
+    (c,) = report.comparisons
     # the length-loving judge preferred all 40; the 20 degenerate ones are losses
-    assert (c["wins"], c["ties"], c["losses"]) == (20, 0, 20)
-    bad = c["degenerate"]["candidate"]
-    assert (bad["no_end_of_turn"], bad["repetitive"], bad["empty"], bad["total"]) == (10, 10, 0, 20)
-    assert bad["examples"]["no_end_of_turn"][0] == long_run_on
-    assert c["degenerate"]["verdicts_overruled"] == 20
+    assert (c.wins, c.ties, c.losses) == (20, 0, 20)
+    bad = c.degenerate.candidate
+    assert (bad.no_end_of_turn, bad.repetitive, bad.empty, bad.total) == (10, 10, 0, 20)
+    assert bad.examples["no_end_of_turn"][0] == long_run_on
+    assert c.degenerate.verdicts_overruled == 20
     # half the replies degenerate, far above 5%: not valid, and the gate refuses whatever the figures
-    assert not report["valid"] and "20 of 40 tuned_response replies degenerate" in report["invalid_reasons"][0]
+    assert not report.valid and "20 of 40 tuned_response replies degenerate" in report.invalid_reasons[0]
     assert not gate(report, PromotionPolicy(min_valid_comparisons=10), None).passed
 
 
@@ -63,9 +63,9 @@ def test_an_empty_reply_is_compared_and_lost_not_dropped():
     n = 30
     tuned = [""] + ["A warm reply that helps."] * (n - 1)
     report = evaluate(frame(n, tuned, ["true"] * n), [LongerWins()], {"base": "base_response"})
-    (c,) = report["comparisons"]
-    assert c["n"] == n and c["losses"] == 1 and c["degenerate"]["candidate"]["empty"] == 1
-    assert report["valid"]  # 1 of 30 is within the 5% limit
+    (c,) = report.comparisons
+    assert c.n == n and c.losses == 1 and c.degenerate.candidate.empty == 1
+    assert report.valid  # 1 of 30 is within the 5% limit
 
 
 def test_truncation_alone_wins_nothing():
@@ -85,9 +85,9 @@ def test_truncation_alone_wins_nothing():
             return ["A" if a == whole != b else "B" if b == whole != a else "tie" for a, b in zip(first, second)]
 
     report = evaluate(data, [WholeWins()], {"base": "base_response"})
-    (c,) = report["comparisons"]
+    (c,) = report.comparisons
     # without the rule: 24 wins, 6 ties, ci_low above 0.5 and a promotion won by the base's token limit
-    assert (c["wins"], c["ties"], c["losses"]) == (0, n, 0) and c["win_rate"] == 0.5
-    assert c["degenerate"]["opponent"]["no_end_of_turn"] == 24
-    assert c["degenerate"]["opponent_truncated_ties"] == 24 and c["degenerate"]["verdicts_overruled"] == 24
+    assert (c.wins, c.ties, c.losses) == (0, n, 0) and c.win_rate == 0.5
+    assert c.degenerate.opponent.no_end_of_turn == 24
+    assert c.degenerate.opponent_truncated_ties == 24 and c.degenerate.verdicts_overruled == 24
     assert not gate(report, PromotionPolicy(min_valid_comparisons=10), None).passed

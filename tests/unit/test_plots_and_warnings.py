@@ -7,6 +7,7 @@ import random
 import statistics
 
 from empathy_distill.judging.report import bar_texts, report_plot
+from empathy_distill.judging.results import Comparison, EvaluationReport
 from empathy_distill.training.checks import separable_warning
 from empathy_distill.training.plots import curve_panels, loss_curve_png, smoothed
 
@@ -33,31 +34,34 @@ def test_the_loss_plot_has_the_learning_rate_beside_the_loss(tmp_path):
 
 
 def test_win_rate_bars_carry_n_wtl_and_their_values(tmp_path):
-    report = {
-        "candidate": "tuned",
-        "comparisons": [
-            {
-                "opponent": "base",
-                "judge": "scorer",
-                "win_rate": 0.6,
-                "ci_low": 0.45,
-                "ci_high": 0.73,
-                "wins": 25,
-                "ties": 10,
-                "losses": 15,
-            },
-            {
-                "opponent": "human",
-                "judge": "gpt",
-                "win_rate": 0.3,
-                "ci_low": 0.2,
-                "ci_high": 0.42,
-                "wins": 12,
-                "ties": 6,
-                "losses": 32,
-            },
+    figures = {"invalid": 0, "n": 50}
+    report = EvaluationReport(
+        candidate="tuned",
+        comparisons=[
+            Comparison(
+                opponent="base",
+                judge="scorer",
+                win_rate=0.6,
+                ci_low=0.45,
+                ci_high=0.73,
+                wins=25,
+                ties=10,
+                losses=15,
+                **figures,
+            ),
+            Comparison(
+                opponent="human",
+                judge="gpt",
+                win_rate=0.3,
+                ci_low=0.2,
+                ci_high=0.42,
+                wins=12,
+                ties=6,
+                losses=32,
+                **figures,
+            ),
         ],
-    }
+    )
     assert bar_texts(report) == [
         ("vs base (scorer)\nn=50  W/T/L 25/10/15", "0.60\n[0.45, 0.73]"),
         ("vs human (gpt)\nn=50  W/T/L 12/6/32", "0.30\n[0.20, 0.42]"),

@@ -5,23 +5,25 @@ from __future__ import annotations
 import pytest
 
 from empathy_distill.config import PromotionPolicy
+from empathy_distill.judging.results import Admission, Comparison, EvaluationReport
 from empathy_distill.judging.stats import win_rate_ci
 from empathy_distill.registry.policy import gate
 
 
-def comparison(opponent: str, wins: int, ties: int, losses: int, invalid: int = 0, judge: str = "scorer") -> dict:
+def comparison(opponent: str, wins: int, ties: int, losses: int, invalid: int = 0, judge: str = "scorer") -> Comparison:
     """A comparison entry as evaluate() writes it, from outcome counts (the real interval code)."""
     outcomes = [1.0] * wins + [0.5] * ties + [0.0] * losses + [None] * invalid
-    return {"opponent": opponent, "judge": judge, **win_rate_ci(outcomes).as_dict()}
+    return Comparison.of(opponent, judge, win_rate_ci(outcomes))
 
 
-def report(*comparisons: dict, valid: bool = True, champion: str | None = None) -> dict:
-    return {
-        "valid": valid,
-        "invalid_reasons": [] if valid else ["base/scorer: 9 of 40 comparisons invalid (22% > 10%)"],
-        "comparisons": list(comparisons),
-        "champion_version": champion,
-    }
+def report(*comparisons: Comparison, valid: bool = True, champion: str | None = None) -> EvaluationReport:
+    return EvaluationReport(
+        candidate="tuned_response",
+        valid=valid,
+        invalid_reasons=[] if valid else ["base/scorer: 9 of 40 comparisons invalid (22% > 10%)"],
+        comparisons=list(comparisons),
+        champion_version=champion,
+    )
 
 
 POLICY = PromotionPolicy(min_valid_comparisons=30)
@@ -32,7 +34,7 @@ def test_a_clear_winner_passes_and_the_figures_are_recorded():
     result = gate(r, POLICY, champion_version="3")
     assert result.passed, result.reasons
     base = next(c for c in result.checks if c["rule"].startswith("vs base"))
-    assert base["value"] > 0.5 and base["value"] == r["comparisons"][0]["ci_low"]
+    assert base["value"] > 0.5 and base["value"] == r.comparisons[0].ci_low
     assert {c["rule"] for c in result.checks} == {"vs base: ci_low > 0.5", "vs champion: ci_low >= 0.45"}
 
 
@@ -40,11 +42,9 @@ def test_a_point_estimate_above_half_is_not_enough():
     # 24 wins of 40 is a 0.6 win rate, but its lower bound is below 0.5
     r = report(comparison("base", 24, 0, 16))
     result = gate(r, POLICY, champion_version=None)
-    assert r["comparisons"][0]["win_rate"] == 0.6 and r["comparisons"][0]["ci_low"] < 0.5
+    assert r.comparisons[0].win_rate == 0.6 and r.comparisons[0].ci_low < 0.5
     assert not result.passed
-    assert result.reasons == [
-        f"vs base: ci_low > 0.5 not met by judge scorer: ci_low = {r['comparisons'][0]['ci_low']:.3f}"
-    ]
+    assert result.reasons == [f"vs base: ci_low > 0.5 not met by judge scorer: ci_low = {r.comparisons[0].ci_low:.3f}"]
 
 
 def test_a_loser_fails_on_the_champion_rule():
@@ -117,16 +117,16 @@ def test_an_llm_judge_not_admitted_is_reported_but_not_counted():
     }
     refused = decide(identity, [], 0.55)
     r = report(comparison("base", 40, 0, 0, judge="llm"), comparison("base", 20, 0, 20, judge="scorer"))
-    r["judge_admission"] = {"llm": {"identity": identity, **refused}}
+    r.judge_admission = {"llm": Admission(identity=identity, **refused)}
     result = gate(r, POLICY, champion_version=None)
     assert not result.passed and result.judges_used == ["scorer"]
     assert result.judges_refused == {"llm": refused["reason"]}
     assert "no calibration on record" in refused["reason"]
     alone = report(comparison("base", 40, 0, 0, judge="llm"))
-    alone["judge_admission"] = r["judge_admission"]
+    alone.judge_admission = r.judge_admission
     assert gate(alone, POLICY, None).reasons == ["vs base: ci_low > 0.5: judged by no admitted judge"]
     admitted = decide(identity, [{"agreement": 0.61, "pairs": 240, "parse_rate": 0.97, "position_bias": 0.55}], 0.55)
-    alone["judge_admission"] = {"llm": {"identity": identity, **admitted}}
+    alone.judge_admission = {"llm": Admission(identity=identity, **admitted)}
     assert admitted["admitted"] and gate(alone, POLICY, None).passed
 
 
