@@ -171,13 +171,14 @@ def lineage(config: DistillConfig, uri: str, as_json: bool, verify: bool = False
     code = 0
     if verify:
         v = chain["version"]
-        chain["verify"] = verify_version(p.client, p.history, v["name"], v["version"], tracking_uri())
-        code = 0 if chain["verify"]["ok"] else 1
+        verification = verify_version(p.client, p.history, v["name"], v["version"], tracking_uri())
+        chain["verify"] = verification.as_dict()
+        code = 0 if verification.ok else 1
     if as_json:
         return code, [json.dumps(chain, indent=2, default=str)]
     lines = audit_lines(chain)
     if verify:
-        lines += verify_lines(chain["verify"])
+        lines += verify_lines(verification)
     return code, lines
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from empathy_distill.config import GateRule, PromotionPolicy
@@ -31,14 +31,27 @@ def rules_in_force(policy: PromotionPolicy, champion_version: str | None) -> lis
 
 
 @dataclass(frozen=True)
+class GateCheck:
+    """One rule checked for one judge: the value checked, the valid comparisons behind it, passed or not."""
+
+    rule: str
+    judge: str
+    value: float
+    valid_comparisons: int
+    win_rate: float
+    ci: tuple[float, float]
+    passed: bool
+
+
+@dataclass(frozen=True)
 class GateResult:
     """The gate's decision on one evaluation report, with the figures it was made on."""
 
     passed: bool
     reasons: list[str]
     """Why it did not pass (empty when it did)."""
-    checks: list[dict[str, Any]]
-    """One per (rule, judge): the rule, the judge, the value checked, the valid comparisons, passed or not."""
+    checks: list[GateCheck]
+    """One per (rule, judge)."""
     rules: list[str]
     """The rules in force (a champion rule only when there is a champion)."""
     champion_version: str | None
@@ -50,7 +63,7 @@ class GateResult:
     def figures(self) -> dict[str, Any]:
         """What the promotion history keeps of it beside the decision."""
         return {
-            "checks": self.checks,
+            "checks": [{**asdict(c), "ci": list(c.ci)} for c in self.checks],
             "rules": self.rules,
             "judges_used": self.judges_used,
             "judges_refused": self.judges_refused,
@@ -66,7 +79,7 @@ def gate(report: EvaluationReport, policy: PromotionPolicy, champion_version: st
         champion_version: the version holding ``champion`` now (None: there is none yet).
     """
     reasons: list[str] = []
-    checks: list[dict[str, Any]] = []
+    checks: list[GateCheck] = []
     if not report.valid:
         reasons.append("evaluation not valid: " + (report.invalid_text() or "no validity recorded"))
     rules = rules_in_force(policy, champion_version)
@@ -99,15 +112,7 @@ def gate(report: EvaluationReport, policy: PromotionPolicy, champion_version: st
                 and valid_n >= policy.min_valid_comparisons
             )
             checks.append(
-                {
-                    "rule": rule.describe(),
-                    "judge": c.judge,
-                    "value": value,
-                    "valid_comparisons": valid_n,
-                    "win_rate": c.win_rate,
-                    "ci": [c.ci_low, c.ci_high],
-                    "passed": passed,
-                }
+                GateCheck(rule.describe(), c.judge, value, valid_n, c.win_rate, (c.ci_low, c.ci_high), passed)
             )
             if valid_n < policy.min_valid_comparisons:
                 reasons.append(

@@ -40,6 +40,25 @@ class Check:
     line: str
 
 
+@dataclass(frozen=True)
+class Verification:
+    """Every check on one version; ``ok`` when all hold."""
+
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failed(self) -> list[str]:
+        return [c.name for c in self.checks if not c.ok]
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"ok": bool, "checks": [{"name", "ok", "line"}, ...]}``: the ``verify`` section of ``lineage --json``."""
+        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+
+
 def weights_hash(adapter_dir: str | Path) -> str:
     """sha256 over a saved adapter's LoRA tensors in name order, as float32: the same value
     :func:`empathy_distill.training.checks.adapter_hash` gives for the loaded adapter.
@@ -185,8 +204,8 @@ def check_promotions(client: Any, history: Any, name: str) -> Check:
 
 def verify(
     client: Any, history: Any, name: str, version: str, tracking_uri: str, templates_dir: str | Path | None = None
-) -> dict[str, Any]:
-    """Every check of the module docstring for one registered version: ``{"ok": bool, "checks": [...]}``."""
+) -> Verification:
+    """Every check of the module docstring for one registered version."""
     # import-time: empathy_distill.serving.pool 0.8 s to import (empathy_distill.registry.verify alone 0.1 s)
     from empathy_distill.serving.pool import download, read_model
 
@@ -215,11 +234,11 @@ def verify(
     checks.append(check_prompts(tags, templates_dir))
     checks.append(check_prompt_registry(client, tags, templates_dir))
     checks.append(check_promotions(client, history, name))
-    return {"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}
+    return Verification(checks)
 
 
-def verify_lines(result: dict[str, Any]) -> list[str]:
-    lines = ["verify:"] + [("  ok    " if c["ok"] else "  FAIL  ") + c["line"] for c in result["checks"]]
-    failed = [c["name"] for c in result["checks"] if not c["ok"]]
+def verify_lines(result: Verification) -> list[str]:
+    lines = ["verify:"] + [("  ok    " if c.ok else "  FAIL  ") + c.line for c in result.checks]
+    failed = result.failed
     lines.append("  verified: every check holds" if not failed else f"  NOT verified: {', '.join(failed)}")
     return lines

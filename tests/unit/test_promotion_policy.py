@@ -33,9 +33,9 @@ def test_a_clear_winner_passes_and_the_figures_are_recorded():
     r = report(comparison("base", 30, 4, 6), comparison("champion", 22, 8, 10), champion="3")
     result = gate(r, POLICY, champion_version="3")
     assert result.passed, result.reasons
-    base = next(c for c in result.checks if c["rule"].startswith("vs base"))
-    assert base["value"] > 0.5 and base["value"] == r.comparisons[0].ci_low
-    assert {c["rule"] for c in result.checks} == {"vs base: ci_low > 0.5", "vs champion: ci_low >= 0.45"}
+    base = next(c for c in result.checks if c.rule.startswith("vs base"))
+    assert base.value > 0.5 and base.value == r.comparisons[0].ci_low
+    assert {c.rule for c in result.checks} == {"vs base: ci_low > 0.5", "vs champion: ci_low >= 0.45"}
 
 
 def test_a_point_estimate_above_half_is_not_enough():
@@ -71,7 +71,7 @@ def test_too_few_valid_comparisons_never_pass():
 def test_every_judge_must_pass():
     r = report(comparison("base", 35, 0, 5, judge="scorer"), comparison("base", 20, 0, 20, judge="gpt"))
     result = gate(r, POLICY, champion_version=None)
-    assert not result.passed and [c["passed"] for c in result.checks] == [True, False]
+    assert not result.passed and [c.passed for c in result.checks] == [True, False]
 
 
 def test_a_ruled_opponent_that_was_not_judged_fails():
