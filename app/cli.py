@@ -92,7 +92,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     result = ingest(config.data.path, config.data, config.validation)
     paths = write_outputs(result, args.out)
-    print(json.dumps(result.report, indent=2))
+    print(result.report.model_dump_json(indent=2))
     require_rows(result)
     print(f"wrote {paths['dialogues']}, {paths['quarantine']}, {paths['report']}", file=sys.stderr)
     return 0
@@ -150,15 +150,15 @@ def cmd_teacher_check(args: argparse.Namespace) -> int:
     require_rows(data)
     report, verdict = run_check(data.table, config.bootstrap, teacher, config.evaluation)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(report.model_dump_json(indent=2))
     else:
-        words = report["words"]
+        words = report.words
         print(
             f"teacher {config.teacher.model} ({config.bootstrap.method}/{config.bootstrap.strategy}): "
-            f"{report['dialogues']} dialogues, {report['kept']} rewrites kept, {report['parse_failures']} refused by "
-            f"the parser {report['not_kept_reasons'] or ''}, {report['failed']} failed; {report['teacher_requests']} "
-            f"requests; rewrites {words['rewrite_mean']} words on average (at most {words['rewrite_max']}; the "
-            f"originals {words['original_mean']}; guidance about {words['target_mean']}, at most {words['limit']})"
+            f"{report.dialogues} dialogues, {report.kept} rewrites kept, {report.parse_failures} refused by "
+            f"the parser {report.not_kept_reasons or ''}, {report.failed} failed; {report.teacher_requests} "
+            f"requests; rewrites {words.rewrite_mean} words on average (at most {words.rewrite_max}; the "
+            f"originals {words.original_mean}; guidance about {words.target_mean}, at most {words.limit})"
         )
     print(verdict.line)
     return 0 if verdict.passed else 1

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from empathy_distill.config import DistillConfig
+from empathy_distill.data.reports import BootstrapReport, IngestReport, TrainingSetReport
 from empathy_distill.errors import StepFailed
 from empathy_distill.judging.report import degenerate_cell
 from empathy_distill.registry.aliases import version_label
@@ -108,15 +109,14 @@ def mlflow_run_line(run, own_run_id: str | None, tracking_uri: str) -> str:
     return f"MLflow run: {figures_id} ({reused}; {own})"
 
 
-def teacher_part(run, boot: dict) -> str:
+def teacher_part(run, boot: BootstrapReport) -> str:
     """``teacher: N sent (M cached), $X``: what this run sent; a reused bootstrap step sent nothing now."""
-    if boot.get("method") == "direct":
+    if boot.method == "direct":
         return "teacher: none (method direct)"
 
     step = run.steps.get("bootstrap_responses")
     if step is not None and step.status.value == "cached":
-        sent, cost = int(boot.get("teacher_requests", 0)), float((boot.get("teacher_usage") or {}).get("cost_usd", 0))
-        return f"teacher: 0 sent (step reused: its first run sent {sent:,} for ${cost:.2f})"
+        return f"teacher: 0 sent (step reused: its first run sent {boot.teacher_requests:,} for ${boot.cost_usd:.2f})"
     return spent(boot)
 
 
@@ -151,23 +151,23 @@ class DataSummary:
 
 def data_summary(run) -> DataSummary:
     """The ingest, bootstrap and training-set reports of a finished distill or bootstrap run."""
-    ingest = run.steps["validate_dialogues"].outputs["ingest_report"][0].load()
-    sets = run.steps["validate_training_sets"].outputs["training_report"][0].load()
-    boot = run.steps["bootstrap_responses"].outputs["bootstrap_report"][0].load()
+    ingest: IngestReport = run.steps["validate_dialogues"].outputs["ingest_report"][0].load()
+    sets: TrainingSetReport = run.steps["validate_training_sets"].outputs["training_report"][0].load()
+    boot: BootstrapReport = run.steps["bootstrap_responses"].outputs["bootstrap_report"][0].load()
     return DataSummary(
-        dialogues_kept=ingest["dialogues_kept"],
-        train_dialogues=ingest["train_dialogues"],
-        test_dialogues=ingest["test_dialogues"],
-        rows_kept=ingest["rows_kept"],
-        rows_quarantined=ingest["rows_quarantined"],
-        data_hash=ingest["data_hash"],
-        strategy=boot.get("strategy", "none"),
-        sft_rows=sets["sft_rows"],
-        dpo_pairs=sets["dpo_pairs"],
-        sets_quarantined=sets["rows_quarantined"],
-        test_leakage=sets["test_leakage"],
+        dialogues_kept=ingest.dialogues_kept,
+        train_dialogues=ingest.train_dialogues,
+        test_dialogues=ingest.test_dialogues,
+        rows_kept=ingest.rows_kept,
+        rows_quarantined=ingest.rows_quarantined,
+        data_hash=ingest.data_hash,
+        strategy=boot.strategy,
+        sft_rows=sets.sft_rows,
+        dpo_pairs=sets.dpo_pairs,
+        sets_quarantined=sets.rows_quarantined,
+        test_leakage=sets.test_leakage,
         teacher=teacher_part(run, boot),
-        budget_exhausted=boot.get("budget_exhausted") or None,
+        budget_exhausted=boot.budget_exhausted or None,
     )
 
 

@@ -145,7 +145,7 @@ def check_and_calibrate(args, url: str) -> None:
     table = ingest(config.data.path, config.data, config.validation).table
     start = time.monotonic()
     report, verdict = run_check(table, config.bootstrap, config.teacher, config.evaluation)
-    print(f"teacher check, {time.monotonic() - start:.0f} s: {json.dumps({k: v for k, v in report.items()})}")
+    print(f"teacher check, {time.monotonic() - start:.0f} s: {report.model_dump_json()}")
     print(verdict.line, flush=True)
     (judge_cfg,) = [j for j in config.evaluation.judges if j.kind == "llm"]
     judge_cfg = judge_cfg.model_copy(

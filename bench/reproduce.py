@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"data: {table['dialogue_id'].nunique()} dialogues ({n_test} {'dev' if args.dev else 'test'}), {len(sft)} SFT "
         f"rows, {len(dpo)} DPO "
-        f"pairs, {len(quarantine)} quarantined, test leakage {sets_report['test_leakage']}"
+        f"pairs, {len(quarantine)} quarantined, test leakage {sets_report.test_leakage}"
     )
     t = lap("data", t)
     base, info = student_stage(table, [sft, dpo], config.student)

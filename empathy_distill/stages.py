@@ -8,7 +8,7 @@ the tests call the same functions, so a stage is written once.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pandas as pd
 
 from empathy_distill.config import BootstrapConfig, GenerationSettings, StudentConfig, TeacherConfig, ValidationConfig
 from empathy_distill.data.hashing import table_digest
+from empathy_distill.data.reports import BootstrapReport, TrainingSetReport
 from empathy_distill.data.training_sets import REWRITE_LOG_COLUMNS, sets_for_method
 from empathy_distill.prompts import method_prompt_hash
 from empathy_distill.teacher.rewrite import rewrite_with_teacher
@@ -30,7 +31,7 @@ QUARANTINE_COLUMNS = ["set", "dialogue_id", "field", "reason", "detail"]
 
 def rewrite_stage(
     dialogues: pd.DataFrame, bootstrap: BootstrapConfig, teacher=None, announce=None, prompts=None
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, BootstrapReport]:
     """The teacher's rewrites for the improvement methods (an empty log for ``direct``) and the report.
 
     Args:
@@ -42,24 +43,24 @@ def rewrite_stage(
     """
     if bootstrap.method == "direct":
         log = pd.DataFrame(columns=REWRITE_LOG_COLUMNS).astype("string")
-        report: dict[str, Any] = {"method": "direct", "strategy": "none", "teacher_requests": 0}
+        report = BootstrapReport(method="direct", strategy="none")
     else:
         if teacher is None:
             raise ValueError(f"method {bootstrap.method} needs a teacher")
 
         log, report = rewrite_with_teacher(dialogues, bootstrap, teacher, announce, prompts)
-    report["prompt_hash"] = method_prompt_hash(bootstrap.method, bootstrap.strategy)
+    report.prompt_hash = method_prompt_hash(bootstrap.method, bootstrap.strategy)
     return log, report
 
 
-def require_teacher_success(report: dict[str, Any], teacher: TeacherConfig) -> None:
+def require_teacher_success(report: BootstrapReport, teacher: TeacherConfig) -> None:
     """Raises :class:`TeacherError` when more dialogues failed at the teacher than ``teacher.max_failed_fraction``."""
-    planned = report.get("sft_dialogues_planned", 0) + report.get("dpo_dialogues_planned", 0)
-    if planned and report.get("dialogues_error", 0) / planned > teacher.max_failed_fraction:
+    planned, failed = report.planned, report.dialogues_error or 0
+    if planned and failed / planned > teacher.max_failed_fraction:
         raise TeacherError(
-            f"{report['dialogues_error']} of {planned} dialogues failed at the teacher "
+            f"{failed} of {planned} dialogues failed at the teacher "
             f"(more than teacher.max_failed_fraction={teacher.max_failed_fraction}); first error: "
-            f"{report.get('first_error')}"
+            f"{report.first_error}"
         )
 
 
@@ -76,7 +77,7 @@ def validate_sets_stage(
     dpo_pairs: pd.DataFrame,
     bootstrap: BootstrapConfig,
     validation: ValidationConfig,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, TrainingSetReport]:
     """Great Expectations over both sets: non-empty, not over-long, chosen != rejected, no duplicates, no
     test-split leakage. Returns the kept SFT rows, the kept DPO pairs, the quarantine and the report."""
 
@@ -85,17 +86,17 @@ def validate_sets_stage(
     dpo = validate_training_set(dpo_pairs, "dpo", test_ids, bootstrap.max_words, validation.max_text_chars)
     quarantine = pd.DataFrame(sft.quarantined + dpo.quarantined, columns=QUARANTINE_COLUMNS).astype("string")
     reasons: Counter = sft.reasons + dpo.reasons
-    report = {
-        "sft_rows_in": len(sft_rows),
-        "sft_rows": len(sft.kept),
-        "dpo_pairs_in": len(dpo_pairs),
-        "dpo_pairs": len(dpo.kept),
-        "rows_quarantined": len(quarantine),
-        "quarantine_reasons": dict(reasons),
-        "test_leakage": int(reasons.get("test_leakage", 0)),
-        "sft_train_hash": table_digest(sft.kept),
-        "dpo_train_hash": table_digest(dpo.kept),
-    }
+    report = TrainingSetReport(
+        sft_rows_in=len(sft_rows),
+        sft_rows=len(sft.kept),
+        dpo_pairs_in=len(dpo_pairs),
+        dpo_pairs=len(dpo.kept),
+        rows_quarantined=len(quarantine),
+        quarantine_reasons=dict(reasons),
+        test_leakage=int(reasons.get("test_leakage", 0)),
+        sft_train_hash=table_digest(sft.kept),
+        dpo_train_hash=table_digest(dpo.kept),
+    )
     return sft.kept, dpo.kept, quarantine, report
 
 
@@ -197,12 +198,23 @@ def student_summary(model: str, info: dict[str, Any]) -> str:
 
 @dataclass
 class TrainingSets:
-    """Both training sets with the rewrite log and the report, for callers that want the first stages in one call."""
+    """Both training sets (unvalidated) with the rewrite log, the bootstrap report and the sets' counts, for callers
+    that want the first stages in one call."""
 
     sft: pd.DataFrame
     dpo: pd.DataFrame
     log: pd.DataFrame
-    report: dict[str, Any] = field(default_factory=dict)
+    report: BootstrapReport
+    test_leakage: int = 0
+    """Dialogues of the test split found in either set."""
+
+    @property
+    def sft_rows(self) -> int:
+        return len(self.sft)
+
+    @property
+    def dpo_pairs(self) -> int:
+        return len(self.dpo)
 
 
 def bootstrap_training_sets(dialogues: pd.DataFrame, bootstrap: BootstrapConfig, teacher=None) -> TrainingSets:
@@ -211,6 +223,4 @@ def bootstrap_training_sets(dialogues: pd.DataFrame, bootstrap: BootstrapConfig,
     sft, dpo = training_sets_stage(dialogues, log, bootstrap)
     test_ids = set(dialogues.loc[dialogues["split"] == "test", "dialogue_id"])
     leaked = (set(sft["dialogue_id"]) | set(dpo["dialogue_id"])) & test_ids
-    return TrainingSets(
-        sft, dpo, log, {**report, "sft_rows": len(sft), "dpo_pairs": len(dpo), "test_leakage": len(leaked)}
-    )
+    return TrainingSets(sft, dpo, log, report, test_leakage=len(leaked))

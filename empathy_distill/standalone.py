@@ -38,7 +38,7 @@ def sets_to_folder(config: DistillConfig, out_dir: str | Path, use_cache: bool =
     require_rows(data)
     if config.teacher.check and config.bootstrap.method != "direct":
         check, verdict = run_check(data.table, config.bootstrap, config.teacher, config.evaluation)
-        (out / "teacher_check.json").write_text(json.dumps(check, indent=2) + "\n", encoding="utf-8")
+        (out / "teacher_check.json").write_text(check.model_dump_json(indent=2) + "\n", encoding="utf-8")
         print(verdict.line, file=sys.stderr, flush=True)
         verdict.raise_unless_passed()
     teacher = None if config.bootstrap.method == "direct" else build_teacher(config.teacher, use_cache=use_cache)
@@ -54,7 +54,7 @@ def sets_to_folder(config: DistillConfig, out_dir: str | Path, use_cache: bool =
     dpo.to_parquet(out / "dpo.parquet", index=False)
     log.to_parquet(out / "bootstrap_log.parquet", index=False)
     (out / "quarantine.jsonl").write_text(quarantine_jsonl(quarantine), encoding="utf-8")
-    report = {"data_hash": data.report["data_hash"], **rewrite_report, **sets_report}
+    report = {"data_hash": data.report.data_hash, **rewrite_report.as_json(), **sets_report.as_json()}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     require_teacher_success(rewrite_report, config.teacher)
     return report

@@ -12,6 +12,7 @@ import re
 from typing import Any
 from urllib.parse import urlparse
 
+from empathy_distill.data.reports import BootstrapReport, CheckReport, DataReports, IngestReport, TrainingSetReport
 from empathy_distill.judging.degenerate import REASONS as DEGENERATE_REASONS
 from empathy_distill.judging.results import EvaluationReport
 from empathy_distill.judging.stats import WIN_RATE_FIELDS
@@ -108,20 +109,20 @@ def log_rows(rows: Any, artifact_file: str) -> None:
 TEACHER_TABLE_COLUMNS = ("dialogue_id", "role", "status", "reason", "original", "raw")
 
 
-def run_description(evaluation: EvaluationReport, reports: dict[str, Any], model: str, version: str) -> str:
+def run_description(evaluation: EvaluationReport, reports: DataReports, model: str, version: str) -> str:
     """One paragraph for the top of the MLflow run page: what was trained on what, what it scored, what was
     registered."""
-    ingest, boot, sets = reports["ingest"], reports["bootstrap"], reports["training_sets"]
+    ingest, boot, sets = reports.ingest, reports.bootstrap, reports.training_sets
     figures = "; ".join(
         f"vs {c.opponent} ({c.judge}) {c.win_rate:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]"
         for c in evaluation.comparisons
     )
     return (
-        f"Distilled on {ingest['dialogues_kept']} dialogues from `{ingest['data_path']}` (data hash "
-        f"{ingest['data_hash'][:19]}, "
-        f"{ingest['rows_quarantined']} rows quarantined) with method "
-        f"{boot.get('method')}/{boot.get('strategy', 'none')}: "
-        f"{sets['sft_rows']} SFT rows, {sets['dpo_pairs']} DPO pairs. "
+        f"Distilled on {ingest.dialogues_kept} dialogues from `{ingest.data_path}` (data hash "
+        f"{ingest.data_hash[:19]}, "
+        f"{ingest.rows_quarantined} rows quarantined) with method "
+        f"{boot.method}/{boot.strategy}: "
+        f"{sets.sft_rows} SFT rows, {sets.dpo_pairs} DPO pairs. "
         f"Evaluation on {evaluation.test_dialogues} test dialogues is "
         f"{'valid' if evaluation.valid else 'NOT valid'} "
         f"(win rates of the tuned student, 95% {evaluation.ci_method} intervals): {figures}. "
@@ -130,7 +131,7 @@ def run_description(evaluation: EvaluationReport, reports: dict[str, Any], model
     )
 
 
-def log_ingest(report: dict[str, Any], quarantine_jsonl: str, prefix: str = "ingest", table: Any = None) -> None:
+def log_ingest(report: IngestReport, quarantine_jsonl: str, prefix: str = "ingest", table: Any = None) -> None:
     """Logs an ingestion report: params, counts as metrics, report and quarantine as artifacts, the kept rows as a
     dataset."""
     import mlflow
@@ -140,15 +141,15 @@ def log_ingest(report: dict[str, Any], quarantine_jsonl: str, prefix: str = "ing
         return
     mlflow.log_params(
         {
-            f"{prefix}.data_path": report["data_path"],
-            f"{prefix}.format": report["format"],
-            f"{prefix}.data_hash": report["data_hash"],
-            f"{prefix}.split_method": report["split_method"],
+            f"{prefix}.data_path": report.data_path,
+            f"{prefix}.format": report.format,
+            f"{prefix}.data_hash": report.data_hash,
+            f"{prefix}.split_method": report.split_method,
         }
     )
-    mlflow.set_tag("data_hash", report["data_hash"])
+    mlflow.set_tag("data_hash", report.data_hash)
     metrics = {
-        f"{prefix}.{key}": float(report[key])
+        f"{prefix}.{key}": float(getattr(report, key))
         for key in (
             "records_read",
             "dialogues_read",
@@ -160,31 +161,31 @@ def log_ingest(report: dict[str, Any], quarantine_jsonl: str, prefix: str = "ing
             "test_dialogues",
         )
     }
-    metrics.update({f"{prefix}.quarantine.{k}": float(v) for k, v in report["quarantine_reasons"].items()})
+    metrics.update({f"{prefix}.quarantine.{k}": float(v) for k, v in report.quarantine_reasons.items()})
     mlflow.log_metrics(metrics)
-    mlflow.log_dict(report, f"{prefix}/report.json")
+    mlflow.log_dict(report.as_json(), f"{prefix}/report.json")
     mlflow.log_text(quarantine_jsonl, f"{prefix}/quarantine.jsonl")
     log_rows(quarantine_jsonl, f"tables/{prefix}_quarantine.json")
     if table is not None:
-        log_dataset(table, "dialogues", report["data_path"], report["data_hash"], context="ingest")
+        log_dataset(table, "dialogues", report.data_path, report.data_hash, context="ingest")
 
 
-def log_teacher_check(report: dict[str, Any]) -> None:
+def log_teacher_check(report: CheckReport) -> None:
     """The teacher check's figures as metrics (``teacher_check.<judge>.win_rate``, ``.ci_low``, ...) and its report."""
     import mlflow
 
     if mlflow.active_run() is None:
         return
-    metrics = {
-        f"teacher_check.{k}": float(report[k]) for k in ("dialogues", "kept", "parse_failures", "failed") if k in report
-    }
-    for name, rate in report.get("judges", {}).items():
-        metrics.update({f"teacher_check.{name}.{k}": float(rate[k]) for k in ("win_rate", "ci_low", "ci_high")})
+    metrics = {f"teacher_check.{k}": v for k, v in report.counts().items()}
+    for name, rate in report.judges.items():
+        metrics.update(
+            {f"teacher_check.{name}.{k}": float(getattr(rate, k)) for k in ("win_rate", "ci_low", "ci_high")}
+        )
     mlflow.log_metrics(metrics)
-    mlflow.log_dict(report, "teacher_check/report.json")
+    mlflow.log_text(report.model_dump_json(indent=2), "teacher_check/report.json")
 
 
-def log_bootstrap(report: dict[str, Any], teacher_model: str | None, log: Any = None) -> None:
+def log_bootstrap(report: BootstrapReport, teacher_model: str | None, log: Any = None) -> None:
     """Method, strategy, prompt hash and teacher as params; counts, tokens and cost per stage as metrics; with the
     rewrite ``log``, every dialogue the teacher did not rewrite (invalid, failed, over budget, skipped) as a table
     with its reason and the teacher's raw reply."""
@@ -194,50 +195,41 @@ def log_bootstrap(report: dict[str, Any], teacher_model: str | None, log: Any = 
         return
     mlflow.log_params(
         {
-            "bootstrap.method": report["method"],
-            "bootstrap.strategy": report["strategy"],
-            "bootstrap.prompt_hash": report.get("prompt_hash", ""),
+            "bootstrap.method": report.method,
+            "bootstrap.strategy": report.strategy,
+            "bootstrap.prompt_hash": report.prompt_hash,
             "bootstrap.teacher_model": teacher_model or "none",
         }
     )
-    mlflow.set_tag("prompt_hash", report.get("prompt_hash", ""))
-    metrics = {
-        f"bootstrap.{k}": float(v) for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-    usage = report.get("teacher_usage") or {}
-    for key in ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "retries", "errors"):
-        if key in usage:
-            metrics[f"teacher.{key}"] = float(usage[key])
-    for stage, row in (usage.get("by_stage") or {}).items():
-        metrics.update({f"teacher.{stage}.{k}": float(v) for k, v in row.items()})
+    mlflow.set_tag("prompt_hash", report.prompt_hash)
+    metrics = {f"bootstrap.{k}": v for k, v in report.counts().items()}
+    usage = report.teacher_usage
+    if usage is not None:
+        metrics.update({f"teacher.{k}": v for k, v in usage.counts().items()})
+        for stage, row in usage.by_stage.items():
+            metrics.update({f"teacher.{stage}.{k}": float(v) for k, v in row.items()})
     mlflow.log_metrics(metrics)
-    mlflow.log_dict(report, "bootstrap/report.json")
+    mlflow.log_dict(report.as_json(), "bootstrap/report.json")
     if log is not None and len(log):
         rejected = log[log["status"] != "ok"]
         log_rows(rejected[[c for c in TEACHER_TABLE_COLUMNS if c in rejected.columns]], "tables/teacher_rejected.json")
 
 
 def log_training_sets(
-    report: dict[str, Any], quarantine_jsonl: str, sets: dict[str, Any] | None = None, source: str = ""
+    report: TrainingSetReport, quarantine_jsonl: str, sets: dict[str, Any] | None = None, source: str = ""
 ) -> None:
-    """Final SFT/DPO counts, the training-set quarantine, and each set as a dataset (digest =
-    ``report[<name>_hash]``)."""
+    """Final SFT/DPO counts, the training-set quarantine, and each set as a dataset (digest: the report's
+    ``<name>_hash``)."""
     import mlflow
 
     if mlflow.active_run() is None:
         return
-    mlflow.log_metrics(
-        {
-            f"training_sets.{k}": float(v)
-            for k, v in report.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
-    )
-    mlflow.log_dict(report, "training_sets/report.json")
+    mlflow.log_metrics({f"training_sets.{k}": v for k, v in report.counts().items()})
+    mlflow.log_dict(report.as_json(), "training_sets/report.json")
     mlflow.log_text(quarantine_jsonl, "training_sets/quarantine.jsonl")
     log_rows(quarantine_jsonl, "tables/training_sets_quarantine.json")
     for name, table in (sets or {}).items():
-        log_dataset(table, name, source, report[f"{name}_hash"], context="training")
+        log_dataset(table, name, source, report.digest(name), context="training")
 
 
 def log_training_stage(result: Any, params: dict[str, Any], curve_keys: tuple[str, ...] = ("loss",)) -> None:
@@ -298,7 +290,7 @@ def evaluation_metrics(report: EvaluationReport, prefix: str = "eval") -> dict[s
 
 
 def log_model_figures(
-    model_id: str, evaluation: EvaluationReport, params: dict[str, Any], ingest: dict[str, Any]
+    model_id: str, evaluation: EvaluationReport, params: dict[str, Any], ingest: IngestReport
 ) -> None:
     """The logged model behind a registered version carries what it was judged at (the evaluation's metrics,
     linked to the dialogues dataset the run lists), and what it was trained with (params): the version page
@@ -308,9 +300,9 @@ def log_model_figures(
 
     dataset = Dataset(
         name="dialogues",
-        digest=str(ingest["data_hash"])[:36],
+        digest=ingest.data_hash[:36],
         source_type="local",
-        source=json.dumps({"uri": ingest["data_path"]}),
+        source=json.dumps({"uri": ingest.data_path}),
     )
     mlflow.log_metrics(evaluation_metrics(evaluation), model_id=model_id, dataset=dataset)
     # MLflow copies the run's params onto a model logged in it: only what it does not hold yet is added (a key

@@ -1,11 +1,12 @@
 """Step: the teacher rewrites responses (improvement methods); a no-op for ``direct``."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 from zenml import log_metadata, step
 
 from empathy_distill.config import BootstrapConfig, TeacherConfig
+from empathy_distill.data.reports import BootstrapReport
 from empathy_distill.prompts import templates_for
 from empathy_distill.registry.prompt_registry import run_prompt_uris
 from empathy_distill.stages import require_teacher_success, rewrite_stage
@@ -19,7 +20,7 @@ from steps.console import stage_done, stage_note
 @step(experiment_tracker=True, output_materializers={"bootstrap_log": DialogueTableMaterializer})
 def bootstrap_responses(
     dialogues: pd.DataFrame, bootstrap: BootstrapConfig, teacher: TeacherConfig, prompt_hash: str
-) -> tuple[Annotated[pd.DataFrame, "bootstrap_log"], Annotated[dict[str, Any], "bootstrap_report"]]:
+) -> tuple[Annotated[pd.DataFrame, "bootstrap_log"], Annotated[BootstrapReport, "bootstrap_report"]]:
     """Runs the teacher over the SFT and DPO groups (:func:`~empathy_distill.stages.rewrite_stage`); replies
     are cached on disk by request hash.
 
@@ -43,14 +44,14 @@ def bootstrap_responses(
         prompts=run_prompt_uris(templates),
     )
     log_bootstrap(report, None if direct else teacher.model, None if direct else log)
-    log_metadata({k: v for k, v in report.items() if isinstance(v, (int, float, str))})
+    log_metadata({k: v for k, v in report if isinstance(v, (int, float, str))})
     require_teacher_success(report, teacher)
     if direct:
         stage_done("method direct: no teacher requests")
     else:
         stage_done(
-            f"{bootstrap.method}/{bootstrap.strategy}: {report['dialogues_ok']} dialogues rewritten, "
-            f"{report['dialogues_invalid']} invalid, "
-            f"{report['dialogues_error']} failed; {spent(report)}"
+            f"{bootstrap.method}/{bootstrap.strategy}: {report.dialogues_ok} dialogues rewritten, "
+            f"{report.dialogues_invalid} invalid, "
+            f"{report.dialogues_error} failed; {spent(report)}"
         )
     return log, report

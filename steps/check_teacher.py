@@ -1,12 +1,12 @@
 """Step: the teacher check before the bootstrap is paid (``teacher.check``); stops the run with one line on failure."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 from zenml import log_metadata, step
 
 from empathy_distill.config import BootstrapConfig, EvaluationConfig, TeacherConfig
-from empathy_distill.teacher.check import run_check
+from empathy_distill.teacher.check import CheckReport, run_check
 from empathy_distill.tracking import log_teacher_check
 from steps.console import stage_done
 
@@ -18,7 +18,7 @@ def check_teacher(
     teacher: TeacherConfig,
     evaluation: EvaluationConfig,
     prompt_hash: str,
-) -> Annotated[dict[str, Any], "teacher_check"]:
+) -> Annotated[CheckReport, "teacher_check"]:
     """Rewrites ``teacher.check_dialogues`` train dialogues and judges each rewrite against its original
     (:func:`~empathy_distill.teacher.check.run_check`).
 

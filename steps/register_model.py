@@ -1,11 +1,12 @@
 """Step: the final adapter becomes a new version of the registered model, alias ``challenger``, with its lineage
 (:func:`~empathy_distill.registry.registration.register_student` does the MLflow side)."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from zenml import get_step_context, log_metadata, step
 
 from empathy_distill.config import GenerationSettings, RegistryConfig, StudentConfig, TrainingConfig
+from empathy_distill.data.reports import BootstrapReport, DataReports, IngestReport, TrainingSetReport
 from empathy_distill.judging.results import EvaluationReport
 from empathy_distill.registry.registration import Registration, register_student
 from empathy_distill.training.adapter import Adapter
@@ -17,9 +18,9 @@ def register_model(
     adapter: Adapter | None,
     student_base: str,
     evaluation_report: EvaluationReport,
-    ingest_report: dict[str, Any],
-    bootstrap_report: dict[str, Any],
-    training_report: dict[str, Any],
+    ingest_report: IngestReport,
+    bootstrap_report: BootstrapReport,
+    training_report: TrainingSetReport,
     registry: RegistryConfig,
     student: StudentConfig,
     generation: GenerationSettings,
@@ -54,7 +55,7 @@ def register_model(
         adapter_path=adapter.path,
         adapter_hash=adapter.weights_hash,
         student_base=student_base,
-        reports={"ingest": ingest_report, "bootstrap": bootstrap_report, "training_sets": training_report},
+        reports=DataReports(ingest=ingest_report, bootstrap=bootstrap_report, training_sets=training_report),
         evaluation=evaluation_report,
         registry=registry,
         student=student,

@@ -21,6 +21,7 @@ import pandas as pd
 from empathy_distill.config import DataConfig, ValidationConfig
 from empathy_distill.data.hashing import data_hash
 from empathy_distill.data.readers import READERS, ReadResult, detect_format
+from empathy_distill.data.reports import IngestReport
 from empathy_distill.data.schema import BOOKKEEPING_COLUMNS, DIALOGUE_COLUMNS
 from empathy_distill.data.splits import assign_splits
 from empathy_distill.errors import InputError
@@ -38,7 +39,7 @@ class IngestResult:
 
     table: pd.DataFrame
     quarantine: pd.DataFrame
-    report: dict[str, Any]
+    report: IngestReport
 
 
 def _quarantine_frame(entries: list[dict[str, Any]]) -> pd.DataFrame:
@@ -104,23 +105,23 @@ def validate_dialogues(
     rows_in = len(rows) + len(rejected)
     reasons = Counter(quarantine["reason"].tolist())
     dialogues = table.groupby("split")["dialogue_id"].nunique()
-    report = {
+    report = IngestReport(
         **info,
-        "dialogues_read": int(pd.concat([rows["dialogue_id"], rejected["dialogue_id"]]).dropna().nunique()),
-        "responses_read": rows_in,
-        "rows_kept": len(table),
-        "rows_quarantined": len(quarantine),
-        "quarantine_reasons": dict(sorted(reasons.items())),
-        "dialogues_kept": int(table["dialogue_id"].nunique()),
-        "train_dialogues": int(dialogues.get("train", 0)),
-        "test_dialogues": int(dialogues.get("test", 0)),
-        "split_method": split_method,
-        "sources": {k: int(v) for k, v in table["source"].value_counts().sort_index().items()},
-        "emotions": int(table["emotion"].nunique()),
-        "rated_rows": int(table["rating"].notna().sum()),
-        "data_hash": data_hash(table),
-    }
-    assert report["rows_kept"] + report["rows_quarantined"] == rows_in, "row accounting broken"
+        dialogues_read=int(pd.concat([rows["dialogue_id"], rejected["dialogue_id"]]).dropna().nunique()),
+        responses_read=rows_in,
+        rows_kept=len(table),
+        rows_quarantined=len(quarantine),
+        quarantine_reasons=dict(sorted(reasons.items())),
+        dialogues_kept=int(table["dialogue_id"].nunique()),
+        train_dialogues=int(dialogues.get("train", 0)),
+        test_dialogues=int(dialogues.get("test", 0)),
+        split_method=split_method,
+        sources={k: int(v) for k, v in table["source"].value_counts().sort_index().items()},
+        emotions=int(table["emotion"].nunique()),
+        rated_rows=int(table["rating"].notna().sum()),
+        data_hash=data_hash(table),
+    )
+    assert report.rows_kept + report.rows_quarantined == rows_in, "row accounting broken"
     return IngestResult(table=table, quarantine=quarantine, report=report)
 
 
@@ -130,12 +131,12 @@ def require_rows(result: IngestResult) -> None:
     Callers write the quarantine and report first, so the reasons are on disk.
     """
     report = result.report
-    if report["rows_kept"] == 0:
-        reasons = Counter(report["quarantine_reasons"])
+    if report.rows_kept == 0:
+        reasons = Counter(report.quarantine_reasons)
         top = ", ".join(f"{k}={v}" for k, v in reasons.most_common(3)) or "the file has no data rows"
         raise InputError(
-            report["data_path"],
-            f"no rows kept ({report['responses_read']} read, {report['rows_quarantined']} quarantined: {top})",
+            report.data_path,
+            f"no rows kept ({report.responses_read} read, {report.rows_quarantined} quarantined: {top})",
         )
 
 
@@ -173,7 +174,7 @@ def write_outputs(result: IngestResult, out_dir: str | Path) -> dict[str, Path]:
     staged = {name: path.with_name(f".{path.name}.partial") for name, path in paths.items()}
     result.table.to_parquet(staged["dialogues"], index=False)
     staged["quarantine"].write_text(quarantine_jsonl(result.quarantine), encoding="utf-8")
-    staged["report"].write_text(json.dumps(result.report, indent=2) + "\n", encoding="utf-8")
+    staged["report"].write_text(json.dumps(result.report.as_json(), indent=2) + "\n", encoding="utf-8")
     for name in ("dialogues", "quarantine", "report"):
         os.replace(staged[name], paths[name])
     return paths

@@ -16,6 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
+from empathy_distill.data.reports import BootstrapReport, IngestReport, TrainingSetReport
 from empathy_distill.judging.results import EvaluationReport
 from empathy_distill.registry.aliases import version_label
 from empathy_distill.registry.history import GATE_HEADING
@@ -58,8 +61,8 @@ def base_label(base_model: str) -> str:
 
 def version_tags(
     *,
-    ingest: dict[str, Any],
-    bootstrap: dict[str, Any],
+    ingest: IngestReport,
+    bootstrap: BootstrapReport,
     teacher_model: str | None,
     evaluation: EvaluationReport,
     adapter_hash: str,
@@ -70,16 +73,16 @@ def version_tags(
     inputs: dict[str, str],
 ) -> dict[str, str]:
     """Every lineage tag of a new version, as strings (MLflow tag values)."""
-    usage = bootstrap.get("teacher_usage") or {}
+    usage = bootstrap.teacher_usage
     tags = {
-        "lineage.data_path": ingest["data_path"],
-        "lineage.data_hash": ingest["data_hash"],
-        "lineage.prompt_hash": bootstrap.get("prompt_hash", ""),
-        "lineage.method": bootstrap.get("method", ""),
-        "lineage.strategy": bootstrap.get("strategy", "none"),
+        "lineage.data_path": ingest.data_path,
+        "lineage.data_hash": ingest.data_hash,
+        "lineage.prompt_hash": bootstrap.prompt_hash,
+        "lineage.method": bootstrap.method,
+        "lineage.strategy": bootstrap.strategy,
         "lineage.teacher_model": teacher_model or "none (method direct)",
-        "lineage.teacher_requests": str(usage.get("requests", bootstrap.get("teacher_requests", 0))),
-        "lineage.teacher_cost_usd": f"{float(usage.get('cost_usd', 0.0)):.4f}",
+        "lineage.teacher_requests": str(usage.requests if usage else bootstrap.teacher_requests),
+        "lineage.teacher_cost_usd": f"{bootstrap.cost_usd:.4f}",
         "lineage.judges": ",".join(evaluation.judges),
         "lineage.eval_valid": str(evaluation.valid).lower(),
         "lineage.adapter_hash": adapter_hash,
@@ -147,15 +150,16 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     return match.group(1), match.group(3), match.group(2)
 
 
-RUN_REPORTS = (
-    ("config", "config/resolved.json"),
-    ("ingest", "ingest/report.json"),
-    ("bootstrap", "bootstrap/report.json"),
-    ("training_sets", "training_sets/report.json"),
-    ("evaluation", "evaluation/evaluation.json"),
-    ("promotion", "promotion/decision.json"),
+RUN_REPORTS: tuple[tuple[str, str, type[BaseModel] | None], ...] = (
+    ("config", "config/resolved.json", None),
+    ("ingest", "ingest/report.json", IngestReport),
+    ("bootstrap", "bootstrap/report.json", BootstrapReport),
+    ("training_sets", "training_sets/report.json", TrainingSetReport),
+    ("evaluation", "evaluation/evaluation.json", EvaluationReport),
+    ("promotion", "promotion/decision.json", None),
 )
-"""The run's artifacts an audit reads: (key in the chain, path in the run)."""
+"""The run's artifacts an audit reads: (key in the chain, path in the run, the report type it reads back as; None:
+a plain JSON document)."""
 
 
 def audit(client: Any, history: Any, uri: str) -> dict[str, Any]:
@@ -217,12 +221,16 @@ def _run_reports(client: Any, run_id: str, missing: list[str]) -> dict[str, Any]
     """The run's reports (:data:`RUN_REPORTS`) that are there; each one absent is said in ``missing``."""
     reports = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for key, path in RUN_REPORTS:
+        for key, path, kind in RUN_REPORTS:
             try:
                 text = Path(client.download_artifacts(run_id, path, tmp)).read_text()
-                reports[key] = EvaluationReport.read(text) if key == "evaluation" else json.loads(text)
             except Exception:
                 missing.append(f"run artifact {path}")
+                continue
+            try:
+                reports[key] = kind.model_validate_json(text) if kind else json.loads(text)
+            except (ValidationError, ValueError) as exc:
+                missing.append(f"run artifact {path} (unreadable: {' '.join(str(exc).split())[:200]})")
     return reports
 
 
@@ -248,17 +256,19 @@ def _chain_sections(tags: dict[str, str], reports: dict[str, Any], params: dict[
     """The chain's sections from the version's tags, the run's reports and its params: ZenML, data, prompts,
     teacher, training, evaluation, code, inputs."""
     config = reports.get("config", {})
-    ingest = reports.get("ingest", {})
-    usage = reports.get("bootstrap", {}).get("teacher_usage") or {}
+    ingest: IngestReport | None = reports.get("ingest")
+    boot: BootstrapReport | None = reports.get("bootstrap")
+    usage = boot.teacher_usage if boot else None
+    sets: TrainingSetReport | None = reports.get("training_sets")
     evaluation: EvaluationReport | None = reports.get("evaluation")
     zen = ("pipeline_run_id", "run_id"), ("pipeline_run_name", "run_name"), ("model_version_id", "model_version_id")
     counts = ("format", "rows_kept", "rows_quarantined", "quarantine_reasons", "train_dialogues", "test_dialogues")
     return {
         "zenml": {key: tags.get(f"lineage.zenml_{tag}") for key, tag in (*zen, ("model_version", "model_version"))},
         "data": {
-            "path": tags.get("lineage.data_path", ingest.get("data_path")),
-            "hash": tags.get("lineage.data_hash", ingest.get("data_hash")),
-            **{key: ingest.get(key) for key in counts},
+            "path": tags.get("lineage.data_path", ingest.data_path if ingest else None),
+            "hash": tags.get("lineage.data_hash", ingest.data_hash if ingest else None),
+            **{key: getattr(ingest, key, None) for key in counts},
         },
         "prompts": {
             "hash": tags.get("lineage.prompt_hash"),
@@ -269,17 +279,17 @@ def _chain_sections(tags: dict[str, str], reports: dict[str, Any], params: dict[
         },
         "teacher": {
             "model": tags.get("lineage.teacher_model"),
-            "requests": usage.get("requests", tags.get("lineage.teacher_requests")),
-            "cost_usd": usage.get("cost_usd", tags.get("lineage.teacher_cost_usd")),
-            "prompt_tokens": usage.get("prompt_tokens"),
-            "completion_tokens": usage.get("completion_tokens"),
+            "requests": usage.requests if usage else tags.get("lineage.teacher_requests"),
+            "cost_usd": usage.cost_usd if usage else tags.get("lineage.teacher_cost_usd"),
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
         },
         "training": {
             "adapter_hash": tags.get("lineage.adapter_hash"),
             "base_model": tags.get("lineage.base_model"),
             "config": config.get("training"),
             "student": config.get("student"),
-            "sets": reports.get("training_sets"),
+            "sets": sets.as_json() if sets else None,
             "stages": {k: v for k, v in params.items() if k.startswith(("sft.", "dpo."))},
         },
         "evaluation": {

@@ -14,6 +14,7 @@ import mlflow
 from pydantic import BaseModel, ConfigDict
 
 from empathy_distill.config import TrainingConfig
+from empathy_distill.data.reports import BootstrapReport, DataReports
 from empathy_distill.judging.results import EvaluationReport
 from empathy_distill.prompts import STUDENT_SYSTEM, load_template
 from empathy_distill.registry.aliases import CHALLENGER
@@ -52,7 +53,7 @@ def register_student(
     adapter_path: str,
     adapter_hash: str,
     student_base: str,
-    reports: dict[str, dict[str, Any]],
+    reports: DataReports,
     evaluation: EvaluationReport,
     registry: Any,
     student: Any,
@@ -78,9 +79,9 @@ def register_student(
         zenml: the ZenML run (and model version) ids, for the lineage tags.
     """
     run_id = mlflow.active_run().info.run_id
-    boot = reports["bootstrap"]
+    boot = reports.bootstrap
     tags = version_tags(
-        ingest=reports["ingest"],
+        ingest=reports.ingest,
         bootstrap=boot,
         teacher_model=teacher_model,
         evaluation=evaluation,
@@ -102,7 +103,7 @@ def register_student(
         info.model_id,
         evaluation,
         model_params(boot, student_base, flat(training.model_dump(exclude={"output_dir"}))),
-        reports["ingest"],
+        reports.ingest,
     )
     _tag_version(client, registry.model_name, version, tags)
     registration = Registration(
@@ -121,10 +122,9 @@ def register_student(
     return registration
 
 
-def _templates_used(bootstrap: dict[str, Any], evaluation: EvaluationReport) -> list[str]:
+def _templates_used(bootstrap: BootstrapReport, evaluation: EvaluationReport) -> list[str]:
     """The prompt templates this run used: its method's and strategy's, the student's, an LLM judge's."""
-    method, strategy = bootstrap.get("method", "direct"), bootstrap.get("strategy", "none")
-    return used_templates(method, strategy, bool(evaluation.judge_admission))
+    return used_templates(bootstrap.method, bootstrap.strategy, bool(evaluation.judge_admission))
 
 
 def _tag_version(client: Any, model: str, version: str, tags: dict[str, str]) -> None:
@@ -135,12 +135,12 @@ def _tag_version(client: Any, model: str, version: str, tags: dict[str, str]) ->
     client.set_registered_model_alias(model, CHALLENGER, version)
 
 
-def model_params(bootstrap: dict[str, Any], student_base: str, training: dict[str, Any]) -> dict[str, Any]:
+def model_params(bootstrap: BootstrapReport, student_base: str, training: dict[str, Any]) -> dict[str, Any]:
     """What the logged model was made with: method, strategy, base, and the training settings (prefixed: MLflow
     already holds the pyfunc's ``model_config`` as params of the same model, ``base_model`` among them)."""
     return {
-        "bootstrap.method": bootstrap.get("method", ""),
-        "bootstrap.strategy": bootstrap.get("strategy", "none"),
+        "bootstrap.method": bootstrap.method,
+        "bootstrap.strategy": bootstrap.strategy,
         "student.base": student_base,
         **{f"training.{k}": v for k, v in training.items()},
     }

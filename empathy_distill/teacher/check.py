@@ -12,11 +12,11 @@ when every judge's interval lies above one half.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
 from empathy_distill.config import BootstrapConfig, EvaluationConfig, JudgeConfig
+from empathy_distill.data.reports import CheckReport, RewriteWords
 from empathy_distill.judging.judges import PairJudge, build_judges
 from empathy_distill.judging.protocol import judge_both_orders
 from empathy_distill.judging.stats import combine_orders, win_rate_ci
@@ -36,7 +36,9 @@ class CheckVerdict:
             raise TeacherError(self.line + "; the bootstrap was not started (teacher.check: false skips the check)")
 
 
-def run_check(table: pd.DataFrame, bootstrap: BootstrapConfig, teacher_cfg, evaluation) -> tuple[dict, CheckVerdict]:
+def run_check(
+    table: pd.DataFrame, bootstrap: BootstrapConfig, teacher_cfg, evaluation
+) -> tuple[CheckReport, CheckVerdict]:
     """The check with the configured teacher (its cache and budget) and the run's offline judges."""
 
     judges = offline_judges(evaluation, table)
@@ -46,7 +48,7 @@ def run_check(table: pd.DataFrame, bootstrap: BootstrapConfig, teacher_cfg, eval
 
 def check_teacher(
     table: pd.DataFrame, bootstrap: BootstrapConfig, teacher, judges: list[PairJudge], sample: int = 30
-) -> dict[str, Any]:
+) -> CheckReport:
     """Rewrites ``sample`` train dialogues with ``teacher`` and judges each rewrite against its original.
 
     Returns:
@@ -65,31 +67,31 @@ def check_teacher(
     frame = log.merge(ctx, on="dialogue_id", how="left")
     kept = frame[frame["status"] == "ok"].reset_index(drop=True)
     lost = len(frame) - len(kept)  # refused by the parser or failed: a loss for the rewrite
-    report: dict[str, Any] = {
-        "method": bootstrap.method,
-        "strategy": bootstrap.strategy,
-        "dialogues": len(frame),
-        "kept": len(kept),
-        "parse_failures": int((frame["status"] == "invalid").sum()),
-        "failed": int((frame["status"] == "error").sum()) + int((frame["status"] == "budget").sum()),
-        "not_kept_reasons": rewrite["not_ok_reasons"],
-        "parse_failure_rate": float((frame["status"] == "invalid").mean()) if len(frame) else 0.0,
-        "teacher_requests": rewrite["teacher_requests"],
-        "teacher_usage": rewrite["teacher_usage"],
-        "words": {
-            "rewrite_mean": _mean_words(kept["improved"]),
-            "rewrite_max": _max_words(kept["improved"]),
-            "original_mean": _mean_words(kept["original"]),
-            "target_mean": bootstrap.target_words,
-            "limit": bootstrap.max_words,
-        },
-        "judges": {},
-    }
+    rates = {}
     for judge in judges:
         pairs = judge_both_orders(judge, kept, "improved", "original") if len(kept) else []
         outcomes = [combine_orders(a, b) for a, b in pairs] + [0.0] * lost
-        report["judges"][judge.name] = win_rate_ci(outcomes).as_dict()
-    return report
+        rates[judge.name] = win_rate_ci(outcomes)
+    return CheckReport(
+        method=bootstrap.method,
+        strategy=bootstrap.strategy,
+        dialogues=len(frame),
+        kept=len(kept),
+        parse_failures=int((frame["status"] == "invalid").sum()),
+        failed=int((frame["status"] == "error").sum()) + int((frame["status"] == "budget").sum()),
+        not_kept_reasons=rewrite.not_ok_reasons,
+        parse_failure_rate=float((frame["status"] == "invalid").mean()) if len(frame) else 0.0,
+        teacher_requests=rewrite.teacher_requests,
+        teacher_usage=rewrite.teacher_usage,
+        words=RewriteWords(
+            rewrite_mean=_mean_words(kept["improved"]),
+            rewrite_max=_max_words(kept["improved"]),
+            original_mean=_mean_words(kept["original"]),
+            target_mean=bootstrap.target_words,
+            limit=bootstrap.max_words,
+        ),
+        judges=rates,
+    )
 
 
 def offline_judges(evaluation, table: pd.DataFrame) -> list[PairJudge]:
@@ -104,17 +106,17 @@ def offline_judges(evaluation, table: pd.DataFrame) -> list[PairJudge]:
     return build_judges(evaluation.model_copy(update={"judges": offline}), table)
 
 
-def verdict(report: dict[str, Any]) -> CheckVerdict:
+def verdict(report: CheckReport) -> CheckVerdict:
     """Passed when every judge's interval for the rewrite lies above one half."""
-    judges = report["judges"]
+    judges = report.judges
     parts = [
-        f"{name} {j['win_rate']:.3f} [{j['ci_low']:.3f}, {j['ci_high']:.3f}] ({j['wins']}/{j['ties']}/{j['losses']})"
+        f"{name} {j.win_rate:.3f} [{j.ci_low:.3f}, {j.ci_high:.3f}] ({j.wins}/{j.ties}/{j.losses})"
         for name, j in judges.items()
     ]
-    passed = bool(judges) and all(j["ci_low"] > 0.5 for j in judges.values())
+    passed = bool(judges) and all(j.ci_low > 0.5 for j in judges.values())
     head = (
-        f"teacher check ({report['method']}/{report['strategy']}, {report['dialogues']} dialogues, "
-        f"{report['parse_failures']} rewrites refused by the parser, {report['failed']} failed): rewrite vs original "
+        f"teacher check ({report.method}/{report.strategy}, {report.dialogues} dialogues, "
+        f"{report.parse_failures} rewrites refused by the parser, {report.failed} failed): rewrite vs original "
         + "; ".join(parts)
     )
     if passed:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from empathy_distill.data.reports import BootstrapReport
+
 TOKENS_PER_WORD = 1.4
 TURN_TEMPLATE_TOKENS = 120  # a later turn's instruction (the templates under prompts/ run 60-160 tokens)
 
@@ -111,8 +113,7 @@ def plan(first_turn: Sequence[Any], turns: int, target_words: int, teacher: Any)
     )
 
 
-def spent(report: dict[str, Any]) -> str:
+def spent(report: BootstrapReport) -> str:
     """``teacher: N sent (M cached), $X``: what a bootstrap report says the teacher was sent and cost."""
-    cost = float((report.get("teacher_usage") or {}).get("cost_usd", 0.0))
-    sent, cached = report.get("teacher_requests", 0), report.get("teacher_cache_hits", 0)
-    return f"teacher: {sent:,} sent ({cached:,} cached), ${cost:.2f}"
+    sent, cached = report.teacher_requests, report.teacher_cache_hits or 0
+    return f"teacher: {sent:,} sent ({cached:,} cached), ${report.cost_usd:.2f}"

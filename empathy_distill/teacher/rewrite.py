@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from empathy_distill.config import BootstrapConfig, TraceSettings
+from empathy_distill.data.reports import BootstrapReport, TeacherUsage
 from empathy_distill.data.training_sets import REWRITE_LOG_COLUMNS, contexts
 from empathy_distill.prompts import INITIAL, SYSTEM, load_template, render, strategy_turns
 from empathy_distill.teacher import endpoint_of
@@ -207,7 +208,7 @@ def _record(s: dict[str, Any], name: str, request, result, max_words: int, echo)
 
 def rewrite_with_teacher(
     table: pd.DataFrame, cfg: BootstrapConfig, teacher, announce=None, prompts: dict[str, str] | None = None
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, BootstrapReport]:
     """Runs the teacher over the SFT and DPO groups of train dialogues; ``announce`` (e.g. a step's console line)
     gets the run's :class:`~empathy_distill.teacher.estimate.Plan` before the first request; ``prompts`` (template ->
     prompt-registry URI) names each stage's prompt version on its trace.
@@ -240,30 +241,30 @@ def rewrite_with_teacher(
     reasons = Counter(
         str(r).split(":")[0] if s == "invalid" else s for s, r in zip(log["status"], log["reason"]) if s != "ok"
     )
-    usage = teacher.usage.as_dict()
-    report = {
-        "method": cfg.method,
-        "strategy": cfg.strategy,
-        "train_dialogues": len(train_ids),
-        "sft_dialogues_planned": len(sft_ids),
-        "dpo_dialogues_planned": len(dpo_ids),
-        "dialogues_ok": statuses.get("ok", 0),
-        "dialogues_invalid": statuses.get("invalid", 0),
-        "dialogues_error": statuses.get("error", 0),
-        "dialogues_budget": statuses.get("budget", 0),
-        "dialogues_skipped": statuses.get("skipped", 0),
-        "not_ok_reasons": dict(reasons),
-        "first_error": next((str(r) for s, r in zip(log["status"], log["reason"]) if s == "error"), None),
-        "teacher_requests": usage["requests"],
-        "teacher_cache_hits": usage["cache_hits"],
-        "teacher_usage": usage,
-        "budget_exhausted": getattr(teacher.budget, "exhausted", None),
-        "teacher_plan": planned[0].as_dict() if planned else None,
-    }
-    if report["budget_exhausted"]:
+    usage = TeacherUsage(**teacher.usage.as_dict())
+    report = BootstrapReport(
+        method=cfg.method,
+        strategy=cfg.strategy,
+        train_dialogues=len(train_ids),
+        sft_dialogues_planned=len(sft_ids),
+        dpo_dialogues_planned=len(dpo_ids),
+        dialogues_ok=statuses.get("ok", 0),
+        dialogues_invalid=statuses.get("invalid", 0),
+        dialogues_error=statuses.get("error", 0),
+        dialogues_budget=statuses.get("budget", 0),
+        dialogues_skipped=statuses.get("skipped", 0),
+        not_ok_reasons=dict(reasons),
+        first_error=next((str(r) for s, r in zip(log["status"], log["reason"]) if s == "error"), None),
+        teacher_requests=usage.requests,
+        teacher_cache_hits=usage.cache_hits,
+        teacher_usage=usage,
+        budget_exhausted=getattr(teacher.budget, "exhausted", None),
+        teacher_plan=planned[0].as_dict() if planned else None,
+    )
+    if report.budget_exhausted:
         logger.warning(
             "teacher budget reached (%s): %d dialogues not bootstrapped; the sets hold the %d that were",
-            report["budget_exhausted"],
+            report.budget_exhausted,
             statuses.get("budget", 0),
             statuses.get("ok", 0),
         )

@@ -38,11 +38,11 @@ def test_direct_counts_follow_the_rating_filter(sample_table):
     train = sample_table[sample_table.split == "train"]
     llm3 = train[(train.source != "human") & (train.rating == 3)]
     human_low = train[(train.source == "human") & (train.rating < 3)]
-    assert len(sets.sft) == len(llm3) == sets.report["sft_rows"]
+    assert len(sets.sft) == len(llm3) == sets.sft_rows
     expected_pairs = sum(len(llm3[llm3.dialogue_id == d]) for d in human_low.dialogue_id)
-    assert len(sets.dpo) == expected_pairs == sets.report["dpo_pairs"]
+    assert len(sets.dpo) == expected_pairs == sets.dpo_pairs
     assert set(sets.dpo.rejected_source) == {"human"}
-    assert sets.report["test_leakage"] == 0
+    assert sets.test_leakage == 0
     assert not set(sets.sft.dialogue_id) & set(sample_table[sample_table.split == "test"].dialogue_id)
 
 
@@ -91,8 +91,8 @@ def test_empty_and_failed_replies_become_reasons_not_rows(sample_table, tmp_path
             BootstrapConfig(method="improve_human", strategy="naive"),
             build_teacher(teacher_cfg(server, tmp_path)),
         )
-    assert sets.report["dialogues_invalid"] == 3
-    assert sets.report["not_ok_reasons"] == {"naive": 3}
+    assert sets.report.dialogues_invalid == 3
+    assert sets.report.not_ok_reasons == {"naive": 3}
     assert len(sets.sft) + len(sets.dpo) == 42  # 45 train dialogues, 3 empty replies
 
 
@@ -104,10 +104,10 @@ def test_budget_stop_gives_a_consistent_partial_result(sample_table, tmp_path):
         )
         assert server.received == 60
     report = sets.report
-    assert report["budget_exhausted"] == "max_requests=60 reached"
-    assert report["dialogues_ok"] == 15  # 45 initial requests, then 15 improvements
-    assert report["dialogues_budget"] == 30
-    assert len(sets.sft) + len(sets.dpo) == report["dialogues_ok"]
+    assert report.budget_exhausted == "max_requests=60 reached"
+    assert report.dialogues_ok == 15  # 45 initial requests, then 15 improvements
+    assert report.dialogues_budget == 30
+    assert len(sets.sft) + len(sets.dpo) == report.dialogues_ok
 
 
 @pytest.mark.real_data
@@ -121,7 +121,7 @@ def test_real_file_improve_llm_all_three(real_data, tmp_path):
         )
         assert server.received == 3500
     assert (len(sets.sft), len(sets.dpo)) == (950, 800)
-    assert sets.report["test_leakage"] == 0
+    assert sets.test_leakage == 0
     test_ids = set(table[table.split == "test"].dialogue_id)
     assert not (set(sets.sft.dialogue_id) | set(sets.dpo.dialogue_id)) & test_ids
     assert not set(sets.sft.dialogue_id) & set(sets.dpo.dialogue_id)
@@ -199,7 +199,7 @@ def test_the_plan_is_said_before_the_first_request_and_counts_what_is_sent(sampl
         assert server.received == first_sent  # the rerun answers from the reply cache
     first, rerun = plans
     assert received_then == [0, first_sent]  # each plan came before that run's first request
-    assert first.requests == report["teacher_requests"] == first_sent == 45 * (3 if strategy == "sequential" else 2)
+    assert first.requests == report.teacher_requests == first_sent == 45 * (3 if strategy == "sequential" else 2)
     assert (first.dialogues, first.turns, first.first_turn_cached) == (45, first_sent // 45, 0)
     assert 0 < first.cost_usd < first.worst_cost_usd and first.prompt_tokens > first.completion_tokens > 0
     line = first.line()
@@ -207,8 +207,8 @@ def test_the_plan_is_said_before_the_first_request_and_counts_what_is_sent(sampl
     assert rerun.first_turn_cached == 45 and "expect 0 sent" in rerun.line()
     # the dollars price every request: the rerun's line says so instead of promising them
     assert "with nothing cached" in rerun.line() and "with nothing cached" not in line
-    assert (again["teacher_requests"], again["teacher_cache_hits"]) == (0, first_sent)
-    assert report["teacher_plan"]["requests"] == first_sent
+    assert (again.teacher_requests, again.teacher_cache_hits) == (0, first_sent)
+    assert report.teacher_plan["requests"] == first_sent
 
 
 def test_the_plan_names_the_cap_that_will_stop_the_run(sample_table, tmp_path):

@@ -78,9 +78,9 @@ def test_a_teacher_whose_rewrites_win_passes_and_one_no_better_than_its_original
     boot = BootstrapConfig(method="improve_human", strategy="naive")
     good = check_teacher(table, boot, ScriptedTeacher(LONG), [PrefersPresence()], sample=8)
     bad = check_teacher(table, boot, ScriptedTeacher("Improved response: ok."), [PrefersPresence()], sample=8)
-    assert good["dialogues"] == bad["dialogues"] == 8 and good["kept"] == 8
-    assert good["judges"]["presence"]["wins"] == 8 and verdict(good).passed
-    assert bad["judges"]["presence"]["ties"] == 8 and not verdict(bad).passed  # no better than its originals
+    assert good.dialogues == bad.dialogues == 8 and good.kept == 8
+    assert good.judges["presence"].wins == 8 and verdict(good).passed
+    assert bad.judges["presence"].ties == 8 and not verdict(bad).passed  # no better than its originals
     assert "do not beat their originals beyond doubt" in verdict(bad).line
 
 
@@ -91,10 +91,10 @@ def test_refused_rewrites_and_failed_requests_count_as_losses_not_as_nothing(tab
     refusals = check_teacher(table, boot, refusing, [PrefersPresence()], 6)
     failures = check_teacher(table, boot, ScriptedTeacher(None), [PrefersPresence()], 6)
     for report in (refusals, failures):
-        assert report["kept"] == 0 and report["judges"]["presence"]["losses"] == 6
-        assert report["judges"]["presence"]["n"] == 6 and not verdict(report).passed
-    assert refusals["parse_failures"] == 6 and refusals["parse_failure_rate"] == 1.0
-    assert failures["failed"] == 6
+        assert report.kept == 0 and report.judges["presence"].losses == 6
+        assert report.judges["presence"].n == 6 and not verdict(report).passed
+    assert refusals.parse_failures == 6 and refusals.parse_failure_rate == 1.0
+    assert failures.failed == 6
 
 
 def test_with_teacher_check_a_losing_teacher_stops_the_run_before_the_bootstrap(tmp_path, monkeypatch):

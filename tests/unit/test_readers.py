@@ -21,8 +21,8 @@ def test_lvh_quoted_commas_bom_and_crlf(write):
     path = write("bom.csv", ("\ufeff" + text).encode("utf-8"))
     assert detect_format(path) == "llms_vs_humans"
     result = run(path)
-    assert result.report["responses_read"] == 10
-    assert result.report["rows_kept"] == 10
+    assert result.report.responses_read == 10
+    assert result.report.rows_kept == 10
     row = result.table[(result.table.dialogue_id == "d1") & (result.table.source == "chatgpt")].iloc[0]
     assert row.situation == 'She said "wait, please", then left.'
     assert not any(text.endswith("\r") for text in result.table["response"])
@@ -67,8 +67,8 @@ def test_empathetic_dialogues_pairs_turns_and_restores_commas(write):
     assert result.table["rating"].isna().all()
     # the last speaker turn of conv 6 has no reply: quarantined, not lost
     assert result.quarantine["reason"].tolist() == ["unpaired_turn"]
-    assert result.report["rows_kept"] + result.report["rows_quarantined"] == result.report["responses_read"] == 4
-    assert result.report["split_method"] == "hash"
+    assert result.report.rows_kept + result.report.rows_quarantined == result.report.responses_read == 4
+    assert result.report.split_method == "hash"
 
 
 def test_jsonl_nested_and_flat(write):
@@ -97,7 +97,7 @@ def test_jsonl_nested_and_flat(write):
     path = write("d.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n\n")
     assert detect_format(path) == "jsonl"
     result = run(path)
-    assert result.report["rows_kept"] == 3
+    assert result.report.rows_kept == 3
     assert result.table.set_index("dialogue_id").loc["b", "split"] == "test"
     assert result.table.loc[result.table.source == "teacher", "rating"].isna().all()
 
@@ -112,10 +112,10 @@ def test_hf_datasets_folder(tmp_path, as_dict):
     (DatasetDict({"train": ds.select(range(3)), "test": ds.select([3])}) if as_dict else ds).save_to_disk(str(folder))
     assert detect_format(folder) == "hf_datasets"
     result = run(folder)
-    assert result.report["rows_kept"] == 20
+    assert result.report.rows_kept == 20
     if as_dict:
-        assert result.report["split_method"] == "given"
-        assert result.report["test_dialogues"] == 1
+        assert result.report.split_method == "given"
+        assert result.report.test_dialogues == 1
 
 
 def test_format_override_skips_detection(write):

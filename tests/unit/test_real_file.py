@@ -13,13 +13,13 @@ pytestmark = pytest.mark.real_data
 def test_real_file_counts_and_paper_split(real_data):
     result = ingest(real_data, DataConfig(path=str(real_data)), ValidationConfig())
     report = result.report
-    assert report["format"] == "llms_vs_humans"
-    assert report["dialogues_read"] == 2000
-    assert report["responses_read"] == 10000
-    assert report["rows_quarantined"] == 0
-    assert (report["test_dialogues"], report["train_dialogues"]) == (250, 1750)
-    assert report["split_method"] == "paper"
-    assert report["sources"] == {s: 2000 for s in ("chatgpt", "gemini", "human", "llama", "mixtral")}
+    assert report.format == "llms_vs_humans"
+    assert report.dialogues_read == 2000
+    assert report.responses_read == 10000
+    assert report.rows_quarantined == 0
+    assert (report.test_dialogues, report.train_dialogues) == (250, 1750)
+    assert report.split_method == "paper"
+    assert report.sources == {s: 2000 for s in ("chatgpt", "gemini", "human", "llama", "mixtral")}
     # the rule itself, recomputed: test dialogues have fewer than two responses rated 3
     top = (
         result.table.assign(top=result.table.rating.eq(3))

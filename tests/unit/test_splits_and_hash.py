@@ -69,9 +69,9 @@ def test_data_hash_ignores_order_but_not_content(write):
 def test_sample_data_is_fit_for_the_demo():
     result = ingest(SAMPLE_DATA, DataConfig(path=str(SAMPLE_DATA)), ValidationConfig())
     report = result.report
-    assert report["dialogues_kept"] >= 55 and report["rows_quarantined"] == 0
-    assert report["emotions"] >= 12
-    assert report["split_method"] == "paper" and report["test_dialogues"] >= 5
+    assert report.dialogues_kept >= 55 and report.rows_quarantined == 0
+    assert report.emotions >= 12
+    assert report.split_method == "paper" and report.test_dialogues >= 5
     # the direct method needs LLM responses rated 3 and human responses rated below 3 in train
     train = result.table[result.table.split == "train"]
     assert (train[train.source != "human"].rating == 3).sum() > 40
