@@ -37,6 +37,8 @@ class IngestReport(_Report):
     data_path: str
     format: str
     records_read: int
+    source_fingerprint: str | None = None
+    """sha256 of the input bytes, where the pipeline read it (its ingest step's cache key)."""
     dialogues_read: int
     responses_read: int
     rows_kept: int
