@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from empathy_distill.judging.degenerate import REASONS as DEGENERATE_REASONS
-from empathy_distill.judging.stats import CI_METHOD, WinRate
+from empathy_distill.judging.stats import CI_METHOD, WIN_RATE_FIELDS, WinRate
 
 
 class _Model(BaseModel):
@@ -52,19 +52,14 @@ class Degenerate(_Model):
     opponent_truncated_ties: int = 0
 
 
-class Comparison(_Model):
-    """One judge on the candidate against one opponent, both orders: the win rate with its interval and counts."""
+class Comparison(WinRate):
+    """One judge on the candidate against one opponent, both orders: the win rate with its interval and counts
+    (:class:`~empathy_distill.judging.stats.WinRate`'s fields), and what else was measured on the pairs."""
+
+    model_config = ConfigDict(frozen=False, extra="forbid", ser_json_inf_nan="constants")
 
     opponent: str
     judge: str
-    win_rate: float
-    ci_low: float
-    ci_high: float
-    wins: int
-    ties: int
-    losses: int
-    invalid: int
-    n: int
     request_errors: int = 0
     position_consistency: float = float("nan")
     length_controlled_win_rate: float = float("nan")
@@ -87,7 +82,7 @@ class Comparison(_Model):
 
     def figures(self) -> dict[str, float | int]:
         """The win rate's figures (:class:`~empathy_distill.judging.stats.WinRate`'s fields), as numbers."""
-        return {k: getattr(self, k) for k in WinRate.__dataclass_fields__}
+        return {k: getattr(self, k) for k in WIN_RATE_FIELDS}
 
 
 class Agreement(_Model):

@@ -7,17 +7,18 @@ Outcomes are coded per comparison from the candidate's side: ``1.0`` win, ``0.5`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 CI_METHOD = "wilson"
 """How every win-rate interval here is computed (named in each report)."""
 
 
-@dataclass(frozen=True)
-class WinRate:
+class WinRate(BaseModel):
     """Win rate with a Wilson score interval and the counts behind it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
 
     win_rate: float
     ci_low: float
@@ -29,10 +30,10 @@ class WinRate:
     n: int
 
     def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+        return self.model_dump()
 
 
-WIN_RATE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(WinRate))
+WIN_RATE_FIELDS: tuple[str, ...] = tuple(WinRate.model_fields)
 """The figures of a :class:`WinRate`, in order: what a report's comparison carries before its extras."""
 
 

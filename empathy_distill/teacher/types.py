@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from empathy_distill.data.reports import TeacherUsage
 
 
 @dataclass(frozen=True)
@@ -68,18 +70,9 @@ class ChatResult:
         return self.error is None
 
 
-@dataclass
-class Usage:
-    """Token and cost accounting, per stage tag."""
-
-    requests: int = 0
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    retries: int = 0
-    errors: int = 0
-    by_stage: dict[str, dict[str, float]] = field(default_factory=dict)
+class Usage(TeacherUsage):
+    """Token and cost accounting, per stage tag: one teacher's live counter (a bootstrap report keeps its
+    :meth:`as_dict` as the :class:`~empathy_distill.data.reports.TeacherUsage` record)."""
 
     def add(self, stage: str, result: ChatResult, cost: float) -> None:
         row = self.by_stage.setdefault(
