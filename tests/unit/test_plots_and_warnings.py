@@ -34,34 +34,10 @@ def test_the_loss_plot_has_the_learning_rate_beside_the_loss(tmp_path):
 
 
 def test_win_rate_bars_carry_n_wtl_and_their_values(tmp_path):
-    figures = {"invalid": 0, "n": 50}
-    report = EvaluationReport(
-        candidate="tuned",
-        comparisons=[
-            Comparison(
-                opponent="base",
-                judge="scorer",
-                win_rate=0.6,
-                ci_low=0.45,
-                ci_high=0.73,
-                wins=25,
-                ties=10,
-                losses=15,
-                **figures,
-            ),
-            Comparison(
-                opponent="human",
-                judge="gpt",
-                win_rate=0.3,
-                ci_low=0.2,
-                ci_high=0.42,
-                wins=12,
-                ties=6,
-                losses=32,
-                **figures,
-            ),
-        ],
-    )
+    fields = ("opponent", "judge", "win_rate", "ci_low", "ci_high", "wins", "ties", "losses")
+    rows = [("base", "scorer", 0.6, 0.45, 0.73, 25, 10, 15), ("human", "gpt", 0.3, 0.2, 0.42, 12, 6, 32)]
+    comparisons = [Comparison(**dict(zip(fields, row)), invalid=0, n=50) for row in rows]
+    report = EvaluationReport(candidate="tuned", comparisons=comparisons)
     assert bar_texts(report) == [
         ("vs base (scorer)\nn=50  W/T/L 25/10/15", "0.60\n[0.45, 0.73]"),
         ("vs human (gpt)\nn=50  W/T/L 12/6/32", "0.30\n[0.20, 0.42]"),
