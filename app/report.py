@@ -124,50 +124,31 @@ def teacher_part(run, boot: BootstrapReport) -> str:
 class DataSummary:
     """What a run's data steps reported, read from their artifacts in one place (the summary's first lines)."""
 
-    dialogues_kept: int
-    train_dialogues: int
-    test_dialogues: int
-    rows_kept: int
-    rows_quarantined: int
-    data_hash: str
-    strategy: str
-    sft_rows: int
-    dpo_pairs: int
-    sets_quarantined: int
-    test_leakage: int
+    ingest: IngestReport
+    bootstrap: BootstrapReport
+    sets: TrainingSetReport
     teacher: str
     """``teacher: N sent ...`` (:func:`teacher_part`)."""
-    budget_exhausted: str | None
 
     def lines(self, method: str) -> list[str]:
-        budget = f", budget stop: {self.budget_exhausted}" if self.budget_exhausted else ""
+        ingest, sets, stop = self.ingest, self.sets, self.bootstrap.budget_exhausted
+        budget = f", budget stop: {stop}" if stop else ""
         return [
-            f"dialogues: {self.dialogues_kept} kept ({self.train_dialogues} train / {self.test_dialogues} test), "
-            f"rows kept {self.rows_kept}, quarantined {self.rows_quarantined}, data hash {self.data_hash[:19]}",
-            f"training sets ({method}/{self.strategy}): {self.sft_rows} SFT rows, {self.dpo_pairs} DPO pairs, "
-            f"{self.sets_quarantined} quarantined, test leakage {self.test_leakage}; {self.teacher}{budget}",
+            f"dialogues: {ingest.dialogues_kept} kept ({ingest.train_dialogues} train / {ingest.test_dialogues} test), "
+            f"rows kept {ingest.rows_kept}, quarantined {ingest.rows_quarantined}, data hash {ingest.data_hash[:19]}",
+            f"training sets ({method}/{self.bootstrap.strategy}): {sets.sft_rows} SFT rows, {sets.dpo_pairs} DPO "
+            f"pairs, {sets.rows_quarantined} quarantined, test leakage {sets.test_leakage}; {self.teacher}{budget}",
         ]
 
 
 def data_summary(run) -> DataSummary:
     """The ingest, bootstrap and training-set reports of a finished distill or bootstrap run."""
-    ingest: IngestReport = run.steps["validate_dialogues"].outputs["ingest_report"][0].load()
-    sets: TrainingSetReport = run.steps["validate_training_sets"].outputs["training_report"][0].load()
-    boot: BootstrapReport = run.steps["bootstrap_responses"].outputs["bootstrap_report"][0].load()
+    boot = run.steps["bootstrap_responses"].outputs["bootstrap_report"][0].load()
     return DataSummary(
-        dialogues_kept=ingest.dialogues_kept,
-        train_dialogues=ingest.train_dialogues,
-        test_dialogues=ingest.test_dialogues,
-        rows_kept=ingest.rows_kept,
-        rows_quarantined=ingest.rows_quarantined,
-        data_hash=ingest.data_hash,
-        strategy=boot.strategy,
-        sft_rows=sets.sft_rows,
-        dpo_pairs=sets.dpo_pairs,
-        sets_quarantined=sets.rows_quarantined,
-        test_leakage=sets.test_leakage,
+        ingest=run.steps["validate_dialogues"].outputs["ingest_report"][0].load(),
+        bootstrap=boot,
+        sets=run.steps["validate_training_sets"].outputs["training_report"][0].load(),
         teacher=teacher_part(run, boot),
-        budget_exhausted=boot.budget_exhausted or None,
     )
 
 

@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 REASONS = ("empty", "no_end_of_turn", "repetitive")
 NGRAM = 3
 MIN_REPEATS = 3
@@ -54,16 +56,42 @@ def reasons_for(texts: Sequence[Any], finished: Sequence[Any] | None = None) -> 
     return [degenerate_reason(t, f) for t, f in zip(texts, finished)]
 
 
-def summarize(texts: Sequence[Any], reasons: Sequence[str | None]) -> dict[str, Any]:
+class DegenerateCounts(BaseModel):
+    """One side's degenerate replies in a comparison: counts per reason (one field per :data:`REASONS`), the total,
+    of ``n``, a few examples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    empty: int = 0
+    no_end_of_turn: int = 0
+    repetitive: int = 0
+    total: int = 0
+    n: int = 0
+    examples: dict[str, list[str]] = Field(default_factory=dict)
+
+    def count(self, reason: str) -> int:
+        """The count for one of :data:`~empathy_distill.judging.degenerate.REASONS`."""
+        return int(getattr(self, reason))
+
+    def kinds(self) -> str:
+        """``2 empty, 1 no end of turn``: the reasons that occurred, in the reasons' order."""
+        return ", ".join(f"{self.count(r)} {r.replace('_', ' ')}" for r in REASONS if self.count(r))
+
+    @property
+    def share(self) -> float:
+        return self.total / self.n if self.n else 0.0
+
+
+def summarize(texts: Sequence[Any], reasons: Sequence[str | None]) -> DegenerateCounts:
     """Counts per reason, the total, and a few examples of each (the text as it was generated)."""
     counts = Counter(r for r in reasons if r)
     examples = {reason: [str(t)[:200] for t, r in zip(texts, reasons) if r == reason][:EXAMPLES] for reason in counts}
-    return {
+    return DegenerateCounts(
         **{reason: int(counts.get(reason, 0)) for reason in REASONS},
-        "total": int(sum(counts.values())),
-        "n": len(reasons),
-        "examples": examples,
-    }
+        total=int(sum(counts.values())),
+        n=len(reasons),
+        examples=examples,
+    )
 
 
 def apply_to_outcomes(

@@ -27,14 +27,7 @@ import pandas as pd
 from empathy_distill.judging import degenerate
 from empathy_distill.judging.admission import admissions
 from empathy_distill.judging.judges import PairJudge, build_judges
-from empathy_distill.judging.results import (
-    Admission,
-    Agreement,
-    Comparison,
-    Degenerate,
-    DegenerateCounts,
-    EvaluationReport,
-)
+from empathy_distill.judging.results import Admission, Agreement, Comparison, Degenerate, EvaluationReport
 from empathy_distill.judging.stats import (
     CI_METHOD,
     cohen_kappa,
@@ -147,8 +140,8 @@ def _compare(
         length_controlled_win_rate=length_controlled_win_rate(outcomes, length_diff),
         mean_length_diff_words=float(sum(length_diff) / len(length_diff)) if length_diff else 0.0,
         degenerate=Degenerate(
-            candidate=DegenerateCounts(**degenerate.summarize(list(rows[candidate]), cand_reasons)),
-            opponent=DegenerateCounts(**degenerate.summarize(list(rows[column]), opp_reasons)),
+            candidate=degenerate.summarize(list(rows[candidate]), cand_reasons),
+            opponent=degenerate.summarize(list(rows[column]), opp_reasons),
             verdicts_overruled=ruled,
             opponent_truncated_ties=degenerate.opponent_truncated(cand_reasons, opp_reasons),
         ),

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from empathy_distill.judging.results import Comparison, DegenerateCounts, EvaluationReport
+from empathy_distill.judging.degenerate import DegenerateCounts
+from empathy_distill.judging.results import Comparison, EvaluationReport
 
 
 def report_markdown(report: EvaluationReport) -> str:

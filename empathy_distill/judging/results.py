@@ -12,35 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from empathy_distill.judging.degenerate import REASONS as DEGENERATE_REASONS
+from empathy_distill.judging.degenerate import DegenerateCounts
 from empathy_distill.judging.stats import CI_METHOD, WIN_RATE_FIELDS, WinRate
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
-
-
-class DegenerateCounts(_Model):
-    """One side's degenerate replies in a comparison: counts per reason, the total, of ``n``, a few examples."""
-
-    empty: int = 0
-    no_end_of_turn: int = 0
-    repetitive: int = 0
-    total: int = 0
-    n: int = 0
-    examples: dict[str, list[str]] = Field(default_factory=dict)
-
-    def count(self, reason: str) -> int:
-        """The count for one of :data:`~empathy_distill.judging.degenerate.REASONS`."""
-        return int(getattr(self, reason))
-
-    def kinds(self) -> str:
-        """``2 empty, 1 no end of turn``: the reasons that occurred, in the reasons' order."""
-        return ", ".join(f"{self.count(r)} {r.replace('_', ' ')}" for r in DEGENERATE_REASONS if self.count(r))
-
-    @property
-    def share(self) -> float:
-        return self.total / self.n if self.n else 0.0
 
 
 class Degenerate(_Model):

@@ -73,7 +73,6 @@ def version_tags(
     inputs: dict[str, str],
 ) -> dict[str, str]:
     """Every lineage tag of a new version, as strings (MLflow tag values)."""
-    usage = bootstrap.teacher_usage
     tags = {
         "lineage.data_path": ingest.data_path,
         "lineage.data_hash": ingest.data_hash,
@@ -81,7 +80,7 @@ def version_tags(
         "lineage.method": bootstrap.method,
         "lineage.strategy": bootstrap.strategy,
         "lineage.teacher_model": teacher_model or "none (method direct)",
-        "lineage.teacher_requests": str(usage.requests if usage else bootstrap.teacher_requests),
+        "lineage.teacher_requests": str(bootstrap.teacher_requests),
         "lineage.teacher_cost_usd": f"{bootstrap.cost_usd:.4f}",
         "lineage.judges": ",".join(evaluation.judges),
         "lineage.eval_valid": str(evaluation.valid).lower(),
