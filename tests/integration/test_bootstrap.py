@@ -258,6 +258,9 @@ def test_the_teacher_stage_runs_with_the_heap_before_it_frozen_and_unfreezes_aft
         before = gc.get_freeze_count()
         with heap_frozen():
             pass
-        assert gc.get_freeze_count() == before
+        # Not `== before`: a frozen object that another thread frees in between leaves the count (CI once saw 3
+        # fewer). Freezing again would add the objects made since (the context manager's own generator at least);
+        # unfreezing would leave 0.
+        assert 0 < gc.get_freeze_count() <= before
     finally:
         gc.unfreeze()
