@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from empathy_distill.config import EvaluationConfig
 from empathy_distill.judging import degenerate
 from empathy_distill.judging.admission import admissions
 from empathy_distill.judging.judges import PairJudge, build_judges
@@ -253,8 +254,11 @@ def evaluation_frame(generations: pd.DataFrame, dialogues: pd.DataFrame) -> pd.D
 
 
 def run_evaluation(
-    generations: pd.DataFrame, dialogues: pd.DataFrame, cfg, verdicts: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
+    generations: pd.DataFrame,
+    dialogues: pd.DataFrame,
+    cfg: EvaluationConfig,
+    verdicts: list[dict[str, Any]] | None = None,
+) -> EvaluationReport:
     """Judges the tuned student against the configured opponents that the data has; ``verdicts`` collects the
     per-dialogue rows (:func:`verdict_rows`)."""
     frame = evaluation_frame(generations, dialogues)
