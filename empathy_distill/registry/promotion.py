@@ -143,7 +143,9 @@ class Promotions:
                 _crash_point("after_alias")
                 self.history.set_status(entry["seq"], "done")
                 entry["status"] = "done"
-        self._mirror(entry)
+            # under the lock: two processes tagging one version at once raced MLflow's tag upsert (an IntegrityError
+            # on the server's store) and its description's read-modify-write (a decision lost from the page)
+            self._mirror(entry)
         return PromotionDecision.from_entry(entry)
 
     def rollback(self, model: str, actor: str = "", reason: str = "") -> PromotionDecision:

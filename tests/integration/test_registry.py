@@ -221,6 +221,11 @@ def test_two_processes_racing_50_promotions_each_stay_consistent(registry):
     assert check_chain(entries, p.alias(model)) == []
     moved = sum(int(o[0]) for o in outs)
     assert moved == sum(e["promoted"] for e in entries) and moved > 10
+    for v in map(str, range(1, 6)):  # each version's MLflow page lists every decision about it, the last one tagged
+        seqs = [e["seq"] for e in entries if e["version"] == v]
+        mv = p.client.get_model_version(model, v)
+        listed = [int(line.split()[1][1:]) for line in (mv.description or "").splitlines() if line.startswith("- #")]
+        assert sorted(listed) == seqs and mv.tags.get("promotion.last_seq") == (str(seqs[-1]) if seqs else None), v
     print(
         f"race ({registry.p.history.__class__.__name__}, {registry.uri.split(':')[0]}): 100 decisions, {moved} "
         f"moves, {sum('stale' in ' '.join(e['reasons']) for e in entries)} refused as stale"
